@@ -1,0 +1,56 @@
+# The two commands a new user needs: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.run-installed
+TEST_STAMP := $(VENV)/.test-installed
+
+.PHONY: run test lint services services-down bench bench-transport bench-reliable bench-shop clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[shop]"
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[all,test]"
+	touch $@ $(RUN_STAMP)
+
+## run: the reference shop on the embedded SQLite broker and SQLite databases (no server needed)
+run: $(RUN_STAMP)
+	$(BIN)/tidings demo
+
+## test: install the test dependencies and run the whole suite
+test: $(TEST_STAMP)
+	$(BIN)/pytest
+
+## lint: ruff and mypy --strict
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## services: install and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1 (idempotent)
+services:
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
+## bench: every benchmark; figures land in bench/results/*.json
+bench: bench-transport bench-reliable bench-shop
+
+bench-transport: $(TEST_STAMP)
+	$(BIN)/python bench/transport.py --out bench/results/transport.json
+
+bench-reliable: $(TEST_STAMP)
+	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
+
+bench-shop: $(TEST_STAMP)
+	$(BIN)/python bench/shop.py --out bench/results/shop.json
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

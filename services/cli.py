@@ -1,0 +1,142 @@
+"""`shop`: run the reference shop, drive load through its API, check its invariants.
+
+shop up    [--data-dir D] [--broker URL] [--database postgresql://...]   run until Ctrl-C
+shop load  --orders N --rate R [--api URL] [--out FILE]                 place orders, measure
+shop check [--data-dir D | --database postgresql://...]                 verify invariants
+shop demo  [--orders 200 --rate 50] [--keep]                            up + load + check
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from services.settings import Settings, add_arguments
+
+DEFAULT_API = "http://127.0.0.1:8000"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shop", description="The Tidings reference shop.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the five services and keep them running")
+    add_arguments(up)
+    up.add_argument("--log-level", default="INFO", help="log level of the services [INFO]")
+    load = commands.add_parser("load", help="place orders through the HTTP API and measure settling")
+    _load_arguments(load)
+    add_arguments(load)
+    check = commands.add_parser("check", help="verify the invariants across every service's database")
+    add_arguments(check)
+    check.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the shop to settle [30]")
+    demo = commands.add_parser("demo", help="start the shop, run a short load and a check, then stop")
+    add_arguments(demo)
+    _load_arguments(demo, orders=200, rate=50.0)
+    demo.add_argument("--keep", action="store_true", help="keep the shop running afterwards (Ctrl-C stops)")
+    demo.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def _load_arguments(parser: argparse.ArgumentParser, *, orders: int = 300, rate: float = 50.0) -> None:
+    parser.add_argument("--orders", type=int, default=orders, help=f"orders to place [{orders}]")
+    parser.add_argument(
+        "--rate", type=float, default=rate, help=f"orders per second, 0 = as fast as possible [{rate:g}]"
+    )
+    parser.add_argument("--api", help="orders API URL [from the running shop's data dir, else http://127.0.0.1:8000]")
+    parser.add_argument("--load-concurrency", type=int, default=64, help="requests in flight at most [64]")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the order mix [1]")
+    parser.add_argument("--settle-timeout", type=float, default=120.0, help="seconds to wait for settling [120]")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON to this file")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env().with_args(args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "up":
+            from services.supervisor import up
+
+            return asyncio.run(up(settings, log_level=args.log_level))
+        if args.command == "load":
+            return asyncio.run(_load(settings, args, Console()))
+        if args.command == "check":
+            return asyncio.run(_check(settings, args.wait))
+        if args.command == "demo":
+            return asyncio.run(_demo(settings, args))
+    return 130
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> str:
+    if args.api:
+        return str(args.api)
+    from services.supervisor import read_ready_file
+
+    info = read_ready_file(settings, "orders")
+    return str(info["api"]) if info and "api" in info else DEFAULT_API
+
+
+async def _load(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    from services.load import print_report, run_load, write_report
+
+    api = _api(settings, args)
+    console.print(f"placing {args.orders} orders at {args.rate:g}/s through {api}")
+    report = await run_load(
+        api,
+        args.orders,
+        args.rate,
+        concurrency=args.load_concurrency,
+        seed=args.seed,
+        settle_timeout=args.settle_timeout,
+        console=console,
+    )
+    print_report(report, console)
+    if args.out is not None:
+        write_report(report, args.out)
+        console.print(f"figures written to {args.out}")
+    return 0 if report.unsettled == 0 and report.placed > 0 else 1
+
+
+async def _check(settings: Settings, wait: float) -> int:
+    from services.check import check
+
+    try:
+        found, _ = await check(settings, wait=wait)
+    except Exception as error:  # a database that is missing or unreachable: say which, plainly
+        print(f"cannot read the shop's databases ({settings.database or settings.data_dir}): {error}")
+        return 2
+    return 1 if found else 0
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from services.supervisor import Supervisor
+
+    console = Console()
+    supervisor = Supervisor(settings, log_level=args.log_level, say=lambda line: console.print(f"[shop] {line}"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        info = await supervisor.start()
+        args.api = args.api or info.get("api")
+        console.print(f"[shop] API {args.api}, docs {args.api}/docs; logs in {settings.log_dir}")
+        status = await _load(settings, args, console)
+        status = max(status, await _check(settings, 30.0))
+        if args.keep:
+            console.print(f"[shop] still running: try `curl {args.api}/orders?limit=5`; Ctrl-C stops")
+            await stop.wait()
+        return status
+    finally:
+        await supervisor.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What every shop service shares: column types, database preparation, the service wrapper."""

@@ -1,0 +1,237 @@
+"""`shop load`: place orders through the HTTP API at a given rate and measure how they settle.
+
+The mix exercises every path of the flow (see `plan`): most orders can be filled and paid, some
+want a sku with little or no stock, some come from customers who cannot pay or have no account.
+Latency is create-to-settled as the orders service recorded it (`created_at`, `settled_at`,
+both written in its own transactions), so client-side polling adds nothing to the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from services.seed import BROKE_CUSTOMERS, REGULAR_SKUS, SOLVENT_CUSTOMERS
+
+TERMINAL = ("confirmed", "cancelled")
+CHUNK = 100
+
+
+def plan(index: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """The `index`-th order of a run: its intended path and its request body.
+
+    Out of every 20 orders: 14 should be confirmed, 3 want scarce stock (one never in stock,
+    two the sku that runs out), 2 come from customers with almost no money, 1 from an unknown
+    customer.
+    """
+    slot = index % 20
+    lines = [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in rng.sample(REGULAR_SKUS, rng.randint(1, 3))]
+    customer = rng.choice(SOLVENT_CUSTOMERS)
+    if slot < 14:
+        path = "confirm"
+    elif slot < 17:
+        path = "out-of-stock"
+        sku = "SKU-BACKORDER" if slot == 14 else "SKU-LIMITED"
+        lines = [*lines[:1], {"sku": sku, "quantity": 3}]
+    elif slot < 19:
+        path, customer = "insufficient-funds", rng.choice(BROKE_CUSTOMERS)
+    else:
+        path, customer = "no-account", f"customer-unknown-{index}"
+    return path, {"customer_id": customer, "lines": lines}
+
+
+@dataclass
+class LoadReport:
+    orders: int
+    rate: float
+    placed: int = 0
+    refused: int = 0
+    settled: int = 0
+    unsettled: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    orders_per_second: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    post_latency_ms: dict[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of `values` (nearest rank), rounded to 0.1."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))], 1)
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": round(ordered[-1], 1)}
+
+
+async def run_load(
+    api: str,
+    orders: int,
+    rate: float,
+    *,
+    concurrency: int = 64,
+    seed: int = 1,
+    settle_timeout: float = 120.0,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> LoadReport:
+    """Place `orders` orders at `rate`/s (0: as fast as `concurrency` allows), wait until all settle."""
+    report = LoadReport(orders=orders, rate=rate)
+    rng = random.Random(seed)
+    placed: list[str] = []
+    post_latency: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    progress = Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+    )
+    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30.0) as client:
+        with progress:
+            placing = progress.add_task("placed", total=orders)
+            settling = progress.add_task("settled", total=orders)
+            started = time.monotonic()
+
+            async def place(index: int) -> None:
+                _, body = plan(index, rng)
+                async with gate:
+                    sent = time.monotonic()
+                    response = await _post(client, body)
+                    post_latency.append((time.monotonic() - sent) * 1000)
+                if response is not None and response.status_code == 201:
+                    placed.append(response.json()["order_id"])
+                else:
+                    report.refused += 1
+                    detail = "no response" if response is None else f"{response.status_code} {response.text[:200]}"
+                    report.errors.append(detail)
+                progress.advance(placing)
+
+            tasks = []
+            for index in range(orders):
+                if rate > 0:
+                    await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+                else:
+                    await gate.acquire()
+                    gate.release()
+                tasks.append(asyncio.create_task(place(index)))
+                if len(tasks) % 16 == 0:
+                    progress.update(settling, completed=await _count_settled(client, placed))
+            await asyncio.gather(*tasks)
+            deadline = time.monotonic() + settle_timeout
+            while True:
+                settled = await _count_settled(client, placed)
+                progress.update(settling, completed=settled + report.refused)
+                if settled == len(placed) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        views = await _fetch(client, placed)
+    report.placed = len(placed)
+    report.post_latency_ms = percentiles(post_latency)
+    report.duration_s = round(time.monotonic() - started, 2)
+    _summarise(report, views)
+    return report
+
+
+def _summarise(report: LoadReport, views: list[dict[str, Any]]) -> None:
+    outcomes: Counter[str] = Counter()
+    latencies, created, settled = [], [], []
+    for view in views:
+        outcomes[view["status"] if view["status"] != "cancelled" else f"cancelled:{view['reason']}"] += 1
+        if view["settled_at"] is None:
+            continue
+        start, end = datetime.fromisoformat(view["created_at"]), datetime.fromisoformat(view["settled_at"])
+        latencies.append((end - start).total_seconds() * 1000)
+        created.append(start)
+        settled.append(end)
+    report.outcomes = dict(sorted(outcomes.items()))
+    report.settled = len(latencies)
+    report.unsettled = report.placed - report.settled
+    report.latency_ms = percentiles(latencies)
+    if settled:
+        span = (max(settled) - min(created)).total_seconds()
+        report.orders_per_second = round(len(settled) / span, 1) if span > 0 else 0.0
+
+
+async def _post(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response | None:
+    """POST an order; retried only when the connection was refused (the request never arrived)."""
+    for attempt in range(60):
+        try:
+            return await client.post("/orders", json=body)
+        except httpx.ConnectError:
+            await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
+        except httpx.HTTPError:
+            return None
+    return None
+
+
+async def _count_settled(client: httpx.AsyncClient, ids: list[str]) -> int:
+    """How many of `ids` are settled: one query for all pending orders when that list is short."""
+    try:
+        response = await client.get("/orders", params={"status": "pending", "limit": 1000})
+        response.raise_for_status()
+        pending = response.json()["orders"]
+        if len(pending) < 1000:
+            mine = set(ids)
+            return len(ids) - sum(1 for view in pending if view["order_id"] in mine)
+        views = await _fetch(client, ids)
+        return sum(1 for view in views if view["status"] in TERMINAL)
+    except httpx.HTTPError:
+        return 0  # the API is restarting; try again on the next poll
+
+
+async def _fetch(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
+    views: list[dict[str, Any]] = []
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        for attempt in range(30):
+            try:
+                response = await client.get("/orders", params={"id": chunk, "limit": len(chunk)})
+                response.raise_for_status()
+                views.extend(response.json()["orders"])
+                break
+            except httpx.HTTPError:
+                await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
+    return views
+
+
+def print_report(report: LoadReport, console: Console) -> None:
+    latency = report.latency_ms
+    console.print(
+        f"placed {report.placed}/{report.orders} (refused {report.refused}), settled {report.settled}, "
+        f"unsettled {report.unsettled} in {report.duration_s}s"
+    )
+    console.print("outcomes: " + ", ".join(f"{name} {count}" for name, count in report.outcomes.items()))
+    if latency:
+        console.print(
+            f"throughput {report.orders_per_second} settled orders/s; create-to-settled latency "
+            f"p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms"
+        )
+    for error in report.errors[:5]:
+        console.print(f"[red]refused:[/red] {error}")
+
+
+def write_report(report: LoadReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n")

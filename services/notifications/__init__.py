@@ -1,0 +1,1 @@
+"""Notifications: one message to the customer per settled (confirmed or cancelled) order."""

@@ -1,0 +1,3 @@
+from services.notifications.service import main
+
+raise SystemExit(main())

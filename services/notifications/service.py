@@ -1,0 +1,54 @@
+"""The notifications service: tells the customer how their order ended, once per order.
+
+Nothing is e-mailed: the message is a row (the order id is its key, so an order gets one
+message even if both outcomes were somehow announced) and a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from services.contracts import OrderCancelled, OrderConfirmed
+from services.kit.service import ShopService, run_main
+from services.notifications.models import Base, Notification
+from services.settings import Settings
+from tidings.context import Context
+
+log = logging.getLogger("services.notifications")
+
+
+async def on_order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
+    message = f"Your order {event.order_id} is confirmed: {event.total} will ship soon."
+    await _notify(ctx, event.order_id, event.customer_id, "confirmed", message)
+
+
+async def on_order_cancelled(event: OrderCancelled, ctx: Context) -> None:
+    message = f"Your order {event.order_id} was cancelled ({event.reason}); any charge is refunded."
+    await _notify(ctx, event.order_id, event.customer_id, "cancelled", message)
+
+
+async def _notify(ctx: Context, order_id: str, customer_id: str, kind: str, message: str) -> None:
+    session = ctx.session
+    existing = await session.get(Notification, order_id, with_for_update=True)
+    if existing is not None:
+        if existing.kind != kind:
+            log.error("order %s was already notified as %s, now %s; keeping one", order_id, existing.kind, kind)
+        return
+    session.add(Notification(order_id=order_id, customer_id=customer_id, kind=kind, message=message))
+    log.info("to %s: %s", customer_id, message)
+
+
+def build(settings: Settings) -> ShopService:
+    service = ShopService("notifications", settings, metadata=Base.metadata)
+    service.on(OrderConfirmed)(on_order_confirmed)
+    service.on(OrderCancelled)(on_order_cancelled)
+    return service
+
+
+service = build(Settings.from_env())
+"""For `tidings run services.notifications.service:service`; configured by `SHOP_*` variables."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(build, argv)

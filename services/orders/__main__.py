@@ -1,0 +1,3 @@
+from services.orders.service import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The orders HTTP API: place an order, read one, list them, read the catalog.
+
+`POST /orders` prices the lines from the catalog and writes the pending order and its
+`OrderCreated` event in one transaction (`service.transaction()`): the event leaves through
+the outbox only if the order committed. Anything invalid is refused with a 4xx and a message
+before or inside that transaction, so nothing is written for a refused request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from services.contracts import LineItem, OrderCreated
+from services.kit.db import utcnow
+from services.kit.service import ShopService
+from services.orders.limits import BodySizeLimit
+from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
+from services.orders.schemas import CatalogEntry, OrderList, OrderRequest, OrderView
+
+MAX_BODY = 64 * 1024
+
+
+def create_app(service: ShopService) -> FastAPI:
+    """The API of a started orders `service` (its store must be open when requests arrive)."""
+    app = FastAPI(
+        title="Tidings shop: orders",
+        version="1.0",
+        description="Place orders; they settle asynchronously (confirmed or cancelled) through the shop's services.",
+    )
+    app.add_middleware(BodySizeLimit, limit=MAX_BODY)
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    deadline = timedelta(seconds=service.settings.deadline)
+
+    @app.post("/orders", status_code=201, response_model=OrderView)
+    async def place_order(request: OrderRequest, response: Response) -> OrderView:
+        """Create a pending order; poll `GET /orders/{id}` until its status is confirmed or cancelled."""
+        order_id = str(uuid.uuid4())
+        async with service.transaction() as ctx:
+            skus = [line.sku for line in request.lines]
+            prices = {
+                item.sku: item.unit_price
+                for item in await ctx.session.scalars(select(CatalogItem).where(CatalogItem.sku.in_(skus)))
+            }
+            unknown = sorted(set(skus) - prices.keys())
+            if unknown:
+                raise HTTPException(422, f"unknown sku(s): {', '.join(unknown)}")
+            lines = [LineItem(sku=ln.sku, quantity=ln.quantity, unit_price=prices[ln.sku]) for ln in request.lines]
+            total = sum((line.unit_price * line.quantity for line in lines), start=Decimal("0.00"))
+            now = utcnow()
+            event = OrderCreated(order_id=order_id, customer_id=request.customer_id, lines=tuple(lines), total=total)
+            envelope = ctx.publish(event)
+            order = Order(
+                order_id=order_id,
+                customer_id=request.customer_id,
+                status=OrderStatus.PENDING,
+                total=total,
+                correlation_id=envelope.correlationid or envelope.id,
+                created_at=now,
+                deadline=now + deadline,
+            )
+            rows = [
+                OrderLine(order_id=order_id, sku=ln.sku, quantity=ln.quantity, unit_price=ln.unit_price) for ln in lines
+            ]
+            ctx.session.add(order)
+            await ctx.session.flush()
+            ctx.session.add_all(rows)
+        response.headers["Location"] = f"/orders/{order_id}"
+        return OrderView.of(order, rows)
+
+    @app.get("/orders/{order_id}", response_model=OrderView)
+    async def get_order(order_id: str) -> OrderView:
+        async with service.store.session() as session:
+            order = await session.get(Order, order_id)
+            if order is None:
+                raise HTTPException(404, f"no order {order_id}")
+            lines = list(await session.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
+        return OrderView.of(order, lines)
+
+    @app.get("/orders", response_model=OrderList)
+    async def list_orders(
+        status: OrderStatus | None = None,
+        customer: str | None = None,
+        order_id: Annotated[list[str] | None, Query(alias="id", max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> OrderList:
+        """Newest first; filter by status, customer and/or order ids (`?id=...&id=...`)."""
+        query = select(Order).order_by(Order.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(Order.status == status)
+        if customer is not None:
+            query = query.where(Order.customer_id == customer)
+        if order_id:
+            query = query.where(Order.order_id.in_(order_id))
+        async with service.store.session() as session:
+            orders = list(await session.scalars(query))
+            lines: dict[str, list[OrderLine]] = defaultdict(list)
+            if orders:
+                ids = [order.order_id for order in orders]
+                for line in await session.scalars(select(OrderLine).where(OrderLine.order_id.in_(ids))):
+                    lines[line.order_id].append(line)
+        return OrderList(orders=[OrderView.of(o, lines[o.order_id]) for o in orders], count=len(orders))
+
+    @app.get("/catalog", response_model=list[CatalogEntry])
+    async def catalog() -> list[CatalogEntry]:
+        async with service.store.session() as session:
+            items = await session.scalars(select(CatalogItem).order_by(CatalogItem.sku))
+            return [CatalogEntry(sku=item.sku, unit_price=item.unit_price) for item in items]
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service.name}
+
+    return app
+
+
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with one readable sentence per problem (FastAPI's default lists raw pydantic errors)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": problems})

@@ -1,0 +1,81 @@
+"""The orders service's own tables: the catalog it prices from, orders and their lines.
+
+`created_at` and `settled_at` are the timestamps the load generator's latency figures come
+from: both are written by this service, in the transactions that create and settle the order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.kit.db import Money, UTCDateTime, insert_ignoring_duplicates, utcnow
+from services.seed import CATALOG
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED})
+
+
+class CatalogItem(Base):
+    __tablename__ = "catalog"
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_status_deadline", "status", "deadline"),)
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    total: Mapped[Decimal] = mapped_column(Money)
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    """The business transaction the order started; the deadline sweep's cancellation joins it."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+
+async def seed_catalog(connection: AsyncConnection) -> None:
+    """Insert the seeded catalog entries that are missing; existing prices are left alone."""
+    statement = insert_ignoring_duplicates(connection.dialect.name, CatalogItem.__table__)  # type: ignore[arg-type]
+    await connection.execute(statement, [{"sku": sku, "unit_price": price} for sku, price in CATALOG.items()])
+
+
+def settle(order: Order, status: OrderStatus, *, reason: str | None = None, detail: str = "") -> bool:
+    """Move a pending order to a terminal status; False (and no change) if it was already settled.
+
+    This is the one place an order changes status, so no event can settle an order twice.
+    """
+    if order.status != OrderStatus.PENDING:
+        return False
+    order.status, order.reason, order.detail, order.settled_at = status, reason, detail[:500], utcnow()
+    return True

@@ -1,0 +1,84 @@
+"""The HTTP API's request and response bodies (the public shape of an order)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.orders.models import Order, OrderLine, OrderStatus
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class LineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Name
+    quantity: int = Field(gt=0, le=1000, description="Units of the sku, 1 to 1000.")
+
+
+class OrderRequest(BaseModel):
+    """What a customer sends to place an order; prices come from the catalog, not the client."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"customer_id": "customer-001", "lines": [{"sku": "SKU-TEA", "quantity": 2}]}]},
+    )
+
+    customer_id: Name
+    lines: list[LineRequest] = Field(min_length=1, max_length=50)
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, lines: list[LineRequest]) -> list[LineRequest]:
+        skus = [line.sku for line in lines]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each sku may appear on one line only")
+        return lines
+
+
+class LineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+class OrderView(BaseModel):
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    total: Decimal
+    reason: str | None
+    detail: str
+    lines: list[LineView]
+    created_at: datetime
+    deadline: datetime
+    settled_at: datetime | None
+
+    @classmethod
+    def of(cls, order: Order, lines: list[OrderLine]) -> OrderView:
+        return cls(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            status=OrderStatus(order.status),
+            total=order.total,
+            reason=order.reason,
+            detail=order.detail,
+            lines=[LineView(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price) for line in lines],
+            created_at=order.created_at,
+            deadline=order.deadline,
+            settled_at=order.settled_at,
+        )
+
+
+class OrderList(BaseModel):
+    orders: list[OrderView]
+    count: int
+
+
+class CatalogEntry(BaseModel):
+    sku: str
+    unit_price: Decimal

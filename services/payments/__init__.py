@@ -1,0 +1,1 @@
+"""Payments: customer accounts; charges orders whose stock is reserved, refunds cancelled ones."""

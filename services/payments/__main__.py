@@ -1,0 +1,3 @@
+from services.payments.service import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Where the shop runs: broker, databases, data directory, API address and timings.
+
+One frozen `Settings` is read from `SHOP_*` environment variables or from command-line options
+(options win). The supervisor passes its settings to each child as environment variables, so a
+service module can also be started on its own: `tidings run services.inventory.service:service`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from tidings.errors import ConfigurationError
+
+SERVICES = ("orders", "inventory", "payments", "shipping", "notifications")
+"""Every service of the shop, in start order (orders last would also do: the broker keeps events)."""
+
+_ENV = {
+    "data_dir": "SHOP_DATA_DIR",
+    "broker": "SHOP_BROKER",
+    "database": "SHOP_DATABASE",
+    "db_prefix": "SHOP_DB_PREFIX",
+    "api_host": "SHOP_API_HOST",
+    "api_port": "SHOP_API_PORT",
+    "deadline": "SHOP_DEADLINE",
+    "sweep_interval": "SHOP_SWEEP_INTERVAL",
+    "concurrency": "SHOP_CONCURRENCY",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The shop's configuration; `database=None` means one SQLite file per service in `data_dir`."""
+
+    data_dir: Path = Path("data")
+    broker: str | None = None
+    """Broker URL; default: the embedded broker, `sqlite:///<data_dir>/broker.db`."""
+    database: str | None = None
+    """A PostgreSQL server URL (`postgresql://user:pw@host:port`): one database per service on it."""
+    db_prefix: str = "shop_"
+    """PostgreSQL database names are `<db_prefix><service>`, so several shops can share a server."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    """0 picks a free port; the orders service reports the real one in its ready file."""
+    deadline: float = 30.0
+    """Seconds a pending order may take to settle before it is cancelled."""
+    sweep_interval: float = 0.5
+    concurrency: int = 32
+
+    def __post_init__(self) -> None:
+        if self.deadline <= 0 or self.sweep_interval <= 0:
+            raise ConfigurationError("deadline and sweep interval must be positive")
+        if self.concurrency < 1 or not 0 <= self.api_port < 65536:
+            raise ConfigurationError("concurrency must be >= 1 and the API port in 0..65535")
+        if self.database is not None and not self.database.startswith("postgresql"):
+            raise ConfigurationError(f"--database takes a postgresql:// server URL, got {self.database!r}")
+
+    # -- derived ---------------------------------------------------------------------------------
+
+    def broker_url(self) -> str:
+        return self.broker or f"sqlite:///{self.data_dir.resolve() / 'broker.db'}"
+
+    def database_url(self, service: str) -> str:
+        """The async SQLAlchemy URL of `service`'s own database."""
+        if self.database is None:
+            return f"sqlite+aiosqlite:///{self.data_dir.resolve() / f'{service}.db'}"
+        url = make_url(self.database).set(drivername="postgresql+asyncpg", database=f"{self.db_prefix}{service}")
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def run_dir(self) -> Path:
+        """Ready files and the supervisor's state."""
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    # -- sources ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {name: environ[var] for name, var in _ENV.items() if environ.get(var)}
+        return cls(**_typed(values))
+
+    def to_env(self) -> dict[str, str]:
+        """The `SHOP_*` variables that make `from_env` return these settings."""
+        env = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None:
+                env[_ENV[item.name]] = str(value.resolve() if isinstance(value, Path) else value)
+        return env
+
+    def with_args(self, args: argparse.Namespace) -> Settings:
+        """These settings overridden by the options `add_arguments` defined and the user gave."""
+        given = {name: getattr(args, name) for name in _ENV if getattr(args, name, None) is not None}
+        return replace(self, **_typed(given))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for every `Settings` field; all default to None so environment values stand."""
+    parser.add_argument("--data-dir", help="data directory (SQLite files, logs) [./data]")
+    parser.add_argument("--broker", help="broker URL: sqlite:///..., amqp://..., kafka://... [embedded SQLite]")
+    parser.add_argument("--database", help="PostgreSQL server URL; one database per service [SQLite files]")
+    parser.add_argument("--db-prefix", help="PostgreSQL database name prefix [shop_]")
+    parser.add_argument("--api-host", help="orders API host [127.0.0.1]")
+    parser.add_argument("--api-port", type=int, help="orders API port [8000]")
+    parser.add_argument("--deadline", type=float, help="seconds before a pending order is cancelled [30]")
+    parser.add_argument("--sweep-interval", type=float, help="seconds between deadline sweeps [0.5]")
+    parser.add_argument("--concurrency", type=int, help="deliveries each service handles at once [32]")
+
+
+def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
+    types = {"data_dir": Path, "api_port": int, "deadline": float, "sweep_interval": float, "concurrency": int}
+    try:
+        return {name: types.get(name, str)(value) for name, value in values.items()}
+    except ValueError as error:
+        raise ConfigurationError(f"invalid shop setting: {error}") from None

@@ -1,0 +1,1 @@
+"""Shipping: one shipment per confirmed order."""

@@ -1,0 +1,3 @@
+from services.shipping.service import main
+
+raise SystemExit(main())

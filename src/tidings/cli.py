@@ -1,0 +1,107 @@
+"""The `tidings` command: run a service, inspect and repair a broker, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tidings.errors import ConfigurationError, TidingsError
+from tidings.service import Service
+from tidings.transport.base import connect
+
+
+def load_service(target: str) -> Service:
+    """Import `module:attribute` and check that it names a `Service`."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"expected module:attribute, got {target!r}")
+    service = getattr(importlib.import_module(module_name), attribute, None)
+    if not isinstance(service, Service):
+        raise ConfigurationError(f"{target} is not a tidings.Service (got {type(service).__name__})")
+    return service
+
+
+async def _dead_letters(args: argparse.Namespace) -> int:
+    async with await connect(args.broker) as transport:
+        if args.action == "list":
+            letters = await transport.dead_letters(args.group, limit=args.limit)
+            for letter in letters:
+                fields = (letter.id, letter.type or "?", letter.event_id or "?", f"attempts={letter.attempts}")
+                print("\t".join((*fields, letter.reason)))
+            print(f"{len(letters)} dead letter(s) in group {args.group}")
+        elif args.action == "replay":
+            print(f"replayed {await transport.replay(args.group, args.ids or None)} dead letter(s)")
+        else:
+            print(f"purged {await transport.purge(args.group, args.ids or None)} dead letter(s)")
+    return 0
+
+
+async def _backlog(args: argparse.Namespace) -> int:
+    async with await connect(args.broker) as transport:
+        for group, count in sorted((await transport.backlog()).items()):
+            print(f"{group}\t{count}")
+    return 0
+
+
+async def _outbox_status(args: argparse.Namespace) -> int:
+    from tidings.store import outbox_status
+
+    status = await outbox_status(args.database)
+    print(status)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a service until SIGTERM or Ctrl-C")
+    run.add_argument("target", help="module:attribute naming a tidings.Service")
+
+    dead = commands.add_parser("dead-letters", help="list, replay or purge a group's dead letters")
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("--broker", required=True, help="broker URL, e.g. sqlite:///data/broker.db")
+    dead.add_argument("--group", required=True)
+    dead.add_argument("--id", dest="ids", action="append", help="only these dead letters (repeatable)")
+    dead.add_argument("--limit", type=int, default=100)
+
+    backlog = commands.add_parser("backlog", help="messages each consumer group has not yet acked")
+    backlog.add_argument("--broker", required=True)
+
+    outbox = commands.add_parser("outbox", help="outbox state of a service database")
+    outbox.add_argument("action", choices=["status"])
+    outbox.add_argument("--database", required=True, help="the service's database URL")
+
+    demo = commands.add_parser("demo", help="two services exchanging events on the embedded broker")
+    demo.add_argument("--events", type=int, default=500)
+    demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            asyncio.run(load_service(args.target).run())
+            return 0
+        if args.command == "dead-letters":
+            return asyncio.run(_dead_letters(args))
+        if args.command == "backlog":
+            return asyncio.run(_backlog(args))
+        if args.command == "outbox":
+            return asyncio.run(_outbox_status(args))
+        from tidings.demo import run_demo
+
+        logging.getLogger("tidings").setLevel(logging.WARNING)
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(run_demo(args.events, args.data_dir))
+    except TidingsError as error:
+        print(f"tidings: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,56 @@
+"""The context a handler receives: the incoming envelope, the transaction, and `publish`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tidings.envelope import Envelope
+from tidings.errors import ConfigurationError
+from tidings.events import Event
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class Context:
+    """What a handler (or a state-changing request) may do besides its own logic.
+
+    `publish` only records the event: the runtime sends what was recorded after the handler
+    returned, through the outbox in the same transaction as `session` when the service has a
+    database, so no event leaves for a change that rolled back. Follow-up events inherit the
+    incoming event's `correlationid` and `traceparent`, and take its id as `causationid`.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        incoming: Envelope | None = None,
+        attempt: int = 1,
+        session: AsyncSession | None = None,
+    ) -> None:
+        self.service = service
+        self.incoming = incoming
+        self.attempt = attempt
+        self._session = session
+        self.outgoing: list[Envelope] = []
+
+    @property
+    def session(self) -> AsyncSession:
+        """The service database transaction the handler's writes belong to."""
+        if self._session is None:
+            raise ConfigurationError(f"service {self.service!r} has no database: pass database=... to Service")
+        return self._session
+
+    def publish(self, event: Event, *, correlationid: str | None = None) -> Envelope:
+        """Record `event` to be published once this unit of work commits; returns its envelope."""
+        incoming = self.incoming
+        envelope = Envelope.wrap(
+            event,
+            source=self.service,
+            correlationid=correlationid or (incoming.correlationid if incoming else None),
+            causationid=incoming.id if incoming else None,
+            traceparent=incoming.traceparent if incoming else None,
+        )
+        self.outgoing.append(envelope)
+        return envelope

@@ -1,0 +1,217 @@
+"""The CloudEvents 1.0 envelope every event travels in, and its two codecs.
+
+*Binary mode* puts the attributes in protocol headers under a prefix chosen by the protocol
+binding (`ce_` for Kafka, `cloudEvents:` for AMQP) and the event data alone in the body; it is
+what Tidings sends. *Structured mode* is one JSON document holding attributes and data
+(`application/cloudevents+json`); it is accepted on input from any publisher.
+
+Every decoding problem raises `MalformedMessage` whose kind names it, so that the runtime can
+dead-letter the message with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from tidings.errors import Malformation, MalformedMessage
+from tidings.events import Event
+from tidings.ids import uuid7
+
+SPEC_VERSION = "1.0"
+JSON = "application/json"
+STRUCTURED = "application/cloudevents+json"
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""Bodies above this size are refused on publish and dead-lettered on receipt."""
+
+_REQUIRED = ("id", "source", "type", "specversion")
+_OPTIONAL = (
+    "time",
+    "subject",
+    "datacontenttype",
+    "dataschema",
+    "correlationid",
+    "causationid",
+    "traceparent",
+    "partitionkey",
+)
+_SCHEMA_PREFIX = "urn:tidings:"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One event on the wire: CloudEvents attributes plus the event's JSON data as bytes.
+
+    `data` stays serialized so transports pass it through untouched; `Registry.decode`
+    turns it into the typed event. The event's version travels in `dataschema`
+    (`urn:tidings:<type>:<version>`); a missing `dataschema` means version 1.
+    """
+
+    id: str
+    source: str
+    type: str
+    data: bytes
+    time: datetime | None = None
+    subject: str | None = None
+    datacontenttype: str = JSON
+    dataschema: str | None = None
+    correlationid: str | None = None
+    causationid: str | None = None
+    traceparent: str | None = None
+    partitionkey: str | None = None
+    specversion: str = SPEC_VERSION
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        source: str,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+        traceparent: str | None = None,
+    ) -> Envelope:
+        """Put `event` in a new envelope; a new business transaction starts when no correlation is given."""
+        data = event.__pydantic_serializer__.to_json(event)
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MalformedMessage(
+                Malformation.TOO_LARGE, f"event data is {len(data)} bytes, the limit is {MAX_MESSAGE_BYTES}"
+            )
+        event_id = uuid7()
+        return cls(
+            id=event_id,
+            source=source,
+            type=event.event_type,
+            data=data,
+            time=datetime.now(UTC),
+            subject=event.subject(),
+            dataschema=f"{_SCHEMA_PREFIX}{event.event_type}:{event.event_version}",
+            correlationid=correlationid or event_id,
+            causationid=causationid,
+            traceparent=traceparent,
+            partitionkey=event.partition_key(),
+        )
+
+    @property
+    def version(self) -> int:
+        """The event schema version, read from `dataschema`."""
+        if self.dataschema is None or not self.dataschema.startswith(_SCHEMA_PREFIX):
+            return 1
+        try:
+            return int(self.dataschema.rsplit(":", 1)[1])
+        except ValueError:
+            raise MalformedMessage(
+                Malformation.INVALID_ATTRIBUTE, f"dataschema {self.dataschema!r} does not end in a version number"
+            ) from None
+
+    def with_changes(self, **changes: Any) -> Envelope:
+        return replace(self, **changes)
+
+    def attributes(self) -> dict[str, str]:
+        """All context attributes as strings (no data), the form binary mode puts in headers."""
+        attributes = {"id": self.id, "source": self.source, "type": self.type, "specversion": self.specversion}
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                attributes[name] = value.isoformat() if isinstance(value, datetime) else value
+        attributes.update(self.extensions)
+        return attributes
+
+
+# -- binary mode ---------------------------------------------------------------------------------
+
+
+def to_binary(envelope: Envelope, prefix: str) -> tuple[dict[str, str], bytes]:
+    """Headers (`prefix` + attribute name, and `content-type`) and body for binary mode."""
+    headers = {prefix + name: value for name, value in envelope.attributes().items() if name != "datacontenttype"}
+    headers["content-type"] = envelope.datacontenttype
+    return headers, envelope.data
+
+
+def from_binary(headers: Mapping[str, Any], body: bytes, prefix: str) -> Envelope:
+    _check_size(body)
+    attributes: dict[str, str] = {}
+    for key, value in headers.items():
+        if key.startswith(prefix):
+            attributes[key[len(prefix) :]] = value.decode() if isinstance(value, bytes) else str(value)
+    content_type = headers.get("content-type")
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type.decode() if isinstance(content_type, bytes) else str(content_type)
+    return _envelope(attributes, body)
+
+
+# -- structured mode -----------------------------------------------------------------------------
+
+
+def to_structured(envelope: Envelope) -> bytes:
+    """One JSON document; JSON data is embedded as-is (spliced, not re-parsed)."""
+    head = json.dumps(envelope.attributes(), separators=(",", ":")).encode()
+    return head[:-1] + b',"data":' + envelope.data + b"}"
+
+
+def from_structured(body: bytes) -> Envelope:
+    _check_size(body)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise MalformedMessage(Malformation.NOT_JSON, "body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise MalformedMessage(Malformation.MISSING_ATTRIBUTE, "body is JSON but not a CloudEvents object")
+    data = json.dumps(document.pop("data"), separators=(",", ":")).encode() if "data" in document else b"null"
+    attributes = {key: value if isinstance(value, str) else json.dumps(value) for key, value in document.items()}
+    return _envelope(attributes, data)
+
+
+def decode(headers: Mapping[str, Any], body: bytes, prefix: str) -> Envelope:
+    """Decode either mode: structured if the content type says so or no prefixed attributes exist."""
+    content_type = headers.get("content-type")
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode()
+    if (content_type or "").startswith(STRUCTURED) or (prefix + "specversion") not in headers:
+        return from_structured(body)
+    return from_binary(headers, body, prefix)
+
+
+def _check_size(body: bytes) -> None:
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise MalformedMessage(Malformation.TOO_LARGE, f"body is {len(body)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+
+
+def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
+    missing = [name for name in _REQUIRED if not attributes.get(name)]
+    if missing:
+        raise MalformedMessage(
+            Malformation.MISSING_ATTRIBUTE, f"missing CloudEvents attribute(s): {', '.join(missing)}"
+        )
+    if attributes["specversion"] != SPEC_VERSION:
+        raise MalformedMessage(
+            Malformation.INVALID_ATTRIBUTE, f"specversion {attributes['specversion']!r} is not {SPEC_VERSION}"
+        )
+    time = None
+    if "time" in attributes:
+        try:
+            time = datetime.fromisoformat(attributes["time"])
+        except ValueError:
+            raise MalformedMessage(
+                Malformation.INVALID_ATTRIBUTE, f"time {attributes['time']!r} is not an RFC 3339 timestamp"
+            ) from None
+    known = {*_REQUIRED, *_OPTIONAL}
+    return Envelope(
+        id=attributes["id"],
+        source=attributes["source"],
+        type=attributes["type"],
+        data=data,
+        time=time,
+        subject=attributes.get("subject"),
+        datacontenttype=attributes.get("datacontenttype", JSON),
+        dataschema=attributes.get("dataschema"),
+        correlationid=attributes.get("correlationid"),
+        causationid=attributes.get("causationid"),
+        traceparent=attributes.get("traceparent"),
+        partitionkey=attributes.get("partitionkey"),
+        extensions={key: value for key, value in attributes.items() if key not in known},
+    )

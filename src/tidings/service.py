@@ -1,0 +1,294 @@
+"""`Service`: handlers for event types, and the run loop that feeds them deliveries.
+
+One event's journey through a service with a database::
+
+    delivery ─► decode ─► one transaction: inbox claim + handler's rows + outbox rows ─► commit ─► ack
+                                                                  outbox relay ─► transport.publish
+
+Without a database the follow-up events are published straight after the handler returns and
+before the ack: still at-least-once, but a redelivery runs the handler again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tidings.context import Context
+from tidings.envelope import Envelope
+from tidings.errors import ConfigurationError, Malformation, MalformedMessage, PermanentError
+from tidings.events import Event, Registry
+from tidings.retry import RetryPolicy
+from tidings.transport.base import Delivery, Subscription, Transport, connect
+
+if TYPE_CHECKING:
+    from tidings.store import Store
+    from tidings.store.relay import Relay
+
+log = logging.getLogger("tidings.service")
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, Context], Awaitable[None]]
+DEFAULT_BROKER = "sqlite:///tidings-broker.db"
+
+
+class Service:
+    """A named service: its handlers, its broker, its own database, and how it runs.
+
+    `Service("inventory", broker="sqlite:///data/broker.db", database="sqlite+aiosqlite:///data/inventory.db")`.
+    The service consumes as the consumer group named after it, so replicas of one service share
+    the work and every other service gets its own copy of each event.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        broker: str = DEFAULT_BROKER,
+        database: str | None = None,
+        registry: Registry | None = None,
+        concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        self.name = name
+        self.group = name
+        self.broker_url = broker
+        self.database_url = database
+        self.registry = registry or Registry()
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.drain_timeout = drain_timeout
+        self.stats: Counter[str] = Counter()
+        self._handlers: dict[str, Callable[[Any, Context], Awaitable[None]]] = {}
+        self._transport: Transport | None = None
+        self._store: Store | None = None
+        self._relay: Relay | None = None
+        self._subscription: Subscription | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # -- registration ----------------------------------------------------------------------------
+
+    def on(self, event_class: type[E]) -> Callable[[Handler[E]], Handler[E]]:
+        """Register the decorated coroutine as this service's handler of `event_class`."""
+
+        def decorate(handler: Handler[E]) -> Handler[E]:
+            if event_class.event_type in self._handlers:
+                raise ConfigurationError(f"{self.name} already handles {event_class.event_type!r}")
+            self.registry.register(event_class)
+            self._handlers[event_class.event_type] = handler
+            return handler
+
+        return decorate
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise ConfigurationError(f"service {self.name!r} is not started")
+        return self._transport
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ConfigurationError(f"service {self.name!r} has no database or is not started")
+        return self._store
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, apply the database migrations, start the relay and the consumer."""
+        self._transport = await connect(self.broker_url)
+        if self.database_url is not None:
+            from tidings.store import Store
+            from tidings.store.relay import Relay
+
+            self._store = await Store.open(self.database_url)
+            self._relay = Relay(self._store, self._transport, source=self.name)
+            await self._relay.start()
+        if self._handlers:
+            self._subscription = await self._transport.subscribe(
+                self.group, list(self._handlers), prefetch=self.concurrency * 2
+            )
+            self._consumer = asyncio.create_task(self._consume(self._subscription), name=f"{self.name}-consumer")
+        log.info("service %s started on %s handling %s", self.name, self.broker_url, sorted(self._handlers))
+
+    async def stop(self) -> None:
+        """Stop taking deliveries, let in-flight ones finish (up to `drain_timeout`), then close."""
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+            self._consumer = None
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=self.drain_timeout)
+        if self._subscription is not None:
+            await self._subscription.close()
+            self._subscription = None
+        if self._relay is not None:
+            await self._relay.stop()
+            self._relay = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+        log.info("service %s stopped: %s", self.name, dict(self.stats))
+
+    async def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        try:
+            waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+            if self._consumer is not None:
+                waiters.append(self._consumer)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self._consumer is not None and self._consumer.done() and not self._consumer.cancelled():
+                self._consumer.result()  # the consumer died: surface why, after stopping cleanly below
+        finally:
+            waiters[0].cancel()
+            await self.stop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- publishing outside handlers -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Context]:
+        """A unit of work outside any handler (an HTTP request): rows and events commit together."""
+        if self._store is None:
+            context = Context(self.name)
+            yield context
+            if context.outgoing:
+                await self.transport.publish(context.outgoing)
+                self.stats["published"] += len(context.outgoing)
+            return
+        from tidings.store import outbox
+
+        async with self._store.session() as session, session.begin():
+            context = Context(self.name, session=session)
+            yield context
+            await outbox.add(session, context.outgoing)
+        self._wake_relay(context.outgoing)
+
+    async def publish(self, *events: Event) -> list[Envelope]:
+        """Publish events in their own unit of work; returns their envelopes."""
+        async with self.transaction() as context:
+            for event in events:
+                context.publish(event)
+        return context.outgoing
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    async def _consume(self, subscription: Subscription) -> None:
+        slots = asyncio.Semaphore(self.concurrency)
+        deliveries = aiter(subscription)
+        while True:
+            await slots.acquire()
+            try:
+                delivery = await anext(deliveries)
+            except StopAsyncIteration:
+                slots.release()
+                return
+            task = asyncio.create_task(self._process(delivery))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            try:
+                envelope, event = self._decode(delivery)
+            except MalformedMessage as error:
+                await self._dead_letter(delivery, str(error))
+                return
+            try:
+                duplicate = await self._handle(envelope, event, delivery.attempt)
+            except Exception as error:
+                await self._failed(delivery, envelope, error)
+                return
+            await delivery.ack()
+            self.stats["duplicates" if duplicate else "handled"] += 1
+        except Exception:
+            # Settling failed (broker gone): the delivery returns after its lease; keep consuming.
+            log.exception("%s could not settle a delivery; it will be redelivered", self.name)
+
+    def _decode(self, delivery: Delivery) -> tuple[Envelope, Event]:
+        envelope = delivery.envelope()
+        if envelope.type not in self._handlers:
+            raise MalformedMessage(
+                Malformation.UNKNOWN_TYPE, f"service {self.name!r} has no handler for {envelope.type!r}"
+            )
+        return envelope, self.registry.decode(envelope.type, envelope.version, envelope.data)
+
+    async def _handle(self, envelope: Envelope, event: Event, attempt: int) -> bool:
+        """Run the handler in one unit of work; True when the event had already been handled."""
+        handler = self._handlers[envelope.type]
+        if self._store is None:
+            context = Context(self.name, incoming=envelope, attempt=attempt)
+            await handler(event, context)
+            if context.outgoing:
+                await self.transport.publish(context.outgoing)
+                self.stats["published"] += len(context.outgoing)
+            return False
+        from tidings.store import inbox, outbox
+
+        async with self._store.session() as session, session.begin():
+            if not await inbox.claim(session, self.group, envelope.id):
+                return True
+            context = Context(self.name, incoming=envelope, attempt=attempt, session=session)
+            await handler(event, context)
+            await outbox.add(session, context.outgoing)
+        self._wake_relay(context.outgoing)
+        return False
+
+    async def _failed(self, delivery: Delivery, envelope: Envelope, error: Exception) -> None:
+        attempt = delivery.attempt
+        if self.retry.should_retry(error, attempt):
+            delay = self.retry.delay(attempt)
+            log.warning(
+                "%s: %s %s failed (attempt %d), retrying in %.2fs: %r",
+                self.name,
+                envelope.type,
+                envelope.id,
+                attempt,
+                delay,
+                error,
+            )
+            await delivery.retry(delay)
+            self.stats["retried"] += 1
+            return
+        if isinstance(error, PermanentError):
+            reason = f"{type(error).__name__}: {error}"
+        else:
+            reason = f"gave up after {attempt} attempts: {type(error).__name__}: {error}"
+        await self._dead_letter(delivery, reason)
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        log.error("%s dead-lettered a delivery: %s", self.name, reason)
+        await delivery.dead_letter(reason)
+        self.stats["dead_lettered"] += 1
+
+    def _wake_relay(self, outgoing: list[Envelope]) -> None:
+        if outgoing and self._relay is not None:
+            self._relay.wake()
+            self.stats["published"] += len(outgoing)

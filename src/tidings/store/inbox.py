@@ -1,0 +1,67 @@
+"""The inbox: which events each consumer group has already handled (the idempotent consumer).
+
+`claim` runs inside the handler's transaction, before the handler. The claim and the
+handler's rows commit or roll back together, so an id is in the inbox exactly when the
+handler's effects are: a redelivery of a handled event finds its id and is acked without
+running the handler; a handler that failed left no claim, and its retry runs it again.
+
+Two consumers holding the same event at once (a lease expired while the first still worked)
+cannot both win: on PostgreSQL the second `INSERT` waits on the first transaction's uncommitted
+row and then sees the conflict; on SQLite the transactions are serialized.
+
+Ids are kept for `DEFAULT_RETENTION` (7 days) and then removed by `prune`, which the relay calls
+periodically (`RelayConfig.inbox_retention`, `prune_interval`). An event redelivered after its
+id was pruned would be handled again, so the retention must exceed the longest time a broker
+may redeliver an event that was already handled (a lease expiry or a consumer restart: seconds
+to minutes). Dead letters do not count: a dead-lettered event was never committed, so it has no
+claim, and replaying it runs the handler as it should.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.store.database import dialect_of
+from tidings.store.tables import inbox
+
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+"""Seconds an inbox id is kept after its claim."""
+
+
+async def claim(session: AsyncSession, group: str, event_id: str) -> bool:
+    """Record that `group` handles `event_id` in `session`'s transaction; False if it already did.
+
+    Never opens or commits a transaction: call it inside `session.begin()`, before the handler.
+    """
+    values = {"consumer_group": group, "event_id": event_id, "claimed_at": time.time()}
+    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+    statement = insert(inbox).values(values).on_conflict_do_nothing().returning(inbox.c.event_id)
+    result = await session.execute(statement)
+    return result.first() is not None
+
+
+async def contains(session: AsyncSession, group: str, event_id: str) -> bool:
+    """Whether `group` has a claim on `event_id` (for tests and admin tools)."""
+    statement = select(inbox.c.event_id).where(inbox.c.consumer_group == group, inbox.c.event_id == event_id)
+    return (await session.execute(statement)).first() is not None
+
+
+async def prune(session: AsyncSession, *, older_than: float, limit: int = 10_000) -> int:
+    """Delete up to `limit` claims made before `older_than` (Unix seconds); returns how many.
+
+    Runs in the caller's transaction; call again while it returns `limit` to remove a backlog in
+    short transactions.
+    """
+    oldest = (
+        select(inbox.c.consumer_group, inbox.c.event_id)
+        .where(inbox.c.claimed_at < older_than)
+        .order_by(inbox.c.claimed_at)
+        .limit(limit)
+    )
+    statement = delete(inbox).where(tuple_(inbox.c.consumer_group, inbox.c.event_id).in_(oldest))
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""Which relay of a service may publish: one at a time per source, so rows go out in order.
+
+PostgreSQL: the relay runs each batch (read, publish, delete) in one transaction that first
+locks the source's `tidings_relay` row with `FOR UPDATE SKIP LOCKED`. A second replica skips
+the locked row and waits for the next turn; a relay that dies loses its connection, its
+transaction rolls back and the row is free at once.
+
+SQLite: a write transaction cannot stay open while the broker is called (it would stop every
+other writer), so the relay reads a batch in one transaction and deletes it in another, under a
+lease stored in the row: `owner` and `lease_until`. A relay takes the lease when it is free,
+expired, or held by a process of this host that no longer exists (SQLite databases are local
+to one host, so the process id of the holder can be checked; a killed relay's lease is taken
+over at once). `Relay.stop` releases its lease. A holder that is alive but stalled longer than
+the lease loses it: another relay may then publish the same rows again, which consumers'
+inboxes absorb.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.store.database import dialect_of
+from tidings.store.tables import relay
+
+_HOST = socket.gethostname()
+
+
+def new_owner() -> str:
+    """A name for one relay instance: `host:pid:nonce`."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+async def ensure(session: AsyncSession, source: str) -> None:
+    """Create the source's relay row if it does not exist yet."""
+    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+    await session.execute(insert(relay).values(source=source).on_conflict_do_nothing())
+
+
+async def lock(session: AsyncSession, source: str) -> bool:
+    """PostgreSQL: lock the source's row until the transaction ends; False if another relay has it."""
+    statement = select(relay.c.source).where(relay.c.source == source).with_for_update(skip_locked=True)
+    return (await session.execute(statement)).first() is not None
+
+
+async def acquire(session: AsyncSession, source: str, owner: str, *, ttl: float, now: float) -> bool:
+    """SQLite: take or renew the source's lease for `owner`; False while another live relay holds it.
+
+    Call inside a write transaction (every SQLite transaction of a `Store` is `BEGIN IMMEDIATE`).
+    """
+    row = (await session.execute(select(relay.c.owner, relay.c.lease_until).where(relay.c.source == source))).first()
+    if row is None:
+        await ensure(session, source)
+        holder, until = None, 0.0
+    else:
+        holder, until = row.owner, row.lease_until
+    if holder == owner:
+        if until - now > ttl / 2:
+            return True  # renewed recently enough: save a write
+    elif holder is not None and until > now and not _gone(holder):
+        return False
+    await session.execute(update(relay).where(relay.c.source == source).values(owner=owner, lease_until=now + ttl))
+    return True
+
+
+async def record(session: AsyncSession, source: str, count: int, *, now: float, owner: str | None = None) -> None:
+    """Count `count` published rows for the source; on PostgreSQL also note `owner` as the publisher
+    (on SQLite `owner` is the lease holder and only `acquire` changes it)."""
+    values: dict[str, object] = {"published": relay.c.published + count, "last_published_at": now}
+    if owner is not None:
+        values["owner"] = owner
+    await session.execute(update(relay).where(relay.c.source == source).values(values))
+
+
+async def release(session: AsyncSession, source: str, owner: str) -> None:
+    """SQLite: give up `owner`'s lease so another relay can take over at once."""
+    statement = update(relay).where(relay.c.source == source, relay.c.owner == owner).values(lease_until=0.0)
+    await session.execute(statement)
+
+
+def _gone(owner: str) -> bool:
+    """Whether `owner` names a process of this host that has exited."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # another relay of this very process: alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,113 @@
+"""The outbox: events recorded in the same transaction as the business rows that caused them.
+
+`add` runs inside the unit of work's transaction and never opens or commits one, so an event is
+in the outbox exactly when the change that caused it committed: a rolled-back handler leaves no
+event behind, and nothing is sent before the commit. The relay (`tidings.store.relay`) publishes
+the rows afterwards, in `id` order, and deletes them once the transport has confirmed them.
+
+Each row keeps the whole envelope in CloudEvents binary mode (`to_binary` with the `ce_`
+prefix: headers as JSON, data as bytes), so the relay rebuilds it exactly.
+
+Ordering. `id` is the publication order. On SQLite transactions are serialized, so `id` order
+is commit order. On PostgreSQL, concurrent transactions draw ids before they commit, so a
+smaller id can commit after a larger one has been published. `add` therefore takes a
+transaction-scoped advisory lock per (source, partition key) before drawing ids: two
+transactions with events of one key are serialized from `add` to commit, and their ids are in
+commit order. Events with one partition key are thus published in commit order; events without
+a key or with different keys have no order among them.
+
+Wake-up. On PostgreSQL `add` also issues `pg_notify('tidings_outbox', source)`, delivered at
+commit (and dropped on rollback), so that the relay of any process wakes up at once; within one
+process the runtime calls `Relay.wake()` after the commit as well.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.envelope import Envelope, from_binary, to_binary
+from tidings.store.database import dialect_of
+from tidings.store.migrate import LOCK_NAMESPACE
+from tidings.store.tables import outbox
+
+CHANNEL = "tidings_outbox"
+"""The PostgreSQL notification channel; the payload is the source (service name)."""
+HEADER_PREFIX = "ce_"
+
+_LOCK_AND_NOTIFY = text(
+    "SELECT pg_advisory_xact_lock(:namespace, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k"
+    " UNION ALL SELECT pg_notify(:channel, s) FROM unnest(CAST(:sources AS text[])) AS s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A committed, unpublished outbox row as the relay reads it."""
+
+    id: int
+    envelope: Envelope
+    created_at: float
+
+
+async def add(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """Record `envelopes` for publication when `session`'s transaction commits; no-op when empty.
+
+    Never opens or commits a transaction: call it inside `session.begin()`, as the last write
+    of the unit of work (on PostgreSQL it holds per-key locks until the commit).
+    """
+    if not envelopes:
+        return
+    if dialect_of(session) == "postgresql":
+        keys = sorted({f"{e.source}\x1f{e.partitionkey}" for e in envelopes if e.partitionkey is not None})
+        parameters = {
+            "namespace": LOCK_NAMESPACE,
+            "keys": keys,
+            "channel": CHANNEL,
+            "sources": sorted({e.source for e in envelopes}),
+        }
+        (await session.execute(_LOCK_AND_NOTIFY, parameters)).all()
+    now = time.time()
+    rows = []
+    for envelope in envelopes:
+        headers, body = encode(envelope)
+        rows.append(
+            {"source": envelope.source, "event_id": envelope.id, "headers": headers, "body": body, "created_at": now}
+        )
+    await session.execute(insert(outbox), rows)
+
+
+async def pending(session: AsyncSession, source: str, *, limit: int) -> list[OutboxRow]:
+    """The oldest `limit` unpublished rows of `source`, in publication (`id`) order."""
+    statement = (
+        select(outbox.c.id, outbox.c.headers, outbox.c.body, outbox.c.created_at)
+        .where(outbox.c.source == source)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    result = await session.execute(statement)
+    return [OutboxRow(id=row.id, envelope=decode(row.headers, row.body), created_at=row.created_at) for row in result]
+
+
+def encode(envelope: Envelope) -> tuple[str, bytes]:
+    """The `headers` (JSON of the binary-mode headers) and `body` columns for `envelope`."""
+    headers, body = to_binary(envelope, HEADER_PREFIX)
+    return json.dumps(headers, separators=(",", ":")), body
+
+
+def decode(headers: str, body: bytes) -> Envelope:
+    """The envelope `encode` stored, exactly."""
+    return from_binary(json.loads(headers), body, HEADER_PREFIX)
+
+
+async def remove(session: AsyncSession, ids: Sequence[int]) -> int:
+    """Delete published rows by id in the caller's transaction; returns how many were there."""
+    if not ids:
+        return 0
+    result = await session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,222 @@
+"""The outbox relay: publishes committed outbox rows through the transport, then deletes them.
+
+One relay runs per service process (`Relay(store, transport, source=name)`); of several
+replicas of a service only one publishes at a time (see `tidings.store.lease`). A cycle reads
+up to `batch_size` rows of its source in `id` order, publishes them in one
+`transport.publish` call, and deletes them only after that call returned, i.e. after the broker
+confirmed them. Rows are deleted, not kept: the outbox stays small and the relay's query fast;
+`tidings_relay.published` counts what was sent.
+
+- Prompt: `wake()` (called by the runtime after a commit with events) and, on PostgreSQL,
+  `LISTEN tidings_outbox` (commits of other processes) start a cycle at once; otherwise the
+  relay polls every `poll_interval`. A full batch is followed by the next one immediately.
+- Broker down: a failed or timed-out publish leaves the rows in place; the relay retries with
+  exponential backoff (`backoff`) until the broker accepts them, in the same order.
+- Crash: rows that were published but not yet deleted are published again by the next relay
+  (at-least-once); consumers' inboxes absorb the duplicates.
+- Pruning: every `prune_interval` the relay deletes inbox ids older than `inbox_retention`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.errors import ConfigurationError
+from tidings.retry import RetryPolicy
+from tidings.store import inbox, lease, outbox
+from tidings.store.database import Store
+from tidings.store.notify import Listener
+from tidings.store.outbox import OutboxRow
+from tidings.transport.base import Transport
+
+log = logging.getLogger("tidings.store.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """How a relay batches, waits, backs off and prunes; times in seconds."""
+
+    batch_size: int = 500
+    poll_interval: float = 0.5
+    """Longest wait for rows that arrived without a wake-up (another process on SQLite, a lost NOTIFY)."""
+    publish_timeout: float = 10.0
+    """A publish that takes longer counts as failed; its rows are published again."""
+    lease: float = 30.0
+    """SQLite: how long a relay's lease lasts without renewal (a dead holder's is taken over at once)."""
+    backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(base=0.1, factor=2.0, max_delay=10.0))
+    """Delays between failed cycles (broker or database down); `max_attempts` is not used."""
+    inbox_retention: float = inbox.DEFAULT_RETENTION
+    prune_interval: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigurationError("batch_size must be at least 1")
+        if min(self.poll_interval, self.publish_timeout, self.lease, self.prune_interval) <= 0:
+            raise ConfigurationError("poll_interval, publish_timeout, lease and prune_interval must be positive")
+        if self.publish_timeout >= self.lease:
+            raise ConfigurationError("publish_timeout must be shorter than lease")
+        if self.inbox_retention < 0:
+            raise ConfigurationError("inbox_retention must not be negative")
+
+
+PublishedHook = Callable[[Sequence[OutboxRow], float], None]
+"""Called after each batch was confirmed and deleted, with its rows and the time (Unix seconds) the
+broker confirmed it; `confirmed_at - row.created_at` is the row's commit-to-publish delay."""
+
+
+class Relay:
+    """The background task publishing `source`'s outbox rows; `start()`, `wake()`, `stop()`."""
+
+    def __init__(self, store: Store, transport: Transport, *, source: str, config: RelayConfig | None = None) -> None:
+        self.source = source
+        self.config = config or RelayConfig()
+        self.owner = lease.new_owner()
+        self.stats: Counter[str] = Counter()
+        self.on_published: PublishedHook | None = None
+        self._store = store
+        self._transport = transport
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Listener | None = None
+        self._next_prune = 0.0
+
+    async def start(self) -> None:
+        """Start the background task (and, on PostgreSQL, listening for other processes' commits)."""
+        if self._task is not None:
+            raise ConfigurationError(f"the relay of {self.source!r} is already started")
+        async with self._store.session() as session, session.begin():
+            await lease.ensure(session, self.source)
+        if self._store.is_postgres:
+            self._listener = Listener(self._store.engine.url, outbox.CHANNEL, self.source, self.wake)
+            await self._listener.ensure()
+        self._next_prune = time.monotonic() + min(60.0, self.config.prune_interval)
+        self._task = asyncio.create_task(self._run(), name=f"{self.source}-relay")
+
+    def wake(self) -> None:
+        """Publish soon: rows were committed. Safe to call at any time, from the event loop's thread."""
+        self._wakeup.set()
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Let the batch in flight finish (up to `grace` seconds, then cancel it: its rows stay), release
+        the lease and close the listener. Unpublished rows stay for the next relay."""
+        self._stopping.set()
+        self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            _, running = await asyncio.wait({task}, timeout=grace)
+            if running:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        if not self._store.is_postgres:
+            try:
+                async with self._store.session() as session, session.begin():
+                    await lease.release(session, self.source, self.owner)
+            except Exception:
+                log.warning("relay %s could not release its lease; it expires by itself", self.source, exc_info=True)
+
+    async def run_once(self) -> int:
+        """One cycle: publish up to `batch_size` rows if this relay may; returns how many it published."""
+        if self._store.is_postgres:
+            return await self._cycle_locked()
+        return await self._cycle_leased()
+
+    async def prune(self) -> int:
+        """Delete inbox ids older than `inbox_retention`, in short transactions; returns how many."""
+        cutoff, removed, limit = time.time() - self.config.inbox_retention, 0, 10_000
+        while True:
+            async with self._store.session() as session, session.begin():
+                count = await inbox.prune(session, older_than=cutoff, limit=limit)
+            removed += count
+            if count < limit:
+                return removed
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            try:
+                published = await self.run_once()
+                if time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + self.config.prune_interval
+                    self.stats["pruned"] += await self.prune()
+            except Exception as error:
+                failures += 1
+                self.stats["failures"] += 1
+                delay = self.config.backoff.delay(failures)
+                log.warning(
+                    "relay %s: cycle failed (%d in a row), retrying in %.2fs: %r", self.source, failures, delay, error
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            failures = 0
+            if published < self.config.batch_size:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        if self._listener is not None:
+            await self._listener.ensure()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval)
+
+    async def _cycle_locked(self) -> int:
+        """PostgreSQL: read, publish and delete in one transaction holding the source's row lock."""
+        async with self._store.session() as session, session.begin():
+            if not await lease.lock(session, self.source):
+                self.stats["not_leader"] += 1
+                return 0
+            rows = await outbox.pending(session, self.source, limit=self.config.batch_size)
+            if not rows:
+                return 0
+            confirmed_at = await self._publish(rows)
+            await self._mark_sent(session, rows)
+        self._confirmed(rows, confirmed_at)
+        return len(rows)
+
+    async def _cycle_leased(self) -> int:
+        """SQLite: read under the lease, publish outside any transaction, then delete."""
+        async with self._store.session() as session, session.begin():
+            if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
+                self.stats["not_leader"] += 1
+                return 0
+            rows = await outbox.pending(session, self.source, limit=self.config.batch_size)
+        if not rows:
+            return 0
+        confirmed_at = await self._publish(rows)
+        async with self._store.session() as session, session.begin():
+            await self._mark_sent(session, rows)
+        self._confirmed(rows, confirmed_at)
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> float:
+        """Publish and return the time (Unix seconds) the broker confirmed."""
+        async with asyncio.timeout(self.config.publish_timeout):
+            await self._transport.publish([row.envelope for row in rows])
+        return time.time()
+
+    async def _mark_sent(self, session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
+        """Delete the rows the broker confirmed (the step a crash between publish and commit skips)."""
+        await outbox.remove(session, [row.id for row in rows])
+        owner = self.owner if self._store.is_postgres else None
+        await lease.record(session, self.source, len(rows), now=time.time(), owner=owner)
+
+    def _confirmed(self, rows: Sequence[OutboxRow], confirmed_at: float) -> None:
+        self.stats["published"] += len(rows)
+        self.stats["batches"] += 1
+        if self.on_published is not None:
+            self.on_published(rows, confirmed_at)

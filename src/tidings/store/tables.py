@@ -1,0 +1,50 @@
+"""The tables Tidings keeps in a service's own database, as SQLAlchemy Core metadata.
+
+The migrations in `tidings/store/migrations/` create exactly these tables (a test compares the
+two); the code in `inbox`, `outbox` and `relay` reads and writes them through this metadata.
+Every name starts with `tidings_` so the service's own tables and its own Alembic history
+(in `alembic_version`) can live in the same database.
+
+Times are Unix seconds as floating point numbers (`time.time()`), the same on SQLite and
+PostgreSQL, so ages can be computed without time-zone handling.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets a BIGINT identity.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+outbox = Table(
+    "tidings_outbox",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True, comment="Publication order."),
+    Column("source", String(200), nullable=False, comment="The service whose relay publishes the row."),
+    Column("event_id", String(64), nullable=False, comment="The envelope's CloudEvents id."),
+    Column("headers", Text, nullable=False, comment="Binary-mode CloudEvents headers as JSON (ce_ prefix)."),
+    Column("body", LargeBinary, nullable=False, comment="The event data."),
+    Column("created_at", Float, nullable=False, comment="Unix seconds when the row was written."),
+)
+Index("ix_tidings_outbox_source_id", outbox.c.source, outbox.c.id)
+
+inbox = Table(
+    "tidings_inbox",
+    metadata,
+    Column("consumer_group", String(200), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("claimed_at", Float, nullable=False, comment="Unix seconds when the handler's transaction claimed it."),
+)
+Index("ix_tidings_inbox_claimed_at", inbox.c.claimed_at)
+
+relay = Table(
+    "tidings_relay",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("owner", String(200), nullable=True, comment="The relay that holds the lease (SQLite) or last published."),
+    Column("lease_until", Float, nullable=False, server_default="0", comment="Unix seconds; SQLite only."),
+    Column("published", BigInteger, nullable=False, server_default="0", comment="Rows published so far."),
+    Column("last_published_at", Float, nullable=True),
+)

@@ -1,0 +1,197 @@
+"""The transport port: the one interface every broker adapter implements.
+
+Contract, shared by every adapter and checked by `tests/conformance/`:
+
+- `publish(envelopes)` returns only once the broker has durably accepted every envelope
+  (SQLite commit, publisher confirms, `acks=all`). If it raises, the caller must assume none
+  was accepted and publish again; consumers absorb the duplicates through the inbox.
+- `subscribe(group, types)` declares the group durably before it returns: every event of those
+  types published afterwards reaches the group, even while no consumer runs. Every group gets
+  every matching event (fan-out); consumers of one group share the work (competing consumers).
+- A `Delivery` must be settled exactly once: `ack()`, `retry(after)` or `dead_letter(reason)`.
+  An unsettled delivery comes back (after its lease expires, or when its consumer's connection
+  closes): delivery is at-least-once.
+- Where `capabilities.per_key_ordering` is set, events with the same partition key reach a group
+  in publish order and the next one is not handed out before the previous one is settled.
+- Admin calls list, replay and purge a group's dead letters and report each group's backlog.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import ClassVar, Self
+from urllib.parse import urlsplit
+
+from tidings.envelope import Envelope
+from tidings.errors import ConfigurationError, TidingsError
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter promises; the conformance suite selects its tests by these flags alone."""
+
+    durable: bool
+    """A publish that returned survives the death of every process, consumers' and publisher's."""
+    multi_process: bool
+    """Several OS processes can publish to and consume from the same broker and group."""
+    per_key_ordering: bool
+    """Events with one partition key reach a group in publish order, one at a time."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message a group gave up on, kept with why and after how many attempts."""
+
+    id: str
+    """The adapter's handle for `replay` and `purge`."""
+    group: str
+    reason: str
+    attempts: int
+    headers: Mapping[str, str]
+    body: bytes
+    event_id: str | None = None
+    type: str | None = None
+    dead_lettered_at: datetime | None = None
+
+
+class AlreadySettled(TidingsError):
+    """A delivery was settled twice; the second call is a bug in the caller."""
+
+
+class Delivery(ABC):
+    """One message handed to one consumer of a group.
+
+    A `Delivery` must be settled exactly once: `ack()`, `retry(after)` or `dead_letter(reason)`;
+    an unsettled delivery is redelivered after its lease expires or its consumer goes away.
+    """
+
+    group: str
+    attempt: int
+    """1 on the first delivery; counts redeliveries and retries."""
+
+    def __init__(self, group: str, attempt: int) -> None:
+        self.group = group
+        self.attempt = attempt
+        self._settled = False
+
+    @abstractmethod
+    def envelope(self) -> Envelope:
+        """Decode the message; raises `MalformedMessage` naming what is wrong with it."""
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    async def ack(self) -> None:
+        """The message is done with; it will not be delivered to this group again."""
+        self._claim_settlement()
+        await self._ack()
+
+    async def retry(self, after: float) -> None:
+        """Deliver this message again, to any consumer of the group, no earlier than `after` seconds."""
+        self._claim_settlement()
+        await self._retry(max(0.0, after))
+
+    async def dead_letter(self, reason: str) -> None:
+        """Move the message to the group's dead-letter store with `reason` and the attempt count."""
+        self._claim_settlement()
+        await self._dead_letter(reason)
+
+    def _claim_settlement(self) -> None:
+        if self._settled:
+            raise AlreadySettled(f"delivery for group {self.group!r} was already settled")
+        self._settled = True
+
+    @abstractmethod
+    async def _ack(self) -> None: ...
+
+    @abstractmethod
+    async def _retry(self, after: float) -> None: ...
+
+    @abstractmethod
+    async def _dead_letter(self, reason: str) -> None: ...
+
+
+class Subscription(ABC):
+    """A stream of deliveries for one consumer of a group; iterate it, then `close()` it."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop receiving. Deliveries not yet settled return to the group (at once or after their lease)."""
+
+
+class Transport(ABC):
+    """A connection to one broker. Safe to share between tasks of one event loop."""
+
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    @abstractmethod
+    async def open(cls, url: str) -> Self:
+        """Connect to the broker named by `url`; raises `ConfigurationError` or `TransportError`."""
+
+    @abstractmethod
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Return once the broker durably accepted all `envelopes`; raise `PublishError` otherwise."""
+
+    @abstractmethod
+    async def subscribe(self, group: str, types: Collection[str], *, prefetch: int = 64) -> Subscription:
+        """Declare `group` for `types` (durably, before returning) and start consuming."""
+
+    @abstractmethod
+    async def dead_letters(self, group: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The group's dead letters, oldest first."""
+
+    @abstractmethod
+    async def replay(self, group: str, ids: Collection[str] | None = None) -> int:
+        """Put dead letters (all, or those with `ids`) back to the group; returns how many."""
+
+    @abstractmethod
+    async def purge(self, group: str, ids: Collection[str] | None = None) -> int:
+        """Delete dead letters (all, or those with `ids`); returns how many."""
+
+    @abstractmethod
+    async def backlog(self) -> dict[str, int]:
+        """Messages each declared group has not yet acked (ready, in flight or waiting to retry)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; does not delete anything on the broker."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+_ADAPTERS = {
+    "memory": ("tidings.transport.memory", "MemoryTransport"),
+    "sqlite": ("tidings.transport.sqlite", "SqliteTransport"),
+    "amqp": ("tidings.transport.rabbitmq", "RabbitTransport"),
+    "amqps": ("tidings.transport.rabbitmq", "RabbitTransport"),
+    "kafka": ("tidings.transport.kafka", "KafkaTransport"),
+}
+
+
+async def connect(url: str) -> Transport:
+    """Open the adapter the URL's scheme names: `memory://name`, `sqlite:///path/to/broker.db`,
+    `amqp://user:pass@host:port/vhost`, `kafka://host:port[,host:port]`."""
+    scheme = urlsplit(url).scheme
+    if scheme not in _ADAPTERS:
+        known = ", ".join(f"{name}://" for name in _ADAPTERS)
+        raise ConfigurationError(f"unknown broker URL scheme in {url!r}; use one of {known}")
+    module_name, class_name = _ADAPTERS[scheme]
+    module = importlib.import_module(module_name)
+    adapter: type[Transport] = getattr(module, class_name)
+    return await adapter.open(url)

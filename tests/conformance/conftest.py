@@ -1,0 +1,52 @@
+"""The adapters the conformance suite runs against: append a factory to `ADAPTERS` to add one.
+
+A factory gives each test a fresh namespace and the URL that reaches it, from this process and
+from child processes. Tests choose what applies by `transport.capabilities` alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.harness import AdapterFactory, Broker, BrokerTarget
+
+
+@dataclass(frozen=True)
+class MemoryAdapter:
+    name: str = "memory"
+    marks: Sequence[pytest.MarkDecorator] = ()
+
+    @asynccontextmanager
+    async def target(self, tmp_path: Path) -> AsyncIterator[BrokerTarget]:
+        yield BrokerTarget(f"memory://conformance-{uuid.uuid4().hex}?lease=1")
+
+
+@dataclass(frozen=True)
+class SqliteAdapter:
+    name: str = "sqlite"
+    marks: Sequence[pytest.MarkDecorator] = ()
+
+    @asynccontextmanager
+    async def target(self, tmp_path: Path) -> AsyncIterator[BrokerTarget]:
+        yield BrokerTarget(f"sqlite:///{tmp_path / 'broker.db'}?lease=1")
+
+
+ADAPTERS: list[AdapterFactory] = [MemoryAdapter(), SqliteAdapter()]
+
+
+@pytest.fixture(params=[pytest.param(adapter, marks=adapter.marks, id=adapter.name) for adapter in ADAPTERS])
+async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Broker]:
+    """A fresh namespace on one adapter; every transport and consumer opened through it is closed after the test."""
+    factory: AdapterFactory = request.param
+    async with factory.target(tmp_path) as target:
+        broker = Broker(target)
+        try:
+            yield broker
+        finally:
+            await broker.aclose()

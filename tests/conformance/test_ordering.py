@@ -1,0 +1,61 @@
+"""Per-key order: events with one partition key reach a group in publish order, one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.conformance.events import PING, Ping, event_of, ping
+from tests.conformance.harness import Broker, Consumer, until
+from tidings.transport import Transport
+
+KEYS = [f"account-{n}" for n in range(5)]
+PER_KEY = 20
+
+
+async def test_events_with_one_key_arrive_in_publish_order(broker: Broker) -> None:
+    first, second = await broker.connect(), await broker.connect()
+    if not first.capabilities.per_key_ordering:
+        pytest.skip("the adapter does not promise per-key ordering")
+    consumers = [
+        await broker.consumer(first, "ordered", [PING], prefetch=8),
+        await broker.consumer(second, "ordered", [PING], prefetch=8),
+    ]
+    chance = random.Random(20240601)
+    total = len(KEYS) * PER_KEY
+    arrived: dict[str, list[int]] = {key: [] for key in KEYS}
+    count = 0
+
+    async def publish_key(transport: Transport, key: str) -> None:
+        """One key's events in order, in batches of 1-4, interleaved with the other keys' publishers."""
+        n = 0
+        while n < PER_KEY:
+            size = min(chance.randint(1, 4), PER_KEY - n)
+            await transport.publish([ping(seq, key=key) for seq in range(n, n + size)])
+            n += size
+            await asyncio.sleep(chance.uniform(0, 0.002))
+
+    async def work(consumer: Consumer) -> None:
+        nonlocal count
+        while count < total:
+            delivery = await consumer.poll(0.2)
+            if delivery is None:
+                continue
+            event = event_of(delivery)
+            assert isinstance(event, Ping) and event.key is not None
+            arrived[event.key].append(event.n)
+            count += 1
+            await asyncio.sleep(chance.uniform(0, 0.004))  # acks come back in a shuffled order
+            await delivery.ack()
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(
+            *(publish_key((first, second)[i % 2], key) for i, key in enumerate(KEYS)),
+            *(work(consumer) for consumer in consumers),
+        )
+
+    for key, sequence in arrived.items():
+        assert sequence == list(range(PER_KEY)), f"{key} arrived as {sequence}"
+    await until(first.backlog, lambda b: b.get("ordered") == 0)

@@ -1,0 +1,91 @@
+"""`Store.open` applies Tidings' migrations: idempotent, beside the service's own Alembic
+history, matching `tidings.store.tables`, and safe when several processes start at once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect, text
+
+from tests.integration.store.shop import effects, metadata
+from tidings.store import Store
+from tidings.store.migrate import VERSION_TABLE
+from tidings.store.tables import metadata as tidings_metadata
+
+
+async def _version(store: Store) -> list[str]:
+    async with store.engine.connect() as connection:
+        return list((await connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalars())
+
+
+async def test_open_migrates_to_head_once(database_url: str) -> None:
+    for _ in range(2):
+        store = await Store.open(database_url)
+        try:
+            assert await _version(store) == ["0001"]
+        finally:
+            await store.close()
+
+
+async def test_the_migrated_schema_is_the_one_the_code_uses(store: Store) -> None:
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection, opts={"include_name": lambda name, kind, _: kind != "table" or name.startswith("tidings_")}
+        )
+        return list(compare_metadata(context, tidings_metadata))
+
+    async with store.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_a_services_own_alembic_history_is_left_alone(database_url: str) -> None:
+    store = await Store.open(database_url, migrate=False)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            await connection.execute(text("INSERT INTO alembic_version VALUES ('mine_42')"))
+        await store.migrate()
+        async with store.engine.connect() as connection:
+            assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "mine_42"
+        assert await _version(store) == ["0001"]
+    finally:
+        await store.close()
+
+
+async def test_metadata_creates_the_services_tables(database_url: str) -> None:
+    for _ in range(2):  # the second time finds them
+        store = await Store.open(database_url, metadata=metadata)
+        try:
+            async with store.engine.connect() as connection:
+                tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+            assert effects.name in tables
+            assert {"tidings_outbox", "tidings_inbox", "tidings_relay", VERSION_TABLE} <= set(tables)
+        finally:
+            await store.close()
+
+
+async def test_processes_starting_at_once_migrate_safely(database_url: str) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from tidings.store import Store\n"
+        "async def main():\n"
+        "    store = await Store.open(sys.argv[1])\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", script, database_url, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = await asyncio.gather(*(process.communicate() for process in processes))
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 0, stderr.decode()
+    store = await Store.open(database_url, migrate=False)
+    try:
+        assert await _version(store) == ["0001"]
+    finally:
+        await store.close()
