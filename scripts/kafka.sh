@@ -102,9 +102,9 @@ ensure_libs() {
 }
 
 kafka_version() {
-    local j
-    j="$(ls "$LIBS"/kafka_2.13-*.jar 2>/dev/null | head -n1)" || true
-    j="${j##*/kafka_2.13-}"
+    local jars=("$LIBS"/kafka_2.13-*.jar) j
+    [[ -f "${jars[0]}" ]] || return 0
+    j="${jars[0]##*/kafka_2.13-}"
     echo "${j%.jar}"
 }
 
@@ -180,6 +180,7 @@ cmd_start() {
         # terminal or pipes open, and must survive the caller's exit.
         : >>"$LOGFILE"
         ulimit -n "$(ulimit -H -n)" 2>/dev/null || true
+        # shellcheck disable=SC2086  # HEAP_OPTS is a list of JVM options
         setsid nohup "$(java_bin)" $HEAP_OPTS \
             -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
             -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \

@@ -8,8 +8,9 @@
 #   (no names = all three)
 #
 # Idempotent: `up` on a machine where everything runs returns in about a
-# second; `up` after `down` only starts the servers.  Needs root for up/down
-# (apt-get, /etc); Debian 12 (bookworm).  Everything listens on 127.0.0.1 only:
+# second; `up` after `down` only starts the servers.  Needs root for
+# up/down/restart (apt-get, /etc); `status` works for any user.  Debian 12
+# (bookworm), with or without systemd (it is not used).  Everything listens on 127.0.0.1 only:
 #
 #   postgres  postgresql://postgres:postgres@127.0.0.1:5432/postgres   (PostgreSQL 15, max_connections=300)
 #   rabbitmq  amqp://guest:guest@127.0.0.1:5672/                       (management API http://127.0.0.1:15672/, guest/guest)
@@ -35,8 +36,6 @@ RMQ_PIDFILE="/var/lib/rabbitmq/mnesia/${RMQ_NODENAME}.pid"
 RMQ_URL="amqp://guest:guest@127.0.0.1:5672/"
 RMQ_HTTP="http://127.0.0.1:15672/"
 
-KAFKA_URL="127.0.0.1:9092"
-
 say() { printf '%s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
@@ -55,14 +54,6 @@ alive() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() { # name port timeout
-    local deadline=$((SECONDS + $3))
-    until port_open "$2"; do
-        ((SECONDS < deadline)) || die "$1: nothing accepts connections on 127.0.0.1:$2 after $3s"
-        sleep 0.3
-    done
-}
 
 # Write a config file only when its content changes; returns 0 if it changed.
 install_file() { # dest mode owner  (content on stdin)
@@ -381,17 +372,11 @@ main() {
     [[ $# -gt 0 ]] && shift
     local services=("$@")
     ((${#services[@]})) || services=("${ALL_SERVICES[@]}")
+    local -A fn=([postgres]=pg [postgresql]=pg [pg]=pg [rabbitmq]=rmq [rabbit]=rmq [kafka]=kafka)
     local s
     for s in "${services[@]}"; do
-        case "$s" in
-            postgres | rabbitmq | kafka) ;;
-            postgresql | pg) s=postgres ;;
-            rabbit) s=rabbitmq ;;
-            *) die "unknown service '$s' (known: ${ALL_SERVICES[*]})" ;;
-        esac
+        [[ -n "${fn[$s]:-}" ]] || die "unknown service '$s' (known: ${ALL_SERVICES[*]})"
     done
-    local -A fn=([postgres]=pg [rabbitmq]=rmq [kafka]=kafka
-        [postgresql]=pg [pg]=pg [rabbit]=rmq)
     local t0 rc=0
     t0="$(now)"
     case "$action" in
