@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from services import invariants
@@ -22,12 +24,31 @@ from services.inventory.models import Reservation, ReservationLine, Stock
 from services.notifications.models import Notification
 from services.orders.models import Order, OrderLine
 from services.payments.models import Account, Charge
-from services.settings import Settings
+from services.settings import SERVICES, Settings
 from services.shipping.models import Shipment
 
 
-async def read_snapshot(settings: Settings) -> Snapshot:
+async def read_snapshot(settings: Settings, services: Collection[str] = SERVICES) -> Snapshot:
+    """What the databases of `services` hold now (the others' parts stay empty)."""
     snapshot = Snapshot()
+    if "orders" in services:
+        await _read_orders(settings, snapshot)
+    if "inventory" in services:
+        await _read_inventory(settings, snapshot)
+    if "payments" in services:
+        await _read_payments(settings, snapshot)
+    if "shipping" in services:
+        async with _session(settings, "shipping") as session:
+            for shipment in await session.scalars(select(Shipment)):
+                snapshot.shipments[shipment.order_id] = snapshot.shipments.get(shipment.order_id, 0) + 1
+    if "notifications" in services:
+        async with _session(settings, "notifications") as session:
+            for note in await session.scalars(select(Notification)):
+                snapshot.notifications.setdefault(note.order_id, []).append(note.kind)
+    return snapshot
+
+
+async def _read_orders(settings: Settings, snapshot: Snapshot) -> None:
     async with _session(settings, "orders") as session:
         lines: dict[str, dict[str, int]] = defaultdict(dict)
         for line in await session.scalars(select(OrderLine)):
@@ -36,6 +57,9 @@ async def read_snapshot(settings: Settings) -> Snapshot:
             snapshot.orders[order.order_id] = OrderFacts(
                 order.status, order.customer_id, order.total, lines[order.order_id]
             )
+
+
+async def _read_inventory(settings: Settings, snapshot: Snapshot) -> None:
     async with _session(settings, "inventory") as session:
         held: dict[str, dict[str, int]] = defaultdict(dict)
         for item in await session.scalars(select(ReservationLine)):
@@ -46,25 +70,34 @@ async def read_snapshot(settings: Settings) -> Snapshot:
             )
         for stock in await session.scalars(select(Stock)):
             snapshot.stock[stock.sku] = (stock.initial, stock.on_hand, stock.reserved)
+
+
+async def _read_payments(settings: Settings, snapshot: Snapshot) -> None:
     async with _session(settings, "payments") as session:
         for charge in await session.scalars(select(Charge)):
             snapshot.charges[charge.order_id] = ChargeFacts(charge.status, charge.customer_id, charge.amount)
         for account in await session.scalars(select(Account)):
             snapshot.accounts[account.customer_id] = (account.opening_balance, account.balance)
-    async with _session(settings, "shipping") as session:
-        for shipment in await session.scalars(select(Shipment)):
-            snapshot.shipments[shipment.order_id] = snapshot.shipments.get(shipment.order_id, 0) + 1
-    async with _session(settings, "notifications") as session:
-        for note in await session.scalars(select(Notification)):
-            snapshot.notifications.setdefault(note.order_id, []).append(note.kind)
-    return snapshot
+
+
+class MissingDatabase(Exception):
+    """A service's database does not exist: wrong data directory, or the service never ran."""
 
 
 class _session:
-    """A read-only session on one service's database, with its own short-lived engine."""
+    """A read-only session on one service's database, with its own short-lived engine.
+
+    SQLite files are opened read-only (`mode=ro`), so checking never creates or changes one.
+    """
 
     def __init__(self, settings: Settings, service: str) -> None:
-        self.engine = create_async_engine(settings.database_url(service))
+        url = make_url(settings.database_url(service))
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "")
+            if not path.exists():
+                raise MissingDatabase(f"no {service} database at {path}")
+            url = url.set(database=f"file:{path}", query={"mode": "ro", "uri": "true"})
+        self.engine = create_async_engine(url)
         self.session = AsyncSession(self.engine)
 
     async def __aenter__(self) -> AsyncSession:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from services.settings import Settings, add_arguments
+from services.settings import SERVICES, Settings, add_arguments
+from tidings.errors import ConfigurationError
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the five services and keep them running")
     add_arguments(up)
     up.add_argument("--log-level", default="INFO", help="log level of the services [INFO]")
+    up.add_argument("--services", default=",".join(SERVICES), help="comma-separated services to run [all five]")
     load = commands.add_parser("load", help="place orders through the HTTP API and measure settling")
     _load_arguments(load)
     add_arguments(load)
@@ -58,19 +60,28 @@ def _load_arguments(parser: argparse.ArgumentParser, *, orders: int = 300, rate:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env().with_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        if args.command == "up":
-            from services.supervisor import up
+    try:
+        settings = Settings.from_env().with_args(args)
+        with contextlib.suppress(KeyboardInterrupt):
+            if args.command == "up":
+                from services.supervisor import up
 
-            return asyncio.run(up(settings, log_level=args.log_level))
-        if args.command == "load":
-            return asyncio.run(_load(settings, args, Console()))
-        if args.command == "check":
-            return asyncio.run(_check(settings, args.wait))
-        if args.command == "demo":
-            return asyncio.run(_demo(settings, args))
+                services = [name.strip() for name in args.services.split(",") if name.strip()]
+                unknown = set(services) - set(SERVICES)
+                if unknown:
+                    print(f"unknown service(s): {', '.join(sorted(unknown))}; the shop has {', '.join(SERVICES)}")
+                    return 2
+                return asyncio.run(up(settings, services=services, log_level=args.log_level))
+            if args.command == "load":
+                return asyncio.run(_load(settings, args, Console()))
+            if args.command == "check":
+                return asyncio.run(_check(settings, args.wait))
+            if args.command == "demo":
+                return asyncio.run(_demo(settings, args))
+    except (ConfigurationError, TimeoutError) as error:
+        print(f"[shop] {error}")
+        return 2
     return 130
 
 
@@ -119,7 +130,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.supervisor import Supervisor
 
     console = Console()
-    supervisor = Supervisor(settings, log_level=args.log_level, say=lambda line: console.print(f"[shop] {line}"))
+    supervisor = Supervisor(settings, log_level=args.log_level, say=lambda line: console.print(f"\\[shop] {line}"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -127,11 +138,11 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
         info = await supervisor.start()
         args.api = args.api or info.get("api")
-        console.print(f"[shop] API {args.api}, docs {args.api}/docs; logs in {settings.log_dir}")
+        console.print(f"\\[shop] API {args.api}, docs {args.api}/docs; logs in {settings.log_dir}")
         status = await _load(settings, args, console)
         status = max(status, await _check(settings, 30.0))
         if args.keep:
-            console.print(f"[shop] still running: try `curl {args.api}/orders?limit=5`; Ctrl-C stops")
+            console.print(f"\\[shop] still running: try `curl {args.api}/orders?limit=5`; Ctrl-C stops")
             await stop.wait()
         return status
     finally:

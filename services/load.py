@@ -9,12 +9,13 @@ both written in its own transactions), so client-side polling adds nothing to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from services.feed import SettledFeed, fetch
 from services.seed import BROKE_CUSTOMERS, REGULAR_SKUS, SOLVENT_CUSTOMERS
-
-TERMINAL = ("confirmed", "cancelled")
-CHUNK = 100
 
 
 def plan(index: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -99,7 +98,7 @@ async def run_load(
     placed: list[str] = []
     post_latency: list[float] = []
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
     progress = Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
@@ -109,6 +108,7 @@ async def run_load(
         disable=not show_progress,
     )
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30.0) as client:
+        feed = SettledFeed(client, since=datetime.now(UTC) - timedelta(seconds=1))
         with progress:
             placing = progress.add_task("placed", total=orders)
             settling = progress.add_task("settled", total=orders)
@@ -120,14 +120,32 @@ async def run_load(
                     sent = time.monotonic()
                     response = await _post(client, body)
                     post_latency.append((time.monotonic() - sent) * 1000)
-                if response is not None and response.status_code == 201:
+                if isinstance(response, httpx.Response) and response.status_code == 201:
                     placed.append(response.json()["order_id"])
                 else:
                     report.refused += 1
-                    detail = "no response" if response is None else f"{response.status_code} {response.text[:200]}"
+                    detail = response if isinstance(response, str) else f"{response.status_code} {response.text[:200]}"
                     report.errors.append(detail)
                 progress.advance(placing)
 
+            all_placed, all_settled = asyncio.Event(), asyncio.Event()
+
+            async def follow() -> None:
+                stalled = 0
+                while True:
+                    before = feed.count(placed)
+                    await feed.poll()
+                    settled = feed.count(placed)
+                    stalled = stalled + 1 if settled == before and all_placed.is_set() else 0
+                    if stalled >= 5:  # nothing new for a second: ask for the stragglers by id
+                        await feed.fill([order_id for order_id in placed if order_id not in feed.views][:2000])
+                        settled, stalled = feed.count(placed), 0
+                    progress.update(settling, completed=settled + report.refused)
+                    if all_placed.is_set() and settled == len(placed):
+                        all_settled.set()
+                    await asyncio.sleep(0.2)
+
+            follower = asyncio.create_task(follow())
             tasks = []
             for index in range(orders):
                 if rate > 0:
@@ -136,17 +154,17 @@ async def run_load(
                     await gate.acquire()
                     gate.release()
                 tasks.append(asyncio.create_task(place(index)))
-                if len(tasks) % 16 == 0:
-                    progress.update(settling, completed=await _count_settled(client, placed))
             await asyncio.gather(*tasks)
-            deadline = time.monotonic() + settle_timeout
-            while True:
-                settled = await _count_settled(client, placed)
-                progress.update(settling, completed=settled + report.refused)
-                if settled == len(placed) or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
-        views = await _fetch(client, placed)
+            all_placed.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_settled.wait(), settle_timeout)
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            await feed.poll()
+            progress.update(settling, completed=feed.count(placed) + report.refused)
+        views = [feed.views[order_id] for order_id in placed if order_id in feed.views]
+        views += await fetch(client, [order_id for order_id in placed if order_id not in feed.views])
     report.placed = len(placed)
     report.post_latency_ms = percentiles(post_latency)
     report.duration_s = round(time.monotonic() - started, 2)
@@ -174,46 +192,17 @@ def _summarise(report: LoadReport, views: list[dict[str, Any]]) -> None:
         report.orders_per_second = round(len(settled) / span, 1) if span > 0 else 0.0
 
 
-async def _post(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response | None:
-    """POST an order; retried only when the connection was refused (the request never arrived)."""
+async def _post(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response | str:
+    """POST an order, or say why there was no response. Retried only when the connection was
+    refused: then the request never arrived, and sending it again cannot place it twice."""
     for attempt in range(60):
         try:
             return await client.post("/orders", json=body)
         except httpx.ConnectError:
             await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
-        except httpx.HTTPError:
-            return None
-    return None
-
-
-async def _count_settled(client: httpx.AsyncClient, ids: list[str]) -> int:
-    """How many of `ids` are settled: one query for all pending orders when that list is short."""
-    try:
-        response = await client.get("/orders", params={"status": "pending", "limit": 1000})
-        response.raise_for_status()
-        pending = response.json()["orders"]
-        if len(pending) < 1000:
-            mine = set(ids)
-            return len(ids) - sum(1 for view in pending if view["order_id"] in mine)
-        views = await _fetch(client, ids)
-        return sum(1 for view in views if view["status"] in TERMINAL)
-    except httpx.HTTPError:
-        return 0  # the API is restarting; try again on the next poll
-
-
-async def _fetch(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
-    views: list[dict[str, Any]] = []
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        for attempt in range(30):
-            try:
-                response = await client.get("/orders", params={"id": chunk, "limit": len(chunk)})
-                response.raise_for_status()
-                views.extend(response.json()["orders"])
-                break
-            except httpx.HTTPError:
-                await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
-    return views
+        except httpx.HTTPError as error:
+            return f"no response: {type(error).__name__}: {error}"
+    return "no response: connection refused for a minute"
 
 
 def print_report(report: LoadReport, console: Console) -> None:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from typing import Any, BinaryIO
 
 from services.kit.service import SUPERVISOR_PID
 from services.settings import SERVICES, Settings
+from tidings.errors import ConfigurationError
 
 log = logging.getLogger("services.supervisor")
 
@@ -67,6 +69,8 @@ class Supervisor:
         """Start every service and wait until all are ready; returns the orders ready info."""
         for directory in (self.settings.data_dir, self.settings.run_dir, self.settings.log_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        if "orders" in self.children:
+            _check_port(self.settings.api_host, self.settings.api_port)
         for child in self.children.values():
             await self._spawn(child)
             child.watcher = asyncio.create_task(self._watch(child), name=f"watch-{child.name}")
@@ -107,11 +111,11 @@ class Supervisor:
         if waits:
             _, late = await asyncio.wait(waits, timeout=grace)
             for child in self.children.values():
-                process = child.process
-                if process is not None and process.returncode is None:
+                straggler = child.process
+                if straggler is not None and straggler.returncode is None:
                     self.say(f"{child.name} did not stop within {grace:g}s; killing it")
                     with contextlib.suppress(ProcessLookupError):
-                        process.kill()
+                        straggler.kill()
             if late:
                 await asyncio.wait(late)
         for child in self.children.values():
@@ -158,6 +162,18 @@ class Supervisor:
         return info is not None and child.process is not None and info.get("pid") == child.process.pid
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail at once, and say why, if the API port is taken (the orders service would crash-loop)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigurationError(f"the API address {host}:{port} is not free ({error}); use --api-port") from None
+
+
 def _log_file(path: Path) -> BinaryIO:
     """The child's log, appended to across restarts (the child inherits the descriptor)."""
     return path.open("ab")
@@ -172,17 +188,17 @@ def read_ready_file(settings: Settings, name: str) -> dict[str, Any] | None:
     return info
 
 
-async def up(settings: Settings, *, log_level: str = "INFO") -> int:
-    """`shop up`: start everything, print where the API is, run until Ctrl-C or SIGTERM."""
-    supervisor = Supervisor(settings, log_level=log_level, say=_say)
+async def up(settings: Settings, *, services: Sequence[str] = SERVICES, log_level: str = "INFO") -> int:
+    """`shop up`: start the services, print where the API is, run until Ctrl-C or SIGTERM."""
+    supervisor = Supervisor(settings, services=services, log_level=log_level, say=_say)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
         info = await supervisor.start()
-        api = info.get("api", "?")
-        _say(f"shop is up: API {api} (OpenAPI docs {api}/docs); logs in {settings.log_dir}; Ctrl-C stops")
+        where = f"API {info['api']} (OpenAPI docs {info['api']}/docs)" if "api" in info else "no API (orders not run)"
+        _say(f"shop is up: {where}; logs in {settings.log_dir}; Ctrl-C stops")
         await stop.wait()
     finally:
         _say("stopping")

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import MetaData
@@ -71,10 +72,14 @@ class ShopService(Service):
         assert self.database_url is not None
         await prepare_database(self.database_url, self.metadata, self._seeders)
         await super().start()
-        for factory in self._component_factories:
-            component = factory(self)
-            await component.start()
-            self._components.append(component)
+        try:
+            for factory in self._component_factories:
+                component = factory(self)
+                await component.start()
+                self._components.append(component)
+        except BaseException:  # the API port is taken, say: close what started, then fail
+            await self.stop()
+            raise
         self._write_ready_file()
         if os.environ.get(SUPERVISOR_PID):
             self._orphan_watch = asyncio.create_task(_watch_parent(int(os.environ[SUPERVISOR_PID])))
@@ -88,7 +93,7 @@ class ShopService(Service):
             await self._components.pop().stop()
         await super().stop()
 
-    def _ready_file(self) -> Any:
+    def _ready_file(self) -> Path:
         return self.settings.run_dir / f"{self.name}.json"
 
     def _write_ready_file(self) -> None:

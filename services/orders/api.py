@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
 
@@ -68,7 +68,8 @@ def create_app(service: ShopService) -> FastAPI:
                 deadline=now + deadline,
             )
             rows = [
-                OrderLine(order_id=order_id, sku=ln.sku, quantity=ln.quantity, unit_price=ln.unit_price) for ln in lines
+                OrderLine(order_id=order_id, sku=ln.sku, quantity=ln.quantity, unit_price=ln.unit_price)
+                for ln in sorted(lines, key=lambda line: line.sku)
             ]
             ctx.session.add(order)
             await ctx.session.flush()
@@ -82,7 +83,9 @@ def create_app(service: ShopService) -> FastAPI:
             order = await session.get(Order, order_id)
             if order is None:
                 raise HTTPException(404, f"no order {order_id}")
-            lines = list(await session.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
+            lines = list(
+                await session.scalars(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.sku))
+            )
         return OrderView.of(order, lines)
 
     @app.get("/orders", response_model=OrderList)
@@ -90,10 +93,19 @@ def create_app(service: ShopService) -> FastAPI:
         status: OrderStatus | None = None,
         customer: str | None = None,
         order_id: Annotated[list[str] | None, Query(alias="id", max_length=200)] = None,
+        settled_after: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> OrderList:
-        """Newest first; filter by status, customer and/or order ids (`?id=...&id=...`)."""
-        query = select(Order).order_by(Order.created_at.desc()).limit(limit)
+        """Newest first; filter by status, customer and/or order ids (`?id=...&id=...`).
+
+        With `settled_after` (inclusive), the orders settled since then, oldest settlement first:
+        a feed a client follows by passing the last `settled_at` it saw, getting each order once.
+        """
+        query = select(Order).limit(limit)
+        if settled_after is not None:
+            query = query.where(Order.settled_at >= settled_after).order_by(Order.settled_at)
+        else:
+            query = query.order_by(Order.created_at.desc())
         if status is not None:
             query = query.where(Order.status == status)
         if customer is not None:
@@ -105,7 +117,8 @@ def create_app(service: ShopService) -> FastAPI:
             lines: dict[str, list[OrderLine]] = defaultdict(list)
             if orders:
                 ids = [order.order_id for order in orders]
-                for line in await session.scalars(select(OrderLine).where(OrderLine.order_id.in_(ids))):
+                statement = select(OrderLine).where(OrderLine.order_id.in_(ids)).order_by(OrderLine.sku)
+                for line in await session.scalars(statement):
                     lines[line.order_id].append(line)
         return OrderList(orders=[OrderView.of(o, lines[o.order_id]) for o in orders], count=len(orders))
 

@@ -52,7 +52,7 @@ class Order(Base):
     """The business transaction the order started; the deadline sweep's cancellation joins it."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime)
-    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
 
 
 class OrderLine(Base):

@@ -6,10 +6,10 @@ the database is ready and the consumer runs, and they stop (API first) before it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.contracts import PaymentCompleted, PaymentFailed, StockReservationFailed
-from services.kit.service import ShopService, run_main
+from services.kit.service import Component, ShopService, run_main
 from services.orders.deadlines import DeadlineSweep
 from services.orders.models import Base, seed_catalog
 from services.orders.saga import on_payment_completed, on_payment_failed, on_stock_reservation_failed
@@ -19,7 +19,9 @@ from services.settings import Settings
 
 def build(settings: Settings, *, serve_http: bool = True) -> ShopService:
     """The orders service; `serve_http=False` leaves the API to the caller (tests mount the app)."""
-    components = [ApiServer, DeadlineSweep] if serve_http else [DeadlineSweep]
+    components: list[Callable[[ShopService], Component]] = [DeadlineSweep]
+    if serve_http:
+        components.insert(0, ApiServer)
     service = ShopService("orders", settings, metadata=Base.metadata, seeders=[seed_catalog], components=components)
     service.on(StockReservationFailed)(on_stock_reservation_failed)
     service.on(PaymentFailed)(on_payment_failed)

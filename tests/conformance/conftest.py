@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.harness import AdapterFactory, Broker, BrokerTarget
+from tests.integration.kafka_support import KafkaAdapter
+from tests.integration.rabbitmq_support import RabbitAdapter
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class SqliteAdapter:
         yield BrokerTarget(f"sqlite:///{tmp_path / 'broker.db'}?lease=1")
 
 
-ADAPTERS: list[AdapterFactory] = [MemoryAdapter(), SqliteAdapter()]
+ADAPTERS: list[AdapterFactory] = [MemoryAdapter(), SqliteAdapter(), RabbitAdapter(), KafkaAdapter()]
 
 
 @pytest.fixture(params=[pytest.param(adapter, marks=adapter.marks, id=adapter.name) for adapter in ADAPTERS])

@@ -81,21 +81,21 @@ class Consumer:
         except Exception as error:  # surfaced by take()
             self._ended = error
 
-    async def take(self, n: int = 1, timeout: float = TIMEOUT) -> list[Delivery]:
-        """Exactly `n` deliveries, or fail when `timeout` passes first."""
+    async def take(self, n: int = 1, within: float = TIMEOUT) -> list[Delivery]:
+        """Exactly `n` deliveries, or fail when `within` seconds pass first."""
         got: list[Delivery] = []
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 while len(got) < n:
                     got.append(await self._next())
         except TimeoutError:
-            pytest.fail(f"received {len(got)} of {n} deliveries within {timeout}s")
+            pytest.fail(f"received {len(got)} of {n} deliveries within {within}s")
         return got
 
-    async def poll(self, timeout: float) -> Delivery | None:
-        """One delivery, or None when none arrives within `timeout`."""
+    async def poll(self, within: float) -> Delivery | None:
+        """One delivery, or None when none arrives within `within` seconds."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 return await self._next()
         except TimeoutError:
             return None
@@ -168,14 +168,14 @@ class Broker:
             await transport.close()
 
 
-async def read_line(process: asyncio.subprocess.Process, timeout: float = 30.0) -> list[str]:
+async def read_line(process: asyncio.subprocess.Process, within: float = 30.0) -> list[str]:
     """The next line the child prints, split into words; fail if it prints none in time."""
     assert process.stdout is not None
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             line = await process.stdout.readline()
     except TimeoutError:
-        pytest.fail(f"the child process printed nothing within {timeout}s")
+        pytest.fail(f"the child process printed nothing within {within}s")
     assert line, f"the child process exited with {await process.wait()} before printing"
     return line.decode().split()
 
@@ -187,16 +187,16 @@ async def kill(process: asyncio.subprocess.Process) -> None:
     await process.communicate()
 
 
-async def until(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = TIMEOUT) -> T:
+async def until(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = TIMEOUT) -> T:
     """Poll `probe()` until `check` holds on its result; fail with the last result at the deadline."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         value = await probe()
         if check(value):
             return value
         if loop.time() > deadline:
-            pytest.fail(f"still {value!r} after {timeout}s")
+            pytest.fail(f"still {value!r} after {within}s")
         await asyncio.sleep(0.02)
 
 

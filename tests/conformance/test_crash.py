@@ -29,7 +29,7 @@ async def test_delivery_of_a_killed_consumer_is_redelivered(broker: Broker) -> N
         await kill(child)
 
     survivor = await broker.consumer(transport, "crashy", [PING])
-    (again,) = await survivor.take(1, timeout=REDELIVERY_TIMEOUT)
+    (again,) = await survivor.take(1, within=REDELIVERY_TIMEOUT)
     assert again.envelope().id == envelope.id
     assert again.attempt >= 2
     await again.ack()

@@ -44,7 +44,8 @@ async def test_events_with_one_key_arrive_in_publish_order(broker: Broker) -> No
             if delivery is None:
                 continue
             event = event_of(delivery)
-            assert isinstance(event, Ping) and event.key is not None
+            assert isinstance(event, Ping)
+            assert event.key is not None
             arrived[event.key].append(event.n)
             count += 1
             await asyncio.sleep(chance.uniform(0, 0.004))  # acks come back in a shuffled order
@@ -59,3 +60,24 @@ async def test_events_with_one_key_arrive_in_publish_order(broker: Broker) -> No
     for key, sequence in arrived.items():
         assert sequence == list(range(PER_KEY)), f"{key} arrived as {sequence}"
     await until(first.backlog, lambda b: b.get("ordered") == 0)
+
+
+async def test_a_retried_event_keeps_later_events_of_its_key_waiting(broker: Broker) -> None:
+    transport = await broker.connect()
+    if not transport.capabilities.per_key_ordering:
+        pytest.skip("the adapter does not promise per-key ordering")
+    consumer = await broker.consumer(transport, "ordered", [PING])
+    await transport.publish([ping(0, key="k"), ping(1, key="k"), ping(2, key="k")])
+
+    (first,) = await consumer.take(1)
+    assert event_of(first) == Ping(n=0, key="k")
+    await first.retry(0.3)
+    (again,) = await consumer.take(1)
+    assert (event_of(again), again.attempt) == (Ping(n=0, key="k"), 2)
+    await again.dead_letter("gave up")  # settled for good: the key moves on
+    (second,) = await consumer.take(1)
+    assert event_of(second) == Ping(n=1, key="k")
+    await second.ack()
+    (third,) = await consumer.take(1)
+    assert event_of(third) == Ping(n=2, key="k")
+    await third.ack()

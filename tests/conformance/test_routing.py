@@ -63,7 +63,8 @@ async def test_competing_consumers_share_the_work(broker: Broker) -> None:
     async with asyncio.timeout(30):
         await asyncio.gather(*(work(i, c) for i, c in enumerate(consumers)))
 
-    assert seen[0] and seen[1], f"one consumer got everything: {len(seen[0])} / {len(seen[1])}"
+    assert seen[0], f"the second consumer got all {len(seen[1])}"
+    assert seen[1], f"the first consumer got all {len(seen[0])}"
     everything = seen[0] + seen[1]
     assert len(everything) == len(set(everything)) == total, "duplicates although nothing failed"
     assert set(everything) == {e.id for e in envelopes}

@@ -57,7 +57,7 @@ async def test_unsettled_delivery_returns_after_its_subscription_closes(broker: 
     await leaving.close()
 
     staying = await broker.consumer(await broker.connect(), "g", [PING])
-    (again,) = await staying.take(1, timeout=REDELIVERY_TIMEOUT)
+    (again,) = await staying.take(1, within=REDELIVERY_TIMEOUT)
     assert event_id(again) == envelope.id
     assert again.attempt >= 2
     assert not unsettled.settled

@@ -47,9 +47,12 @@ def inject_raw(
         ).lastrowid
         groups = [row[0] for row in db.execute("SELECT grp FROM subscriptions WHERE type = ?", (type,))]
         for group in groups:
-            pending = partition_key is not None and db.execute(
-                "SELECT 1 FROM deliveries WHERE grp = ? AND partition_key = ?", (group, partition_key)
-            ).fetchone()
+            pending = (
+                partition_key is not None
+                and db.execute(
+                    "SELECT 1 FROM deliveries WHERE grp = ? AND partition_key = ?", (group, partition_key)
+                ).fetchone()
+            )
             db.execute(
                 "INSERT INTO deliveries (grp, message_id, partition_key, state, available_at) VALUES (?, ?, ?, ?, ?)",
                 (group, message_id, partition_key, "waiting" if pending else "ready", float("inf") if pending else now),

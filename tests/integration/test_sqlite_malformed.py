@@ -71,9 +71,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[tuple[Path, Transport, Consume
 
 
 @pytest.mark.parametrize("case", list(CASES))
-async def test_malformed_row_raises_its_kind_when_decoded(
-    broker: tuple[Path, Transport, Consumer], case: str
-) -> None:
+async def test_malformed_row_raises_its_kind_when_decoded(broker: tuple[Path, Transport, Consumer], case: str) -> None:
     path, transport, consumer = broker
     make, routing_type, kind = CASES[case]
     headers, body = make()

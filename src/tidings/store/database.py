@@ -31,6 +31,7 @@ from sqlalchemy import Connection, MetaData, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 from tidings.errors import ConfigurationError
 from tidings.store.migrate import upgrade
@@ -83,11 +84,15 @@ class Store:
         migrate: bool = True,
         pool_size: int = 10,
         busy_timeout: float = 30.0,
+        read_only: bool = False,
     ) -> Store:
         """Connect to `url` and, unless `migrate=False`, apply Tidings' migrations and create
         `metadata`'s missing tables. `pool_size` is for PostgreSQL; `busy_timeout` (seconds) is how
-        long a SQLite transaction waits for another process's write lock."""
-        store = cls(create_engine(url, pool_size=pool_size, busy_timeout=busy_timeout))
+        long a SQLite transaction waits for another process's write lock. `read_only` (admin tools)
+        makes SQLite transactions begin deferred: they read a snapshot without waiting for writers,
+        and must not write."""
+        engine = create_engine(url, pool_size=pool_size, busy_timeout=busy_timeout, read_only=read_only)
+        store = cls(engine)
         try:
             if migrate:
                 await store.migrate(metadata)
@@ -126,17 +131,45 @@ def dialect_of(session: AsyncSession) -> str:
     return bind.dialect.name
 
 
-def create_engine(url: str | URL, *, pool_size: int = 10, busy_timeout: float = 30.0) -> AsyncEngine:
+async def sqlite_connection(session: AsyncSession) -> Any:
+    """The aiosqlite connection under `session`'s transaction (which this starts).
+
+    `inbox.claim` and `outbox.add` run on it directly: they are on every event's path, and through
+    SQLAlchemy each statement costs four hand-offs to aiosqlite's thread instead of one. This is
+    sound because a `Store`'s SQLite transactions begin eagerly (`BEGIN IMMEDIATE` in the engine's
+    begin event), so the statements are inside the session's transaction.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if driver is None or not driver.in_transaction:
+        raise ConfigurationError("the session's SQLite connection is not in a transaction: use a Store's session")
+    return driver
+
+
+def create_engine(
+    url: str | URL, *, pool_size: int = 10, busy_timeout: float = 30.0, read_only: bool = False
+) -> AsyncEngine:
     """The async engine for `url`, set up as described in the module docstring."""
     parsed = normalise_url(url)
     if parsed.drivername.startswith("postgresql"):
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            raise ConfigurationError("PostgreSQL needs asyncpg: pip install 'tidings[postgres]'") from None
         return create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
-    engine = create_async_engine(parsed, pool_size=1, max_overflow=0, pool_timeout=max(60.0, busy_timeout * 2))
-    _configure_sqlite(engine, busy_timeout)
+    engine = create_async_engine(
+        parsed,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=max(60.0, busy_timeout * 2),
+        pool_reset_on_return=None,  # _reset below rolls back only what is still open
+    )
+    _configure_sqlite(engine, busy_timeout, "BEGIN" if read_only else "BEGIN IMMEDIATE")
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout: float, begin: str) -> None:
     milliseconds = int(busy_timeout * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -151,6 +184,19 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         finally:
             cursor.close()
 
+    # Each call into aiosqlite is a hand-off to its thread: BEGIN and the pool's reset go to the
+    # driver directly (one hand-off, and none for a reset after a commit) instead of through a
+    # cursor (three).
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        driver: Any = connection.connection.driver_connection
+        await_only(driver.execute(begin))
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        try:
+            open_transaction = dbapi_connection.driver_connection.in_transaction
+        except ValueError:  # aiosqlite's connection is already closed: nothing to reset
+            return
+        if open_transaction:
+            dbapi_connection.rollback()

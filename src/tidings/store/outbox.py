@@ -13,8 +13,9 @@ is commit order. On PostgreSQL, concurrent transactions draw ids before they com
 smaller id can commit after a larger one has been published. `add` therefore takes a
 transaction-scoped advisory lock per (source, partition key) before drawing ids: two
 transactions with events of one key are serialized from `add` to commit, and their ids are in
-commit order. Events with one partition key are thus published in commit order; events without
-a key or with different keys have no order among them.
+commit order (the id sequence has no per-session cache, so ids are drawn in time order).
+Events with one partition key are thus published in commit order; events without a key or with
+different keys have no order among them. Two keys whose hashes collide only share a lock.
 
 Wake-up. On PostgreSQL `add` also issues `pg_notify('tidings_outbox', source)`, delivered at
 commit (and dropped on rollback), so that the relay of any process wakes up at once; within one
@@ -28,11 +29,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.envelope import Envelope, from_binary, to_binary
-from tidings.store.database import dialect_of
+from tidings.store.database import dialect_of, sqlite_connection
 from tidings.store.migrate import LOCK_NAMESPACE
 from tidings.store.tables import outbox
 
@@ -40,10 +41,24 @@ CHANNEL = "tidings_outbox"
 """The PostgreSQL notification channel; the payload is the source (service name)."""
 HEADER_PREFIX = "ce_"
 
-_LOCK_AND_NOTIFY = text(
-    "SELECT pg_advisory_xact_lock(:namespace, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k"
-    " UNION ALL SELECT pg_notify(:channel, s) FROM unnest(CAST(:sources AS text[])) AS s"
+# PostgreSQL: one round trip. The CTE takes the per-key advisory locks and queues the
+# notification; its aggregates finish before the INSERT draws the first id (nextval).
+_ADD_POSTGRES = text(
+    """
+WITH gate AS MATERIALIZED (
+    SELECT (SELECT count(pg_advisory_xact_lock(:namespace, hashtext(k))::text)
+            FROM unnest(CAST(:keys AS text[])) AS k) AS locks,
+           (SELECT count(pg_notify(:channel, s)::text)
+            FROM unnest(CAST(:notify AS text[])) AS s) AS notified
 )
+INSERT INTO tidings_outbox (source, event_id, headers, body, created_at)
+SELECT r.source, r.event_id, r.headers, r.body, :created_at
+FROM gate, unnest(CAST(:sources AS text[]), CAST(:event_ids AS text[]), CAST(:headers AS text[]),
+                  CAST(:bodies AS bytea[])) AS r(source, event_id, headers, body)
+WHERE gate.locks >= 0 AND gate.notified >= 0
+"""
+)
+_ADD_SQLITE = "INSERT INTO tidings_outbox (source, event_id, headers, body, created_at) VALUES (?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +78,25 @@ async def add(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
     """
     if not envelopes:
         return
+    now = time.time()
+    encoded = [encode(envelope) for envelope in envelopes]
     if dialect_of(session) == "postgresql":
-        keys = sorted({f"{e.source}\x1f{e.partitionkey}" for e in envelopes if e.partitionkey is not None})
         parameters = {
             "namespace": LOCK_NAMESPACE,
-            "keys": keys,
+            "keys": sorted({f"{e.source}\x1f{e.partitionkey}" for e in envelopes if e.partitionkey is not None}),
             "channel": CHANNEL,
-            "sources": sorted({e.source for e in envelopes}),
+            "notify": sorted({e.source for e in envelopes}),
+            "created_at": now,
+            "sources": [e.source for e in envelopes],
+            "event_ids": [e.id for e in envelopes],
+            "headers": [headers for headers, _ in encoded],
+            "bodies": [body for _, body in encoded],
         }
-        (await session.execute(_LOCK_AND_NOTIFY, parameters)).all()
-    now = time.time()
-    rows = []
-    for envelope in envelopes:
-        headers, body = encode(envelope)
-        rows.append(
-            {"source": envelope.source, "event_id": envelope.id, "headers": headers, "body": body, "created_at": now}
-        )
-    await session.execute(insert(outbox), rows)
+        await session.execute(_ADD_POSTGRES, parameters)
+        return
+    rows = [(e.source, e.id, headers, body, now) for e, (headers, body) in zip(envelopes, encoded, strict=True)]
+    driver = await sqlite_connection(session)
+    await driver.executemany(_ADD_SQLITE, rows)
 
 
 async def pending(session: AsyncSession, source: str, *, limit: int) -> list[OutboxRow]:

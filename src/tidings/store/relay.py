@@ -88,13 +88,13 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._listener: Listener | None = None
         self._next_prune = 0.0
+        self._row_exists = False
 
     async def start(self) -> None:
         """Start the background task (and, on PostgreSQL, listening for other processes' commits)."""
         if self._task is not None:
             raise ConfigurationError(f"the relay of {self.source!r} is already started")
-        async with self._store.session() as session, session.begin():
-            await lease.ensure(session, self.source)
+        await self._ensure_row()
         if self._store.is_postgres:
             self._listener = Listener(self._store.engine.url, outbox.CHANNEL, self.source, self.wake)
             await self._listener.ensure()
@@ -129,6 +129,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """One cycle: publish up to `batch_size` rows if this relay may; returns how many it published."""
+        await self._ensure_row()
         if self._store.is_postgres:
             return await self._cycle_locked()
         return await self._cycle_leased()
@@ -142,6 +143,12 @@ class Relay:
             removed += count
             if count < limit:
                 return removed
+
+    async def _ensure_row(self) -> None:
+        if not self._row_exists:
+            async with self._store.session() as session, session.begin():
+                await lease.ensure(session, self.source)
+            self._row_exists = True
 
     # -- the loop --------------------------------------------------------------------------------
 

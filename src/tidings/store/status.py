@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tidings.errors import ConfigurationError
-from tidings.store.database import Store
+from tidings.store.database import Store, normalise_url
 from tidings.store.tables import outbox, relay
 
 
@@ -47,7 +49,10 @@ async def outbox_status(database_url: str | URL) -> OutboxStatus:
 
     Raises `ConfigurationError` when the database has no Tidings tables (no service ran on it).
     """
-    store = await Store.open(database_url, migrate=False, pool_size=1)
+    url = normalise_url(database_url)
+    if url.drivername.startswith("sqlite") and not await asyncio.to_thread(os.path.exists, url.database or ""):
+        raise ConfigurationError(f"no SQLite database at {url.database!r}")
+    store = await Store.open(url, migrate=False, pool_size=1, read_only=True)
     try:
         async with store.session() as session, session.begin():
             backlog = await session.execute(

@@ -24,9 +24,7 @@ import logging
 import os
 import sqlite3
 import time
-import uuid
 import weakref
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -37,9 +35,10 @@ from typing import ClassVar, Self, TypeVar
 
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, PublishError, TransportError
-from tidings.transport._sqlite_codec import SqliteConfig, decode_row, encode, stored_headers
-from tidings.transport._sqlite_store import Claimed, Kind, Lease, Settlement, Store
-from tidings.transport.base import Capabilities, DeadLetter, Delivery, Subscription, Transport
+from tidings.transport._sqlite_codec import SqliteConfig, encode, stored_headers
+from tidings.transport._sqlite_consumer import Busy, SqliteDelivery, SqliteSubscription
+from tidings.transport._sqlite_store import Settlement, Store
+from tidings.transport.base import Capabilities, DeadLetter, Transport
 
 __all__ = ["SqliteConfig", "SqliteDelivery", "SqliteSubscription", "SqliteTransport"]
 
@@ -49,10 +48,6 @@ T = TypeVar("T")
 _neighbours: dict[str, weakref.WeakSet[SqliteTransport]] = {}
 """Open transports per database file in this process, so a publish or settlement wakes idle
 consumers of the same file at once instead of at their next poll."""
-
-
-class _Busy(TransportError):
-    """Another process held the write lock for longer than `busy_timeout`."""
 
 
 class SqliteTransport(Transport):
@@ -69,6 +64,7 @@ class SqliteTransport(Transport):
         self._pending: list[tuple[Settlement, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._closing = False
         self._file = os.path.realpath(config.path)
 
     @classmethod
@@ -89,8 +85,8 @@ class SqliteTransport(Transport):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise _Busy(f"SQLite broker {self.config.path!r} is busy: {error}") from error
+            if error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # incl. extended codes
+                raise Busy(f"SQLite broker {self.config.path!r} is busy: {error}") from error
             raise TransportError(f"SQLite broker {self.config.path!r}: {error}") from error
         except (sqlite3.Error, RuntimeError) as error:  # RuntimeError: the executor is shut down
             raise TransportError(f"SQLite broker {self.config.path!r}: {error}") from error
@@ -164,8 +160,9 @@ class SqliteTransport(Transport):
 
     async def close(self) -> None:
         """Hand back unsettled deliveries, commit pending settlements, close the file. Idempotent."""
-        if self._store is None:
+        if self._store is None or self._closing:
             return
+        self._closing = True
         for subscription in list(self._subscriptions):
             await subscription.close()
         if self._heartbeat is not None:
@@ -217,153 +214,6 @@ class SqliteTransport(Transport):
                     await self._run(partial(self._db.extend, leases, time.time() + self.config.lease))
                 except TransportError as error:
                     _log.warning("could not renew %d leases: %s", len(leases), error)
-
-
-class SqliteSubscription(Subscription):
-    """One consumer of `group`: iterate it for deliveries, then `close()` it.
-
-    It holds at most `prefetch` unsettled deliveries (claimed or handed out); when full it
-    waits for a settlement before claiming more, as a broker's prefetch window does.
-    """
-
-    def __init__(self, transport: SqliteTransport, group: str, types: tuple[str, ...], prefetch: int) -> None:
-        self.group = group
-        self.types = types
-        self.prefetch = prefetch
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._transport = transport
-        self._buffer: deque[SqliteDelivery] = deque()
-        self._held: dict[int, SqliteDelivery] = {}
-        self._wake = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._fetching: asyncio.Task[None] | None = None
-        self._error: TransportError | None = None
-        self._closed = False
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> SqliteDelivery:
-        config = self._transport.config
-        delay = config.poll_min
-        while not self._closed:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            if self._buffer:
-                delivery = self._buffer.popleft()
-                self._held[delivery.lease.id] = delivery
-                return delivery
-            self._wake.clear()  # before claiming: a poke during the claim is not lost
-            room = self.prefetch - len(self._held)
-            if room > 0:
-                if await self._fetch(room):
-                    delay = config.poll_min
-                    continue
-                await self._idle(delay)
-                delay = min(delay * 2, config.poll_max)
-            else:
-                await self._idle(config.poll_max)
-        raise StopAsyncIteration
-
-    async def _fetch(self, room: int) -> bool:
-        # The claim runs as its own task, shielded: a consumer cancelled while waiting (a timeout)
-        # never loses claimed rows; they stay in the buffer for its next call or for close().
-        if self._fetching is None:
-            self._fetching = asyncio.create_task(self._claim(room))
-        task = self._fetching
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done() and self._fetching is task:
-                self._fetching = None
-        return bool(self._buffer)
-
-    async def _claim(self, room: int) -> None:
-        now = time.time()
-        db = self._transport._db
-        call = partial(db.claim, self.group, self.types, self.owner, room, now, now + self._transport.config.lease)
-        try:
-            claimed = await self._transport._run(call)
-        except _Busy as error:
-            _log.debug("claim for %r skipped: %s", self.group, error)
-        except TransportError as error:
-            self._error = error
-        else:
-            self._buffer.extend(SqliteDelivery(self, item) for item in claimed)
-
-    async def _idle(self, seconds: float) -> None:
-        with suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-
-    def _poke(self) -> None:
-        if self._loop is asyncio.get_running_loop():
-            self._wake.set()
-        else:
-            with suppress(RuntimeError):  # that loop is closed: nobody is waiting
-                self._loop.call_soon_threadsafe(self._wake.set)
-
-    def _leases(self) -> list[Lease]:
-        return [delivery.lease for delivery in (*self._buffer, *self._held.values())]
-
-    async def _settle(self, delivery: SqliteDelivery, kind: Kind, *, at: float = 0.0, reason: str = "") -> None:
-        self._held.pop(delivery.lease.id, None)
-        self._wake.set()  # room for one more
-        settlement = Settlement(
-            kind, delivery.lease, self.group, delivery.message_id, delivery.partition_key, at, reason
-        )
-        if not await self._transport._settle(settlement):
-            _log.warning(
-                "%s of a delivery for group %r had no effect: its lease ran out or its subscription closed first,"
-                " so it is (or will be) delivered again",
-                kind.value,
-                self.group,
-            )
-
-    async def close(self) -> None:
-        """Stop; unsettled deliveries (claimed or handed out) become claimable by others at once."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wake.set()
-        if self._fetching is not None:
-            await asyncio.shield(self._fetching)
-        leases = [(d.lease, True) for d in self._buffer] + [(d.lease, False) for d in self._held.values()]
-        self._buffer.clear()
-        self._held.clear()
-        self._transport._subscriptions.discard(self)
-        if leases:
-            try:
-                await self._transport._run(partial(self._transport._db.release, leases, time.time()))
-            except TransportError as error:
-                _log.warning("could not hand back %d deliveries (they return after the lease): %s", len(leases), error)
-            self._transport._poke()
-
-
-class SqliteDelivery(Delivery):
-    """A claimed delivery. Settling it after its subscription closed (or its lease was lost) is a no-op."""
-
-    def __init__(self, subscription: SqliteSubscription, claimed: Claimed) -> None:
-        super().__init__(subscription.group, claimed.lease.attempts)
-        self.lease = claimed.lease
-        self.message_id = claimed.message_id
-        self.partition_key = claimed.partition_key
-        self._headers = claimed.headers
-        self._body = claimed.body
-        self._subscription = subscription
-
-    def envelope(self) -> Envelope:
-        return decode_row(self._headers, self._body)
-
-    async def _ack(self) -> None:
-        await self._subscription._settle(self, Kind.ACK)
-
-    async def _retry(self, after: float) -> None:
-        await self._subscription._settle(self, Kind.RETRY, at=time.time() + after)
-
-    async def _dead_letter(self, reason: str) -> None:
-        await self._subscription._settle(self, Kind.DEAD_LETTER, reason=reason)
 
 
 def _row_ids(ids: Collection[str] | None) -> list[int] | None:

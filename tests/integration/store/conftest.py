@@ -63,3 +63,11 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 def broker_url(tmp_path: Path) -> str:
     """A private SQLite broker file (the multi-process broker)."""
     return f"sqlite:///{tmp_path / 'broker.db'}?lease=2"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def any_broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A private broker: in-process memory, or the SQLite broker file."""
+    if request.param == "memory":
+        return f"memory://store-test-{uuid.uuid4().hex}"
+    return f"sqlite:///{tmp_path / 'broker.db'}?lease=2"

@@ -9,6 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 from tidings.context import Context
 from tidings.events import Event
+from tidings.retry import RetryPolicy
 from tidings.service import Service
 from tidings.store import Store
 
@@ -43,9 +44,11 @@ class Boom(Exception):
     """A handler failure after it wrote rows."""
 
 
-def worker(broker: str, database: str, *, name: str = "worker", concurrency: int = 16) -> Service:
+def worker(
+    broker: str, database: str, *, name: str = "worker", concurrency: int = 16, retry: RetryPolicy | None = None
+) -> Service:
     """Handles `Job`: one `effects` row and one `JobDone`, or `Boom` after writing when `fail`."""
-    service = Service(name, broker=broker, database=database, concurrency=concurrency)
+    service = Service(name, broker=broker, database=database, concurrency=concurrency, retry=retry)
 
     @service.on(Job)
     async def handle(job: Job, ctx: Context) -> None:

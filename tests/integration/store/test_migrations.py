@@ -34,7 +34,11 @@ async def test_open_migrates_to_head_once(database_url: str) -> None:
 async def test_the_migrated_schema_is_the_one_the_code_uses(store: Store) -> None:
     def differences(connection: Connection) -> list[object]:
         context = MigrationContext.configure(
-            connection, opts={"include_name": lambda name, kind, _: kind != "table" or name.startswith("tidings_")}
+            connection,
+            opts={
+                "version_table": VERSION_TABLE,
+                "include_name": lambda name, kind, _: kind != "table" or name.startswith("tidings_"),
+            },
         )
         return list(compare_metadata(context, tidings_metadata))
 

@@ -1,0 +1,258 @@
+"""The reliable path end to end: a service handles an event, writes a row and publishes one
+follow-up event, with inbox claim and outbox in one transaction, and the relay publishing.
+
+    python bench/reliable_path.py --database postgres --events 20000 --out bench/results/reliable_path.json
+
+The input events are published to the broker first (not timed); then the service is started and
+the clock runs until the relay has published every follow-up. Reported per database:
+`handled_events_per_s` (deliveries handled and acked), `end_to_end_events_per_s` (until the
+last follow-up is confirmed by the broker) and the relay's commit-to-publish delay (from
+`outbox.add`, just before the commit, to the broker's confirmation) at that load, p50/p99/max.
+Figures are merged into the JSON file under the database's name ({"sqlite": ..., "postgres": ...}).
+PostgreSQL: a fresh database is created on --postgres (default the local server) and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+
+from tidings.context import Context
+from tidings.envelope import Envelope
+from tidings.events import Event
+from tidings.service import Service
+from tidings.store import Store
+from tidings.store.outbox import OutboxRow
+from tidings.transport import Transport, connect
+
+POSTGRES = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+
+metadata = MetaData()
+orders = Table(
+    "bench_orders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(64), nullable=False),
+    Column("amount", Integer, nullable=False),
+)
+
+
+class OrderPlaced(Event, type="bench.order.placed", version=1):
+    order_id: str
+    amount: int
+
+    def subject(self) -> str:
+        return self.order_id
+
+
+class OrderAccepted(Event, type="bench.order.accepted", version=1):
+    order_id: str
+
+    def subject(self) -> str:
+        return self.order_id
+
+
+@asynccontextmanager
+async def sqlite_database(directory: Path, args: argparse.Namespace) -> AsyncIterator[str]:
+    yield f"sqlite:///{directory / 'service.db'}"
+
+
+@asynccontextmanager
+async def postgres_database(directory: Path, args: argparse.Namespace) -> AsyncIterator[str]:
+    import asyncpg
+
+    name = f"tidings_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(args.postgres)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield args.postgres.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+DATABASES = {"sqlite": sqlite_database, "postgres": postgres_database}
+
+
+def service(broker: str, database: str, concurrency: int) -> Service:
+    bench = Service("bench", broker=broker, database=database, concurrency=concurrency)
+
+    @bench.on(OrderPlaced)
+    async def accept(order: OrderPlaced, ctx: Context) -> None:
+        await ctx.session.execute(insert(orders), {"order_id": order.order_id, "amount": order.amount})
+        ctx.publish(OrderAccepted(order_id=order.order_id))
+
+    return bench
+
+
+async def measure(broker: str, database: str, args: argparse.Namespace) -> dict[str, Any]:
+    store = await Store.open(database, metadata=metadata)  # migrations and tables, not timed
+    await store.close()
+    transport = await connect(broker)
+    try:
+        for group, event_type in (("bench", OrderPlaced.event_type), ("sink", OrderAccepted.event_type)):
+            await (await transport.subscribe(group, [event_type])).close()  # declare the groups
+        saturated = await phase(transport, broker, database, args, "saturated", args.events, rate=0)
+        rate = args.rate or max(50, saturated["handled_events_per_s"] // 2)
+        paced = await phase(transport, broker, database, args, "paced", max(200, min(args.events, 5 * rate)), rate)
+    finally:
+        await transport.close()
+    return {"concurrency": args.concurrency, "saturated": saturated, "paced": paced}
+
+
+async def phase(
+    transport: Transport, broker: str, database: str, args: argparse.Namespace, name: str, events: int, rate: int
+) -> dict[str, Any]:
+    """Run the service until it published `events` follow-ups. `rate` 0: every input is on the
+    broker before the service starts (saturation); otherwise inputs arrive at `rate` per second."""
+    inputs = [Envelope.wrap(OrderPlaced(order_id=f"{name}-{n}", amount=n), source="shop") for n in range(events)]
+    if not rate:
+        for start in range(0, len(inputs), 500):
+            await transport.publish(inputs[start : start + 500])
+
+    delays: list[float] = []
+    published = asyncio.Event()
+
+    def on_published(rows: Sequence[OutboxRow], confirmed_at: float) -> None:
+        delays.extend(confirmed_at - row.created_at for row in rows)
+        if len(delays) >= events:
+            published.set()
+
+    bench = service(broker, database, args.concurrency)
+    profiler = None
+    if args.profile and not rate:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="enabled")
+        profiler.start()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await bench.start()
+    bench._relay.on_published = on_published  # type: ignore[union-attr]  # the bench's only private access
+    producer = asyncio.create_task(produce(transport, inputs, rate)) if rate else None
+    handled_at = None
+    while not published.is_set():
+        if handled_at is None and bench.stats["handled"] >= events:
+            handled_at = time.perf_counter()
+        await asyncio.sleep(0.005)
+    finished, cpu_used = time.perf_counter(), time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    if producer is not None:
+        await producer
+    relay_stats = dict(bench._relay.stats)  # type: ignore[union-attr]
+    await bench.stop()
+    backlog = await transport.backlog()
+    if bench.stats["handled"] != events or backlog.get("bench") != 0:
+        raise SystemExit(f"{name}: handled {bench.stats['handled']} of {events} events; backlog {backlog}")
+    delays.sort()
+    result: dict[str, Any] = {
+        "events": events,
+        "commit_to_publish_ms": {
+            "p50": round(1000 * statistics.median(delays), 2),
+            "p99": round(1000 * delays[int(0.99 * (len(delays) - 1))], 2),
+            "max": round(1000 * delays[-1], 2),
+        },
+        "cpu_ms_per_event": round(1000 * cpu_used / events, 3),
+        "mean_relay_batch": round(events / max(1, relay_stats.get("batches", 1)), 1),
+    }
+    if rate:
+        result["rate_events_per_s"] = rate
+    else:
+        result["handled_events_per_s"] = round(events / ((handled_at or finished) - started))
+        result["end_to_end_events_per_s"] = round(events / (finished - started))
+    return result
+
+
+async def produce(transport: Transport, inputs: Sequence[Envelope], rate: int) -> None:
+    """Publish `inputs` at `rate` per second, in small batches every 10 ms."""
+    per_tick, started = max(1, rate // 100), time.perf_counter()
+    for index in range(0, len(inputs), per_tick):
+        await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+        await transport.publish(inputs[index : index + per_tick])
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def merge(out: Path, name: str, result: dict[str, Any]) -> None:
+    """Replace this database's entry in `out`, keeping the others'; written atomically."""
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data[name] = result
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    temporary.replace(out)
+
+
+async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as directory:
+        broker = f"memory://bench-{uuid.uuid4().hex}" if args.broker == "memory" else f"sqlite:///{directory}/broker.db"
+        async with DATABASES[name](Path(directory), args) as database:
+            figures = await measure(broker, database, args)
+    return {
+        **figures,
+        "broker": args.broker,
+        "machine": machine(),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=[*DATABASES, "all"], default="all")
+    parser.add_argument("--broker", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16, help="the service's handler concurrency")
+    parser.add_argument(
+        "--rate", type=int, default=0, help="events/s of the paced latency run (default: half the saturated rate)"
+    )
+    parser.add_argument("--postgres", default=POSTGRES, help="admin URL of the PostgreSQL server")
+    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the run")
+    parser.add_argument("--out", type=Path, help="merge the figures into this JSON file")
+    args = parser.parse_args()
+
+    names = list(DATABASES) if args.database == "all" else [args.database]
+    print(f"{'database':<10}{'events':>8}{'handled/s':>11}{'end-to-end/s':>14}{'cpu ms/ev':>11}  commit-to-publish")
+    for name in names:
+        result = asyncio.run(run(name, args))
+        saturated, paced = result["saturated"], result["paced"]
+        print(
+            f"{name:<10}{args.events:>8}{saturated['handled_events_per_s']:>11,}"
+            f"{saturated['end_to_end_events_per_s']:>14,}{saturated['cpu_ms_per_event']:>11}"
+            f"  p50/p99 {saturated['commit_to_publish_ms']['p50']}/{saturated['commit_to_publish_ms']['p99']} ms"
+            f" saturated, {paced['commit_to_publish_ms']['p50']}/{paced['commit_to_publish_ms']['p99']} ms"
+            f" at {paced['rate_events_per_s']}/s"
+        )
+        if args.out is not None:
+            merge(args.out, name, result)
+    if args.out is not None:
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""The reference shop under load: settled orders/s at saturation and create-to-settled latency
+at a fixed rate, per broker and database configuration.
+
+    python bench/shop.py --out bench/results/shop.json
+    python bench/shop.py --configs embedded --saturation-orders 1000 --rate 100 --rate-orders 1000
+
+Figures are merged into the JSON file per configuration, so configurations can be run apart.
+
+Each configuration gets a fresh shop (`Supervisor`: five service processes) and a warm-up run;
+then `saturation` places orders as fast as 64 concurrent requests allow, `fixed_rate` places
+them at `--rate`/s, and `low_rate` at a rate well below saturation. Latency is the orders
+service's own `settled_at - created_at`. A tap consumer group receives every event: `hops` is
+the time from an event's creation (`time`, stamped in the handler) to its consequence's
+creation one service further, at the low and at the fixed rate, which splits the end-to-end
+latency into its steps. After the runs, `shop check` verifies the invariants. Configurations whose adapter or
+server is missing are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services import contracts
+from services.check import check
+from services.load import LoadReport, percentiles, run_load
+from services.settings import SERVICES, Settings
+from services.supervisor import Supervisor
+from tidings.transport import connect
+
+POSTGRES = "postgresql://postgres:postgres@127.0.0.1:5432"
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
+MANAGEMENT = "http://127.0.0.1:15672/api"
+CONFIGS = ("embedded", "embedded-postgres", "rabbitmq-postgres")
+TYPES = [item.event_type for item in vars(contracts).values() if isinstance(item, type) and hasattr(item, "event_type")]
+
+
+class Tap:
+    """A consumer group of its own that records when each event was created and what caused it."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, tuple[str, float, str | None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, broker: str) -> None:
+        self.transport = await connect(broker)
+        self.subscription = await self.transport.subscribe("bench-tap", TYPES, prefetch=512)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for delivery in self.subscription:
+            envelope = delivery.envelope()
+            created = envelope.time.timestamp() if envelope.time else time.time()
+            self.events[envelope.id] = (envelope.type, created, envelope.causationid)
+            await delivery.ack()
+
+    def hops(self) -> dict[str, dict[str, float]]:
+        steps: dict[str, list[float]] = defaultdict(list)
+        for kind, created, cause in self.events.values():
+            if cause in self.events:
+                parent_kind, parent_created, _ = self.events[cause]
+                steps[f"{parent_kind} -> {kind}"].append((created - parent_created) * 1000)
+        return {step: {"n": len(values), **percentiles(values)} for step, values in sorted(steps.items())}
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.subscription.close()
+        await self.transport.close()
+
+
+def _free_port() -> int:
+    """A port free now; fixed for the run so that a restarted orders service keeps its address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _reachable(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@contextlib.asynccontextmanager
+async def environment(name: str, data_dir: Path) -> AsyncIterator[Settings]:
+    """Settings for one configuration on fresh broker state and databases; cleaned up afterwards."""
+    prefix = f"shopbench_{os.getpid()}_"
+    if name == "embedded":
+        yield Settings(data_dir=data_dir, api_port=_free_port())
+        return
+    if not _reachable(5432):
+        raise LookupError("PostgreSQL is not reachable on 127.0.0.1:5432 (scripts/services.sh up postgres)")
+    if name == "embedded-postgres":
+        try:
+            yield Settings(data_dir=data_dir, api_port=_free_port(), database=POSTGRES, db_prefix=prefix)
+        finally:
+            await _drop_databases(prefix)
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("tidings.transport.rabbitmq") is None:
+        raise LookupError("the RabbitMQ adapter (tidings.transport.rabbitmq) does not exist yet")
+    if not _reachable(5672):
+        raise LookupError("RabbitMQ is not reachable on 127.0.0.1:5672 (scripts/services.sh up rabbitmq)")
+    vhost = f"shop-bench-{os.getpid()}"
+    async with httpx.AsyncClient(base_url=MANAGEMENT, auth=("guest", "guest")) as api:
+        (await api.put(f"/vhosts/{vhost}")).raise_for_status()
+        grant = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await api.put(f"/permissions/{vhost}/guest", json=grant)).raise_for_status()
+        try:
+            yield Settings(
+                data_dir=data_dir,
+                api_port=_free_port(),
+                broker=f"{RABBITMQ}/{vhost}",
+                database=POSTGRES,
+                db_prefix=prefix,
+            )
+        finally:
+            await api.delete(f"/vhosts/{vhost}")
+            await _drop_databases(prefix)
+
+
+async def _drop_databases(prefix: str) -> None:
+    engine = create_async_engine(f"{POSTGRES}/postgres".replace("postgresql", "postgresql+asyncpg"))
+    try:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            for service in SERVICES:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{prefix}{service}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
+
+
+def _figures(report: LoadReport) -> dict[str, Any]:
+    keys = ("orders", "rate", "placed", "settled", "unsettled", "outcomes", "orders_per_second", "latency_ms")
+    figures = {key: getattr(report, key) for key in keys}
+    figures["post_latency_ms"] = report.post_latency_ms
+    figures["refused"] = report.refused
+    figures["first_errors"] = report.errors[:3]
+    return figures
+
+
+async def bench(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"shop-bench-{name}-") as directory:
+        try:
+            async with environment(name, Path(directory) / "data") as settings:
+                return await _measure(settings, args)
+        except LookupError as missing:
+            print(f"{name}: skipped: {missing}")
+            return {"skipped": str(missing)}
+
+
+async def _measure(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tap = Tap()
+    await tap.start(settings.broker_url())
+    supervisor = Supervisor(settings, say=lambda line: None, log_level="WARNING")
+    try:
+        api = (await supervisor.start())["api"]
+        await run_load(api, 100, 50, show_progress=False)  # warm-up: connections, caches, imports
+        await asyncio.sleep(2)
+        tap.events.clear()
+        print(f"  low rate: {args.low_rate_orders} orders at {args.low_rate:g}/s")
+        low = await run_load(api, args.low_rate_orders, args.low_rate, show_progress=False)
+        await _quiesce(tap)
+        low_hops = tap.hops()
+        print(f"  saturation: {args.saturation_orders} orders, 64 in flight")
+        saturation = await run_load(api, args.saturation_orders, 0, concurrency=64, show_progress=False)
+        await _quiesce(tap)
+        tap.events.clear()
+        print(f"  fixed rate: {args.rate_orders} orders at {args.rate:g}/s")
+        fixed = await run_load(api, args.rate_orders, args.rate, show_progress=False)
+        await _quiesce(tap)
+        fixed_hops = tap.hops()
+        found, _ = await check(settings, wait=60, say=lambda line: None)
+    finally:
+        await supervisor.stop(grace=30)
+        await tap.stop()
+    result = {
+        "broker": settings.broker_url().split("@")[-1],
+        "database": "postgresql" if settings.database else "sqlite",
+        "saturation": _figures(saturation),
+        "fixed_rate": _figures(fixed),
+        "low_rate": _figures(low),
+        "hops_at_low_rate_ms": low_hops,
+        "hops_at_fixed_rate_ms": fixed_hops,
+        "invariants": "hold" if not found else f"{len(found)} violations, e.g. {found[:3]}",
+    }
+    print(
+        f"  -> {saturation.orders_per_second} settled orders/s at saturation; at {args.rate:g}/s: "
+        f"{fixed.orders_per_second}/s, latency {fixed.latency_ms}; at {args.low_rate:g}/s: latency {low.latency_ms}; "
+        f"invariants {result['invariants']}"
+    )
+    return result
+
+
+async def _quiesce(tap: Tap, *, quiet: float = 2.0, within: float = 120.0) -> None:
+    """Wait until no event has reached the tap for `quiet` seconds: downstream work is done."""
+    deadline = time.monotonic() + within
+    seen = -1
+    while len(tap.events) != seen and time.monotonic() < deadline:
+        seen = len(tap.events)
+        await asyncio.sleep(quiet)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--saturation-orders", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--rate-orders", type=int, default=1000)
+    parser.add_argument("--low-rate", type=float, default=20.0, help="a rate well below saturation, for comparison")
+    parser.add_argument("--low-rate-orders", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/shop.json"))
+    args = parser.parse_args()
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}
+    results["goals"] = {"saturation_orders_per_s": 300, "p99_ms_at_100_per_s": 100}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.configs.split(","):
+        print(f"{name}:")
+        figures = await bench(name.strip(), args)
+        results[name] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), **figures}
+        args.out.write_text(json.dumps(results, indent=2) + "\n")  # after each: a later failure keeps these
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,157 @@
+"""The services' handlers against their real databases (SQLite files), called in-process: the
+rules that make events about one order idempotent and order-independent."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from services.contracts import (
+    CancelReason,
+    LineItem,
+    OrderCancelled,
+    OrderCreated,
+    PaymentCompleted,
+    ReservedLine,
+    StockReserved,
+)
+from services.inventory import service as inventory
+from services.inventory.models import Reservation, Stock
+from services.kit.db import utcnow
+from services.kit.service import ShopService
+from services.orders import saga
+from services.orders import service as orders
+from services.orders.deadlines import DeadlineSweep
+from services.orders.models import Order, OrderStatus
+from services.payments import service as payments
+from services.payments.models import Account, Charge
+from services.seed import STOCK
+from services.settings import Settings
+from tidings.events import Event
+
+_names = itertools.count()
+Build = Callable[[Settings], ShopService]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Callable[[Build], Awaitable[ShopService]]]:
+    started: list[ShopService] = []
+
+    async def starter(build: Build) -> ShopService:
+        settings = Settings(data_dir=tmp_path, broker=f"memory://handlers-{next(_names)}", sweep_interval=3600)
+        service = build(settings)
+        await service.start()
+        started.append(service)
+        return service
+
+    yield starter
+    for service in started:
+        await service.stop()
+
+
+async def handle(service: ShopService, handler: Callable[[Any, Any], Awaitable[None]], event: Event) -> list[str]:
+    """Run `handler` in one unit of work as the runtime would; the types of the events it published."""
+    async with service.transaction() as ctx:
+        await handler(event, ctx)
+    return [envelope.type for envelope in ctx.outgoing]
+
+
+async def row(service: ShopService, model: type[Any], key: str) -> Any:
+    async with service.store.session() as session:
+        return await session.get(model, key)
+
+
+def reserved(order: str, customer: str = "customer-001", amount: str = "10.00") -> StockReserved:
+    lines = (ReservedLine(sku="SKU-TEA", quantity=1),)
+    return StockReserved(order_id=order, customer_id=customer, amount=Decimal(amount), lines=lines)
+
+
+def cancelled(order: str, customer: str = "customer-001") -> OrderCancelled:
+    return OrderCancelled(order_id=order, customer_id=customer, reason=CancelReason.DEADLINE_EXCEEDED)
+
+
+def created(order: str, *lines: tuple[str, int]) -> OrderCreated:
+    items = tuple(LineItem(sku=sku, quantity=quantity, unit_price=Decimal("1.00")) for sku, quantity in lines)
+    total = Decimal(sum(quantity for _, quantity in lines))
+    return OrderCreated(order_id=order, customer_id="customer-001", lines=items, total=total)
+
+
+async def test_payments_never_charges_an_order_whose_cancellation_came_first(start: Any) -> None:
+    service = await start(payments.build)
+    assert await handle(service, payments.on_order_cancelled, cancelled("o1")) == []
+    assert await handle(service, payments.on_stock_reserved, reserved("o1")) == []
+    assert (await row(service, Charge, "o1")).status == "cancelled"
+    assert (await row(service, Account, "customer-001")).balance == Decimal("1000000.00")
+
+
+async def test_payments_refunds_a_charged_order_once(start: Any) -> None:
+    service = await start(payments.build)
+    assert await handle(service, payments.on_stock_reserved, reserved("o1")) == ["shop.payment.completed"]
+    assert (await row(service, Account, "customer-001")).balance == Decimal("999990.00")
+    assert await handle(service, payments.on_order_cancelled, cancelled("o1")) == ["shop.payment.refunded"]
+    assert await handle(service, payments.on_order_cancelled, cancelled("o1")) == []
+    assert await handle(service, payments.on_stock_reserved, reserved("o1")) == []
+    assert (await row(service, Charge, "o1")).status == "refunded"
+    assert (await row(service, Account, "customer-001")).balance == Decimal("1000000.00")
+
+
+@pytest.mark.parametrize(("customer", "reason"), [("customer-broke-1", "insufficient funds"), ("nobody", "no such")])
+async def test_payments_declines_what_the_customer_cannot_pay(start: Any, customer: str, reason: str) -> None:
+    service = await start(payments.build)
+    published = await handle(service, payments.on_stock_reserved, reserved("o1", customer, "5.00"))
+    assert published == ["shop.payment.failed"]
+    charge = await row(service, Charge, "o1")
+    assert (charge.status, reason in charge.reason) == ("declined", True)
+
+
+async def test_inventory_reserves_all_lines_or_none(start: Any) -> None:
+    service = await start(inventory.build)
+    order = created("o1", ("SKU-TEA", 2), ("SKU-BACKORDER", 1))
+    assert await handle(service, inventory.on_order_created, order) == ["shop.stock.reservation-failed"]
+    assert (await row(service, Stock, "SKU-TEA")).reserved == 0
+    assert (await row(service, Reservation, "o1")).status == "rejected"
+
+
+async def test_inventory_releases_on_cancellation_and_ignores_a_late_order(start: Any) -> None:
+    service = await start(inventory.build)
+    assert await handle(service, inventory.on_order_created, created("o1", ("SKU-TEA", 2))) == ["shop.stock.reserved"]
+    assert (await row(service, Stock, "SKU-TEA")).reserved == 2
+    assert await handle(service, inventory.on_order_cancelled, cancelled("o1")) == ["shop.stock.released"]
+    assert await handle(service, inventory.on_order_cancelled, cancelled("o1")) == []
+    tea = await row(service, Stock, "SKU-TEA")
+    assert (tea.on_hand, tea.reserved) == (STOCK["SKU-TEA"], 0)
+    # the cancellation of o2 overtakes its creation: o2 is never reserved
+    assert await handle(service, inventory.on_order_cancelled, cancelled("o2")) == []
+    assert await handle(service, inventory.on_order_created, created("o2", ("SKU-TEA", 1))) == []
+    assert (await row(service, Stock, "SKU-TEA")).reserved == 0
+
+
+async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(start: Any) -> None:
+    service = await start(lambda settings: orders.build(settings, serve_http=False))
+    async with service.transaction() as ctx:
+        past = utcnow() - timedelta(seconds=5)
+        ctx.session.add(
+            Order(
+                order_id="o1",
+                customer_id="customer-001",
+                status=OrderStatus.PENDING,
+                total=Decimal("4.50"),
+                correlation_id="c1",
+                created_at=past,
+                deadline=past,
+            )
+        )
+    await DeadlineSweep(service).sweep()  # or the service's own sweep, started with it, got there first
+    completed = PaymentCompleted(order_id="o1", payment_id="p1", customer_id="customer-001", amount=Decimal("4.50"))
+    assert await handle(service, saga.on_payment_completed, completed) == []
+    async with service.store.session() as session:
+        order = (await session.scalars(select(Order))).one()
+    assert (order.status, order.reason) == ("cancelled", "deadline-exceeded")
+    assert order.settled_at is not None

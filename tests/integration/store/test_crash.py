@@ -1,0 +1,213 @@
+"""Crash windows of the reliable path, each with a real service process killed by SIGKILL at that
+point (see `crash_child.py`), over the multi-process SQLite broker; the end state is checked.
+
+(a) after the handler's commit, before the ack: the event comes back, the handler does not run
+    again, the effect and the follow-up event happen once.
+(b) after the relay published, before it deleted the rows: the events are published again and
+    the downstream inbox absorbs the duplicates.
+(c) broker unreachable (its file locked exclusively by the test) while events are committed, and
+    the process killed meanwhile: the rows stay, the restarted relay publishes every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from tests.integration.store.helpers import eventually, receive
+from tests.integration.store.shop import Job, JobDone, auditor, create_tables, effect_counts
+from tidings.envelope import Envelope
+from tidings.store import Store, inbox, outbox_status
+from tidings.transport.base import Transport, connect
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Child:
+    """One run of `crash_child.py`."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, role: str, broker: str, database: str, **extra: str) -> Child:
+        env = {
+            **os.environ,
+            "TIDINGS_TEST_ROLE": role,
+            "TIDINGS_TEST_BROKER": broker,
+            "TIDINGS_TEST_DATABASE": database,
+        }
+        env.update({f"TIDINGS_TEST_{name.upper()}": value for name, value in extra.items()})
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.integration.store.crash_child",
+            cwd=ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def expect(self, line: str) -> None:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(20):
+            got = (await self.process.stdout.readline()).decode().strip()
+        assert got == line, f"child said {got!r}, expected {line!r}"
+
+    async def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+
+    async def killed(self) -> None:
+        """Wait for the child to die by SIGKILL (its crash point or ours)."""
+        async with asyncio.timeout(20):
+            assert await self.process.wait() == -signal.SIGKILL
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+
+    async def kill(self) -> None:
+        self.process.kill()
+        await self.killed()
+
+    async def stop(self) -> dict[str, int]:
+        """SIGTERM, wait for a clean exit, return the service's stats."""
+        self.process.terminate()
+        async with asyncio.timeout(20):
+            out, _ = await self.process.communicate()
+        assert self.process.returncode == 0
+        stats: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])
+        return stats
+
+
+def _broker(tmp_path: Path, **options: str) -> str:
+    query = "&".join(f"{name}={value}" for name, value in {"lease": "1", **options}.items())
+    return f"sqlite:///{tmp_path / 'broker.db'}?{query}"
+
+
+async def _declare(transport: Transport, group: str, event_type: str) -> None:
+    """Declare a group durably before anything is published to it."""
+    await (await transport.subscribe(group, [event_type])).close()
+
+
+async def _backlog(transport: Transport, group: str) -> int:
+    return (await transport.backlog()).get(group, 0)
+
+
+async def test_a_crash_after_commit_before_ack_redelivers_without_running_the_handler_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path)
+    await create_tables(database_url)
+    transport = await connect(broker)
+    await _declare(transport, "worker", Job.event_type)
+    audit = await transport.subscribe("audit", [JobDone.event_type])
+    job = Envelope.wrap(Job(n=1), source="test")
+    await transport.publish([job])
+
+    crashing = await Child.start("worker", broker, database_url, crash="after-commit")
+    await crashing.expect("ready")
+    await crashing.killed()
+    assert await effect_counts(database_url, "worker") == {1: 1}  # committed ...
+    assert await _claimed(database_url, "worker", job.id)
+    assert await _backlog(transport, "worker") == 1  # ... but not acked
+
+    restarted = await Child.start("worker", broker, database_url)
+    await restarted.expect("ready")
+    await eventually(lambda: _backlog_is(transport, "worker", 0), what="the redelivery to be acked")
+    received = await receive(audit, 1, quiet=0.5)
+    stats = await restarted.stop()
+    assert stats.get("handled", 0) == 0
+    assert stats["duplicates"] == 1
+    assert await effect_counts(database_url, "worker") == {1: 1}
+    assert [envelope.causationid for envelope in received] == [job.id]  # the follow-up, once
+    await audit.close()
+    await transport.close()
+
+
+async def test_a_crash_after_publish_before_mark_sent_republishes_and_the_inbox_absorbs_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path)
+    await create_tables(database_url)
+    audit_database = f"sqlite:///{tmp_path / 'audit.db'}"
+    await create_tables(audit_database)
+    transport = await connect(broker)
+    await _declare(transport, "worker", Job.event_type)
+    await _declare(transport, "audit", JobDone.event_type)
+    await transport.publish([Envelope.wrap(Job(n=n), source="test") for n in range(5)])
+
+    crashing = await Child.start("worker", broker, database_url, crash="after-publish")
+    await crashing.expect("ready")
+    await crashing.killed()
+    published_twice = (await outbox_status(database_url)).pending
+    assert published_twice >= 1  # published, not deleted
+    assert await _backlog(transport, "audit") >= published_twice
+
+    restarted = await Child.start("worker", broker, database_url)
+    await restarted.expect("ready")
+    downstream = auditor(broker, audit_database)
+    async with downstream:
+        await eventually(lambda: _audited(audit_database, 5), what="every job to be audited")
+        await eventually(lambda: _backlog_is(transport, "audit", 0), what="the duplicates to be acked")
+    await restarted.stop()
+    assert downstream.stats["duplicates"] >= published_twice
+    assert await effect_counts(audit_database, "audit") == dict.fromkeys(range(5), 1)
+    assert await effect_counts(database_url, "worker") == dict.fromkeys(range(5), 1)
+    assert (await outbox_status(database_url)).pending == 0
+    await transport.close()
+
+
+async def test_rows_committed_while_the_broker_is_unreachable_survive_a_crash_and_all_arrive(
+    database_url: str, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path, busy_timeout="0.2")
+    transport = await connect(broker)
+    audit = await transport.subscribe("audit", [JobDone.event_type])
+    await audit.close()
+    publisher = await Child.start("publisher", broker, database_url, publish="20")
+    await publisher.expect("ready")
+    locker = sqlite3.connect(tmp_path / "broker.db", isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # the broker is unreachable for writers
+        await publisher.go()
+        await publisher.expect("published")
+        await asyncio.sleep(1.0)  # the relay keeps failing meanwhile
+        assert (await outbox_status(database_url)).pending == 20
+        await publisher.kill()
+    finally:
+        locker.close()  # the broker is back
+    assert (await outbox_status(database_url)).pending == 20
+
+    restarted = await Child.start("publisher", broker, database_url)
+    await restarted.expect("ready")
+    audit = await transport.subscribe("audit", [JobDone.event_type])
+    received = await receive(audit, 20, quiet=0.3)
+    await restarted.stop()
+    assert [JobDone.model_validate_json(envelope.data).n for envelope in received] == list(range(20))
+    assert (await outbox_status(database_url)).pending == 0
+    await audit.close()
+    await transport.close()
+
+
+async def _claimed(database: str, group: str, event_id: str) -> bool:
+    store = await Store.open(database, migrate=False)
+    try:
+        async with store.session() as session, session.begin():
+            return await inbox.contains(session, group, event_id)
+    finally:
+        await store.close()
+
+
+async def _backlog_is(transport: Transport, group: str, count: int) -> bool:
+    return await _backlog(transport, group) == count
+
+
+async def _audited(database: str, count: int) -> bool:
+    return len(await effect_counts(database, "audit")) == count

@@ -1,0 +1,336 @@
+"""The outbox relay on a real database: order, deletion, outages, replicas, wake-ups, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text, update
+
+from tests.integration.store.conftest import postgres_database
+from tests.integration.store.helpers import eventually, receive
+from tests.integration.store.shop import JobDone
+from tidings.envelope import Envelope
+from tidings.errors import PublishError
+from tidings.retry import RetryPolicy
+from tidings.store import Store, inbox, outbox, outbox_status
+from tidings.store.relay import Relay, RelayConfig
+from tidings.store.tables import inbox as inbox_table
+from tidings.store.tables import relay as relay_table
+from tidings.transport.base import Transport, connect
+
+FAST = RelayConfig(batch_size=10, poll_interval=0.05, backoff=RetryPolicy(base=0.02, max_delay=0.2))
+SOURCE = "worker"
+
+
+def _done(numbers: Sequence[int], key: str = "k") -> list[Envelope]:
+    return [Envelope.wrap(JobDone(n=n, key=key), source=SOURCE) for n in numbers]
+
+
+async def _add(store: Store, envelopes: Sequence[Envelope]) -> None:
+    async with store.session() as session, session.begin():
+        await outbox.add(session, envelopes)
+
+
+def _numbers(envelopes: Sequence[Envelope]) -> list[int]:
+    return [JobDone.model_validate_json(envelope.data).n for envelope in envelopes]
+
+
+@pytest.fixture
+async def broker(any_broker_url: str) -> AsyncIterator[Transport]:
+    transport = await connect(any_broker_url)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+async def test_rows_are_published_in_order_then_deleted_and_counted(store: Store, broker: Transport) -> None:
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    envelopes = _done(range(25))
+    for start in range(0, 25, 5):
+        await _add(store, envelopes[start : start + 5])
+    relay = Relay(store, broker, source=SOURCE, config=FAST)
+    await relay.start()
+    try:
+        received = await receive(audit, 25, quiet=0.2)
+    finally:
+        await relay.stop()
+        await audit.close()
+    assert received == envelopes  # exactly the envelopes, in commit order, once
+    status = await outbox_status(store.engine.url)
+    assert (status.pending, status.published) == (0, 25)
+    assert relay.stats["batches"] >= 3  # batch_size 10
+
+
+class Outage(Transport):
+    """Wraps a real transport; `publish` fails while `down` is set. This fakes the outage only."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.down = True
+        self.failures = 0
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if self.down:
+            self.failures += 1
+            raise PublishError("broker unreachable (simulated outage)")
+        await self.inner.publish(envelopes)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    # the remaining abstract methods are not used by the relay
+    open = subscribe = dead_letters = replay = purge = backlog = close = None  # type: ignore[assignment]
+
+
+async def test_a_failing_broker_keeps_the_rows_and_the_relay_backs_off_then_recovers(
+    store: Store, broker: Transport
+) -> None:
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    outage = Outage(broker)
+    relay = Relay(store, outage, source=SOURCE, config=FAST)
+    await relay.start()
+    try:
+        envelopes = _done(range(15))
+        await _add(store, envelopes)
+        relay.wake()
+        await eventually(lambda: _true(outage.failures >= 3), what="three failed attempts")
+        started = time.monotonic()
+        failures_then = outage.failures
+        await asyncio.sleep(0.3)
+        # backoff: far fewer attempts than one per poll interval, and nothing lost
+        assert outage.failures - failures_then <= 0.3 / FAST.poll_interval
+        assert (await outbox_status(store.engine.url)).pending == 15
+        outage.down = False
+        received = await receive(audit, 15, quiet=0.2)
+        assert time.monotonic() - started < 5
+    finally:
+        await relay.stop()
+        await audit.close()
+    assert received == envelopes
+    assert relay.stats["failures"] == outage.failures
+
+
+async def test_a_locked_broker_file_keeps_the_rows_until_it_is_released(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "broker.db"
+    broker = await connect(f"sqlite:///{path}?busy_timeout=0.1")
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    await audit.close()
+    relay = Relay(store, broker, source=SOURCE, config=FAST)
+    await relay.start()
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # the real lock: no other connection can write the broker file
+        envelopes = _done(range(5))
+        await _add(store, envelopes)
+        relay.wake()
+        await eventually(lambda: _true(relay.stats["failures"] >= 2), what="publishes failing on the lock")
+        assert (await outbox_status(store.engine.url)).pending == 5
+        locker.execute("COMMIT")
+        await eventually(lambda: _pending_is(store, 0), what="the outbox to drain")
+    finally:
+        locker.close()
+        await relay.stop()
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    try:
+        assert await receive(audit, 5, quiet=0.2) == envelopes
+    finally:
+        await audit.close()
+        await broker.close()
+
+
+async def test_two_relays_of_one_service_publish_each_row_once(database_url: str, broker: Transport) -> None:
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    stores = [await Store.open(database_url) for _ in range(2)]
+    relays = [Relay(store, broker, source=SOURCE, config=FAST) for store in stores]
+    envelopes = _done(range(200))
+    try:
+        for relay in relays:
+            await relay.start()
+        for start in range(0, 200, 4):  # 50 commits, alternating between the two "processes"
+            store = stores[start // 4 % 2]
+            await _add(store, envelopes[start : start + 4])
+            for relay in relays:
+                relay.wake()
+        received = await receive(audit, 200, quiet=0.5)
+    finally:
+        for relay in relays:
+            await relay.stop()
+        for store in stores:
+            await store.close()
+        await audit.close()
+    counts = Counter(envelope.id for envelope in received)
+    assert len(received) == 200
+    assert set(counts.values()) == {1}
+    assert received == envelopes  # one key: commit order
+    assert sum(relay.stats["published"] for relay in relays) == 200
+
+
+async def test_wake_starts_a_cycle_at_once(store: Store, broker: Transport) -> None:
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    relay = Relay(store, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+    await relay.start()
+    try:
+        await asyncio.sleep(0.1)  # the first (empty) cycle is over: the relay waits
+        await _add(store, _done([1]))
+        started = time.monotonic()
+        relay.wake()
+        await receive(audit, 1, within=2)
+        assert time.monotonic() - started < 1
+    finally:
+        await relay.stop()
+        await audit.close()
+
+
+@pytest.mark.postgres
+async def test_a_commit_in_another_process_wakes_the_relay_through_notify(broker: Transport) -> None:
+    async with postgres_database() as url:
+        relaying, writing = await Store.open(url), await Store.open(url)
+        audit = await broker.subscribe("audit", [JobDone.event_type])
+        relay = Relay(relaying, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+        await relay.start()
+        try:
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            await _add(writing, _done([1]))  # no wake(): only NOTIFY can tell the relay
+            await receive(audit, 1, within=5)
+            assert time.monotonic() - started < 1
+        finally:
+            await relay.stop()
+            await audit.close()
+            await relaying.close()
+            await writing.close()
+
+
+@pytest.mark.postgres
+async def test_the_relay_listens_again_after_its_connection_was_killed(
+    broker: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tidings.store.notify.RECONNECT_EVERY", 0.05)
+    async with postgres_database() as url:
+        relaying, writing = await Store.open(url), await Store.open(url)
+        audit = await broker.subscribe("audit", [JobDone.event_type])
+        relay = Relay(relaying, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+        await relay.start()
+        try:
+            async with writing.engine.begin() as connection:  # PostgreSQL drops the listening connection
+                killed = await connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    )
+                )
+                assert killed.scalars().all() == [True]
+            await asyncio.sleep(0.2)
+            relay.wake()  # one cycle, then the relay waits again and listens anew first
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            await _add(writing, _done([1]))  # only NOTIFY can wake the relay before 30 s
+            await receive(audit, 1, within=5)
+            assert time.monotonic() - started < 1
+        finally:
+            await relay.stop()
+            await audit.close()
+            await relaying.close()
+            await writing.close()
+
+
+async def test_stop_finishes_the_batch_in_flight(store: Store, broker: Transport) -> None:
+    class Slow(Outage):
+        async def publish(self, envelopes: Sequence[Envelope]) -> None:
+            self.failures += 1  # counts calls here
+            await asyncio.sleep(0.3)
+            await self.inner.publish(envelopes)
+
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    slow = Slow(broker)
+    relay = Relay(store, slow, source=SOURCE, config=FAST)
+    await relay.start()
+    await _add(store, _done(range(3)))
+    relay.wake()
+    await eventually(lambda: _true(slow.failures == 1), what="the publish to start")
+    await relay.stop()
+    assert (await outbox_status(store.engine.url)).pending == 0
+    assert len(await receive(audit, 3)) == 3
+    await audit.close()
+
+
+async def test_rows_of_one_key_are_published_in_commit_order_under_concurrency(store: Store, broker: Transport) -> None:
+    """Each transaction adds its event, then takes a ticket from a counter row: ticket order is
+    commit order. Published order must follow the tickets although the ids were drawn earlier."""
+    extra = MetaData()
+    counter = Table("counter", extra, Column("id", Integer, primary_key=True), Column("n", Integer, nullable=False))
+    tickets = Table("tickets", extra, Column("event_id", String(64), primary_key=True), Column("n", Integer))
+    await store.run_sync(extra.create_all)
+    async with store.session() as session, session.begin():
+        await session.execute(counter.insert().values(id=1, n=0))
+
+    async def unit_of_work(number: int) -> None:
+        [envelope] = _done([number], key="order-1")
+        async with store.session() as session, session.begin():
+            await outbox.add(session, [envelope])
+            await asyncio.sleep(random.random() / 50)
+            result = await session.execute(
+                update(counter).where(counter.c.id == 1).values(n=counter.c.n + 1).returning(counter.c.n)
+            )
+            await session.execute(tickets.insert().values(event_id=envelope.id, n=result.scalar_one()))
+
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    relay = Relay(store, broker, source=SOURCE, config=FAST)
+    await relay.start()
+    try:
+        await asyncio.gather(*(unit_of_work(number) for number in range(40)))
+        received = await receive(audit, 40)
+    finally:
+        await relay.stop()
+        await audit.close()
+    async with store.session() as session, session.begin():
+        ticket = {row.event_id: row.n for row in await session.execute(select(tickets.c.event_id, tickets.c.n))}
+    assert [ticket[envelope.id] for envelope in received] == list(range(1, 41))
+
+
+async def test_prune_removes_inbox_ids_past_the_retention(store: Store, broker: Transport) -> None:
+    async with store.session() as session, session.begin():
+        await inbox.claim(session, "worker", "recent")
+        await session.execute(
+            inbox_table.insert().values(consumer_group="worker", event_id="ancient", claimed_at=time.time() - 8 * 86400)
+        )
+    relay = Relay(store, broker, source=SOURCE)
+    assert await relay.prune() == 1
+    async with store.session() as session, session.begin():
+        assert await inbox.contains(session, "worker", "recent")
+        assert not await inbox.contains(session, "worker", "ancient")
+
+
+async def test_sqlite_lease_of_a_dead_relay_is_taken_over_at_once_a_live_one_is_respected(
+    tmp_path: Path, broker: Transport
+) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'service.db'}")
+    first = Relay(store, broker, source=SOURCE, config=FAST)
+    second = Relay(store, broker, source=SOURCE, config=FAST)
+    try:
+        await _add(store, _done([1]))
+        assert await first.run_once() == 1
+        await _add(store, _done([2]))
+        assert await second.run_once() == 0  # first holds the lease
+        async with store.session() as session, session.begin():  # first "dies": its pid is gone
+            dead = first.owner.split(":")[0] + ":999999999:gone"
+            await session.execute(update(relay_table).values(owner=dead))
+        assert await second.run_once() == 1
+    finally:
+        await store.close()
+
+
+async def _pending_is(store: Store, count: int) -> bool:
+    return (await outbox_status(store.engine.url)).pending == count
+
+
+async def _true(value: bool) -> bool:
+    return value

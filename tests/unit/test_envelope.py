@@ -1,0 +1,151 @@
+"""The CloudEvents envelope: both codecs round-trip, decode picks the mode, every malformation is named."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from tidings.envelope import (
+    JSON,
+    MAX_MESSAGE_BYTES,
+    STRUCTURED,
+    Envelope,
+    decode,
+    from_binary,
+    from_structured,
+    to_binary,
+    to_structured,
+)
+from tidings.errors import Malformation, MalformedMessage
+from tidings.events import Event
+
+
+class OrderPlaced(Event, type="test.order.placed", version=3):
+    order_id: str
+    total: int
+
+    def subject(self) -> str | None:
+        return self.order_id
+
+
+def full() -> Envelope:
+    """An envelope with every optional attribute and an extension set."""
+    envelope = Envelope.wrap(
+        OrderPlaced(order_id="o-1", total=1250),
+        source="orders",
+        correlationid="corr-1",
+        causationid="cause-1",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    return envelope.with_changes(extensions={"tenant": "acme"})
+
+
+def test_wrap_fills_the_attributes() -> None:
+    envelope = Envelope.wrap(OrderPlaced(order_id="o-1", total=5), source="orders")
+    assert envelope.type == "test.order.placed"
+    assert envelope.version == 3
+    assert envelope.dataschema == "urn:tidings:test.order.placed:3"
+    assert envelope.subject == envelope.partitionkey == "o-1"
+    assert envelope.correlationid == envelope.id  # a new business transaction
+    assert envelope.causationid is None
+    assert envelope.datacontenttype == JSON
+    assert envelope.time is not None
+    assert envelope.time.tzinfo is not None
+    assert json.loads(envelope.data) == {"order_id": "o-1", "total": 5}
+
+
+def test_wrap_refuses_data_over_the_limit() -> None:
+    class Blob(Event, type="test.blob"):
+        text: str
+
+    with pytest.raises(MalformedMessage) as raised:
+        Envelope.wrap(Blob(text="x" * MAX_MESSAGE_BYTES), source="s")
+    assert raised.value.kind is Malformation.TOO_LARGE
+
+
+@pytest.mark.parametrize("prefix", ["ce_", "cloudEvents:"])
+def test_binary_round_trip(prefix: str) -> None:
+    envelope = full()
+    headers, body = to_binary(envelope, prefix)
+    assert body == envelope.data
+    assert headers["content-type"] == JSON
+    assert headers[prefix + "tenant"] == "acme"
+    assert prefix + "datacontenttype" not in headers
+    assert from_binary(headers, body, prefix) == envelope
+
+
+def test_binary_accepts_bytes_header_values() -> None:
+    envelope = full()
+    headers, body = to_binary(envelope, "ce_")
+    raw = {key: value.encode() for key, value in headers.items()}
+    assert from_binary(raw, body, "ce_") == envelope
+
+
+def test_structured_round_trip() -> None:
+    envelope = full()
+    document = to_structured(envelope)
+    parsed = json.loads(document)
+    assert parsed["data"] == {"order_id": "o-1", "total": 1250}
+    assert parsed["tenant"] == "acme"
+    assert from_structured(document) == envelope
+
+
+def test_minimal_envelope_round_trips_both_ways() -> None:
+    envelope = Envelope(id="1", source="s", type="t", data=b"{}")
+    assert from_structured(to_structured(envelope)) == envelope
+    assert from_binary(*to_binary(envelope, "ce_"), "ce_") == envelope
+    assert envelope.version == 1  # no dataschema: version 1
+
+
+def test_decode_detects_the_mode() -> None:
+    envelope = full()
+    headers, body = to_binary(envelope, "ce_")
+    assert decode(headers, body, "ce_") == envelope
+    assert decode({"content-type": STRUCTURED}, to_structured(envelope), "ce_") == envelope
+    assert decode({}, to_structured(envelope), "ce_") == envelope  # no attributes in headers
+    assert decode({"content-type": STRUCTURED.encode()}, to_structured(envelope), "ce_") == envelope
+
+
+def test_time_keeps_its_timezone() -> None:
+    moment = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    envelope = Envelope(id="1", source="s", type="t", data=b"{}", time=moment)
+    assert from_structured(to_structured(envelope)).time == moment
+
+
+def malformed(call: object) -> Malformation:
+    assert callable(call)
+    with pytest.raises(MalformedMessage) as raised:
+        call()
+    assert str(raised.value).startswith(raised.value.kind.value + ": ")
+    return raised.value.kind
+
+
+def test_every_malformation_is_named() -> None:
+    headers, body = to_binary(full(), "ce_")
+    without_source = {key: value for key, value in headers.items() if key != "ce_source"}
+    assert malformed(lambda: from_structured(b"{not json")) is Malformation.NOT_JSON
+    assert malformed(lambda: from_structured(b"[1, 2]")) is Malformation.MISSING_ATTRIBUTE
+    assert malformed(lambda: from_structured(b'{"id": "1", "type": "t"}')) is Malformation.MISSING_ATTRIBUTE
+    assert malformed(lambda: from_binary(without_source, body, "ce_")) is Malformation.MISSING_ATTRIBUTE
+    bad_version = {**headers, "ce_specversion": "0.3"}
+    assert malformed(lambda: from_binary(bad_version, body, "ce_")) is Malformation.INVALID_ATTRIBUTE
+    bad_time = {**headers, "ce_time": "last tuesday"}
+    assert malformed(lambda: from_binary(bad_time, body, "ce_")) is Malformation.INVALID_ATTRIBUTE
+    bad_schema = Envelope(id="1", source="s", type="t", data=b"{}", dataschema="urn:tidings:t:latest")
+    assert malformed(lambda: bad_schema.version) is Malformation.INVALID_ATTRIBUTE
+    huge = b" " * (MAX_MESSAGE_BYTES + 1)
+    assert malformed(lambda: from_binary(headers, huge, "ce_")) is Malformation.TOO_LARGE
+    assert malformed(lambda: from_structured(huge)) is Malformation.TOO_LARGE
+    assert malformed(lambda: decode(headers, huge, "ce_")) is Malformation.TOO_LARGE
+
+
+def test_a_foreign_dataschema_means_version_one() -> None:
+    envelope = Envelope(id="1", source="s", type="t", data=b"{}", dataschema="https://example.com/schema.json")
+    assert envelope.version == 1
+
+
+def test_binary_mode_does_not_parse_the_data() -> None:
+    headers, _ = to_binary(full(), "ce_")
+    assert from_binary(headers, b"not json at all", "ce_").data == b"not json at all"
