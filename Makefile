@@ -21,7 +21,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 
 ## run: the reference shop on the embedded SQLite broker and SQLite databases (no server needed)
 run: $(RUN_STAMP)
-	$(BIN)/tidings demo
+	$(BIN)/shop demo
 
 ## test: install the test dependencies and run the whole suite
 test: $(TEST_STAMP)
@@ -43,7 +43,12 @@ services-down:
 ## bench: every benchmark; figures land in bench/results/*.json
 bench: bench-transport bench-reliable bench-shop
 
-bench-transport: $(TEST_STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e ".[all,test,bench]"
+	touch $@
+
+bench-transport: $(BENCH_STAMP)
 	$(BIN)/python bench/transport.py --out bench/results/transport.json
 
 bench-reliable: $(TEST_STAMP)

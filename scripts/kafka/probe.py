@@ -9,6 +9,7 @@ broker.  An open port is not enough: a KRaft broker accepts connections
 before it has caught up with the metadata log.  Exit status 0 = ready,
 1 = not ready (reason on stderr).  Used by scripts/kafka.sh.
 """
+
 import socket
 import struct
 import sys
@@ -45,7 +46,7 @@ def _string(data, off):
     off += 2
     if n < 0:
         return None, off
-    return data[off:off + n].decode(), off + n
+    return data[off : off + n].decode(), off + n
 
 
 def probe(host, port, timeout):

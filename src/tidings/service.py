@@ -18,6 +18,7 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from tidings.context import Context
 from tidings.envelope import Envelope
@@ -118,7 +119,7 @@ class Service:
                 self.group, list(self._handlers), prefetch=self.concurrency * 2
             )
             self._consumer = asyncio.create_task(self._consume(self._subscription), name=f"{self.name}-consumer")
-        log.info("service %s started on %s handling %s", self.name, self.broker_url, sorted(self._handlers))
+        log.info("service %s started on %s handling %s", self.name, _redact(self.broker_url), sorted(self._handlers))
 
     async def stop(self) -> None:
         """Stop taking deliveries, let in-flight ones finish (up to `drain_timeout`), then close."""
@@ -292,3 +293,12 @@ class Service:
         if outgoing and self._relay is not None:
             self._relay.wake()
             self.stats["published"] += len(outgoing)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from tidings.errors import ConfigurationError, MalformedMessage, Malformation, PermanentError
+from tidings.errors import ConfigurationError, Malformation, MalformedMessage, PermanentError
 from tidings.retry import RetryPolicy
 
 

@@ -43,8 +43,8 @@ async def observer(broker: str) -> AsyncIterator[Transport]:
     await transport.close()
 
 
-async def wait_for(condition: object, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(condition: object, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not condition():  # type: ignore[operator]
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Self
@@ -101,24 +101,30 @@ class MemoryDelivery(Delivery):
 
 
 class MemorySubscription(Subscription):
+    """Its own iterator (not an async generator), so a cancelled wait for the next delivery
+    loses nothing and the subscription stays usable."""
+
     def __init__(self, name: str, group: _Group, lease: float) -> None:
         self._name = name
         self._group = group
         self._lease = lease
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[Delivery]:
+    def __aiter__(self) -> MemorySubscription:
+        return self
+
+    async def __anext__(self) -> Delivery:
         while not self._closed:
             now = time.monotonic()
             entry = self._group.claim(self, now, self._lease)
             if entry is not None:
-                yield MemoryDelivery(self._group, self._name, entry)
-                continue
+                return MemoryDelivery(self._group, self._name, entry)
             self._group.wakeup.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._group.next_change(now) or _POLL):
                     await self._group.wakeup.wait()
+        raise StopAsyncIteration
 
     async def close(self) -> None:
         self._closed = True
