@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 from urllib.request import Request, urlopen
 
+from tidings_round import tidings_round
+
 from tidings.envelope import Envelope, to_binary
-from tidings.transport import Delivery, connect
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
@@ -184,36 +185,7 @@ async def faststream(url: str, args: argparse.Namespace, messages: list[Wire]) -
 
 async def tidings(url: str, args: argparse.Namespace, envelopes: list[Envelope], group: str) -> tuple[float, float]:
     """What `measure` in bench/transport.py does, as one round of the comparison."""
-    publisher, consumer = await connect(url), await connect(url)
-    try:
-        subscription = await consumer.subscribe(group, [envelopes[0].type], prefetch=args.prefetch)
-        started = time.perf_counter()
-        for start in range(0, len(envelopes), args.batch):
-            await publisher.publish(envelopes[start : start + args.batch])
-        publish_seconds = time.perf_counter() - started
-
-        acks: set[asyncio.Task[None]] = set()
-
-        async def handle(delivery: Delivery) -> None:
-            delivery.envelope()
-            await delivery.ack()
-
-        started = time.perf_counter()
-        received = 0
-        async for delivery in subscription:
-            task = asyncio.create_task(handle(delivery))
-            acks.add(task)
-            task.add_done_callback(acks.discard)
-            received += 1
-            if received == len(envelopes):
-                break
-        await asyncio.gather(*acks)
-        consume_seconds = time.perf_counter() - started
-        await subscription.close()
-    finally:
-        await publisher.close()
-        await consumer.close()
-    return publish_seconds, consume_seconds
+    return await tidings_round(url, args, envelopes, group)
 
 
 Runner = Callable[[str, argparse.Namespace, list[Wire]], Awaitable[tuple[float, float]]]
