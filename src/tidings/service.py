@@ -105,7 +105,17 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, apply the database migrations, start the relay and the consumer."""
+        """Connect, apply the database migrations, start the relay and the consumer.
+
+        If any step fails, what was already opened is closed again before the error propagates.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self._transport = await connect(self.broker_url)
         if self.database_url is not None:
             from tidings.store import Store
@@ -292,7 +302,7 @@ class Service:
     def _wake_relay(self, outgoing: list[Envelope]) -> None:
         if outgoing and self._relay is not None:
             self._relay.wake()
-            self.stats["published"] += len(outgoing)
+            self.stats["outboxed"] += len(outgoing)  # the relay counts what it actually publishes
 
 
 def _redact(url: str) -> str:

@@ -204,3 +204,15 @@ async def test_one_handler_per_event_type_and_session_needs_a_database(broker: s
 async def service_dead_letters(broker: str, group: str) -> list:  # type: ignore[type-arg]
     transport = await connect(broker)
     return await transport.dead_letters(group)
+
+
+async def test_a_failed_start_closes_what_it_opened(broker: str) -> None:
+    service = Service("half-started", broker=broker, database="sqlite+aiosqlite:///:memory:")
+
+    @service.on(Pinged)
+    async def handle(event: Pinged, ctx: Context) -> None: ...
+
+    with pytest.raises(ConfigurationError):
+        await service.start()  # the broker connects, then the in-memory database is refused
+    with pytest.raises(ConfigurationError, match="is not started"):
+        _ = service.transport
