@@ -146,9 +146,10 @@ async def test_a_crash_after_publish_before_mark_sent_republishes_and_the_inbox_
     crashing = await Child.start("worker", broker, database_url, crash="after-publish")
     await crashing.expect("ready")
     await crashing.killed()
-    published_twice = (await outbox_status(database_url)).pending
-    assert published_twice >= 1  # published, not deleted
-    assert await _backlog(transport, "audit") >= published_twice
+    # The crashed batch was published but not deleted. Rows the worker committed after that
+    # batch was taken are pending too, so pending and the batch size need not be equal.
+    assert (await outbox_status(database_url)).pending >= 1
+    assert await _backlog(transport, "audit") >= 1
 
     restarted = await Child.start("worker", broker, database_url)
     await restarted.expect("ready")
@@ -157,7 +158,7 @@ async def test_a_crash_after_publish_before_mark_sent_republishes_and_the_inbox_
         await eventually(lambda: _audited(audit_database, 5), what="every job to be audited")
         await eventually(lambda: _backlog_is(transport, "audit", 0), what="the duplicates to be acked")
     await restarted.stop()
-    assert downstream.stats["duplicates"] >= published_twice
+    assert downstream.stats["duplicates"] >= 1  # the crashed batch, published a second time
     assert await effect_counts(audit_database, "audit") == dict.fromkeys(range(5), 1)
     assert await effect_counts(database_url, "worker") == dict.fromkeys(range(5), 1)
     assert (await outbox_status(database_url)).pending == 0
