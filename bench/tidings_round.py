@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from tidings.envelope import Envelope
 from tidings.transport import Delivery, connect
@@ -45,3 +48,22 @@ async def tidings_round(
         await publisher.close()
         await consumer.close()
     return publish_seconds, consume_seconds
+
+
+def summarise(samples: dict[str, dict[str, list[int]]], baselines: Iterable[str]) -> dict[str, Any]:
+    """Medians per runner and kind, the samples behind them, and Tidings relative to each baseline."""
+    figures: dict[str, Any] = {
+        name: {
+            **{f"{kind}_events_per_s": round(statistics.median(values)) for kind, values in kinds.items()},
+            "samples": kinds,
+        }
+        for name, kinds in samples.items()
+    }
+    figures["tidings_relative"] = {
+        name: {
+            kind: round(figures["tidings"][f"{kind}_events_per_s"] / figures[name][f"{kind}_events_per_s"], 2)
+            for kind in samples["tidings"]
+        }
+        for name in baselines
+    }
+    return figures

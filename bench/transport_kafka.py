@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tidings_round import tidings_round
+from tidings_round import summarise, tidings_round
 
 from tidings.envelope import Envelope, decode, to_binary
 from tidings.transport.kafka import KafkaConfig
@@ -158,20 +157,7 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
                 )
             for kind, elapsed in zip(KINDS, seconds, strict=True):
                 samples[name][kind].append(round(len(envelopes) / elapsed))
-    figures: dict[str, Any] = {
-        name: {
-            **{f"{kind}_events_per_s": round(statistics.median(samples[name][kind])) for kind in KINDS},
-            "samples": samples[name],
-        }
-        for name in samples
-    }
-    figures["tidings_relative"] = {
-        name: {
-            kind: round(figures["tidings"][f"{kind}_events_per_s"] / figures[name][f"{kind}_events_per_s"], 2)
-            for kind in KINDS
-        }
-        for name in BASELINES
-    }
+    figures = summarise(samples, BASELINES)
     figures["rounds"] = rounds
     figures["partitions"] = KafkaConfig.from_url(url).partitions
     figures["prefix"] = parse_qs(urlsplit(url).query).get("prefix", [""])[0]

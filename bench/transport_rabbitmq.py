@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import base64
 import json
-import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 from urllib.request import Request, urlopen
 
-from tidings_round import tidings_round
+from tidings_round import summarise, tidings_round
 
 from tidings.envelope import Envelope, to_binary
 
@@ -209,20 +208,7 @@ async def rabbitmq_baselines(url: str, args: argparse.Namespace, envelopes: list
                 seconds = await BASELINES[name](url, args, messages)
             for kind, elapsed in zip(KINDS, seconds, strict=True):
                 samples[name][kind].append(round(len(messages) / elapsed))
-    figures: dict[str, Any] = {
-        name: {
-            **{f"{kind}_events_per_s": round(statistics.median(samples[name][kind])) for kind in KINDS},
-            "samples": samples[name],
-        }
-        for name in names
-    }
-    figures["tidings_relative"] = {
-        name: {
-            kind: round(figures["tidings"][f"{kind}_events_per_s"] / figures[name][f"{kind}_events_per_s"], 2)
-            for kind in KINDS
-        }
-        for name in BASELINES
-    }
+    figures = summarise(samples, BASELINES)
     figures["rounds"] = rounds
     figures["queue_type"] = "quorum"
     figures["vhost"] = urlsplit(url).path
