@@ -124,7 +124,7 @@ async def raw_aiokafka(
                 received += len(part)
                 if codec:
                     for record in part:
-                        decode(dict(record.headers), record.value, "ce_")
+                        decode(record.headers, record.value, "ce_")
             if fetched:
                 await consumer.commit()
         consume_seconds = time.perf_counter() - started

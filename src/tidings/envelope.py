@@ -12,9 +12,10 @@ dead-letter the message with a reason a person can act on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from tidings.errors import Malformation, MalformedMessage
@@ -38,6 +39,7 @@ _OPTIONAL = (
     "traceparent",
     "partitionkey",
 )
+_KNOWN = frozenset((*_REQUIRED, *_OPTIONAL))
 _SCHEMA_PREFIX = "urn:tidings:"
 
 
@@ -134,14 +136,29 @@ def to_binary(envelope: Envelope, prefix: str) -> tuple[dict[str, str], bytes]:
 
 def from_binary(headers: Mapping[str, Any], body: bytes, prefix: str) -> Envelope:
     _check_size(body)
+    return _envelope(_prefixed(headers.items(), prefix), body)
+
+
+@cache
+def _header_names(prefix: str) -> dict[str, str]:
+    """Header name -> attribute name for the attributes the spec defines, under `prefix`."""
+    names = {prefix + name: name for name in _KNOWN if name != "datacontenttype"}
+    names["content-type"] = "datacontenttype"
+    return names
+
+
+def _prefixed(headers: Iterable[tuple[str, Any]], prefix: str) -> dict[str, str]:
+    """The CloudEvents attributes among binary-mode headers: `prefix` + name, and content-type."""
+    names = _header_names(prefix)
     attributes: dict[str, str] = {}
-    for key, value in headers.items():
-        if key.startswith(prefix):
-            attributes[key[len(prefix) :]] = value.decode() if isinstance(value, bytes) else str(value)
-    content_type = headers.get("content-type")
-    if content_type is not None:
-        attributes["datacontenttype"] = content_type.decode() if isinstance(content_type, bytes) else str(content_type)
-    return _envelope(attributes, body)
+    for key, value in headers:
+        name = names.get(key)
+        if name is None:
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :]  # an extension attribute
+        attributes[name] = value.decode() if isinstance(value, bytes) else str(value)
+    return attributes
 
 
 # -- structured mode -----------------------------------------------------------------------------
@@ -166,14 +183,17 @@ def from_structured(body: bytes) -> Envelope:
     return _envelope(attributes, data)
 
 
-def decode(headers: Mapping[str, Any], body: bytes, prefix: str) -> Envelope:
-    """Decode either mode: structured if the content type says so or no prefixed attributes exist."""
-    content_type = headers.get("content-type")
-    if isinstance(content_type, bytes):
-        content_type = content_type.decode()
-    if (content_type or "").startswith(STRUCTURED) or (prefix + "specversion") not in headers:
+def decode(headers: Mapping[str, Any] | Iterable[tuple[str, Any]], body: bytes, prefix: str) -> Envelope:
+    """Decode either mode: structured if the content type says so or no prefixed attributes exist.
+
+    `headers` is a mapping or the (name, value) pairs a protocol hands over (Kafka's list of
+    headers): one pass reads them, since this runs for every message received.
+    """
+    attributes = _prefixed(headers.items() if isinstance(headers, Mapping) else headers, prefix)
+    if attributes.get("datacontenttype", "").startswith(STRUCTURED) or "specversion" not in attributes:
         return from_structured(body)
-    return from_binary(headers, body, prefix)
+    _check_size(body)
+    return _envelope(attributes, body)
 
 
 def _check_size(body: bytes) -> None:
@@ -182,8 +202,9 @@ def _check_size(body: bytes) -> None:
 
 
 def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
-    missing = [name for name in _REQUIRED if not attributes.get(name)]
-    if missing:
+    get = attributes.get
+    if not (get("id") and get("source") and get("type") and get("specversion")):
+        missing = [name for name in _REQUIRED if not get(name)]
         raise MalformedMessage(
             Malformation.MISSING_ATTRIBUTE, f"missing CloudEvents attribute(s): {', '.join(missing)}"
         )
@@ -199,19 +220,20 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
             raise MalformedMessage(
                 Malformation.INVALID_ATTRIBUTE, f"time {attributes['time']!r} is not an RFC 3339 timestamp"
             ) from None
-    known = {*_REQUIRED, *_OPTIONAL}
-    return Envelope(
-        id=attributes["id"],
-        source=attributes["source"],
-        type=attributes["type"],
-        data=data,
-        time=time,
-        subject=attributes.get("subject"),
-        datacontenttype=attributes.get("datacontenttype", JSON),
-        dataschema=attributes.get("dataschema"),
-        correlationid=attributes.get("correlationid"),
-        causationid=attributes.get("causationid"),
-        traceparent=attributes.get("traceparent"),
-        partitionkey=attributes.get("partitionkey"),
-        extensions={key: value for key, value in attributes.items() if key not in known},
+    extensions = {} if _KNOWN.issuperset(attributes) else {k: v for k, v in attributes.items() if k not in _KNOWN}
+    return Envelope(  # positional: this runs for every message received
+        attributes["id"],
+        attributes["source"],
+        attributes["type"],
+        data,
+        time,
+        get("subject"),
+        get("datacontenttype", JSON),
+        get("dataschema"),
+        get("correlationid"),
+        get("causationid"),
+        get("traceparent"),
+        get("partitionkey"),
+        SPEC_VERSION,
+        extensions,
     )

@@ -108,6 +108,21 @@ def test_decode_detects_the_mode() -> None:
     assert decode({"content-type": STRUCTURED.encode()}, to_structured(envelope), "ce_") == envelope
 
 
+def test_decode_reads_header_pairs_as_protocols_hand_them_over() -> None:
+    """Kafka gives a list of (name, bytes) pairs; foreign headers are ignored, extensions kept."""
+    envelope = full()
+    headers, body = to_binary(envelope, "ce_")
+    pairs = [("traceid", b"x"), *((key, value.encode()) for key, value in headers.items())]
+    decoded = decode(pairs, body, "ce_")
+    assert decoded == envelope
+    assert decoded.extensions == {"tenant": "acme"}
+    assert decode([("content-type", STRUCTURED.encode())], to_structured(envelope), "ce_") == envelope
+    with pytest.raises(MalformedMessage) as caught:
+        decode([(key, value) for key, value in pairs if key != "ce_source"], body, "ce_")
+    assert caught.value.kind is Malformation.MISSING_ATTRIBUTE
+    assert "source" in str(caught.value)
+
+
 def test_time_keeps_its_timezone() -> None:
     moment = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     envelope = Envelope(id="1", source="s", type="t", data=b"{}", time=moment)

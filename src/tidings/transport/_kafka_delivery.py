@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tidings.envelope import Envelope, decode
-from tidings.transport._kafka_cluster import record_headers
 from tidings.transport._kafka_config import (
     CE_PREFIX,
     HEADER_ATTEMPTS,
@@ -31,7 +30,7 @@ class KafkaDelivery(Delivery):
 
     def envelope(self) -> Envelope:
         record = self._slot.record
-        return decode(record_headers(record), record.value or b"", CE_PREFIX)
+        return decode(record.headers or (), record.value or b"", CE_PREFIX)
 
     async def _ack(self) -> None:
         await self._subscription.settle(self._slot)
