@@ -48,13 +48,17 @@ $(BENCH_STAMP): pyproject.toml $(TEST_STAMP)
 	$(BIN)/pip install --quiet -e ".[all,test,bench]"
 	touch $@
 
-bench-transport: $(BENCH_STAMP)
-	$(BIN)/python bench/transport.py --out bench/results/transport.json
+## bench-transport: every broker against its raw client (starts the servers first)
+bench-transport: $(BENCH_STAMP) services
+	$(BIN)/python bench/transport.py --broker sqlite --out bench/results/transport.json
+	$(BIN)/python bench/transport.py --broker rabbitmq --rounds 5 --out bench/results/transport.json
+	$(BIN)/python bench/transport.py --broker kafka --rounds 5 --events 50000 --out bench/results/transport.json
+	$(BIN)/python bench/task_per_delivery.py
 
-bench-reliable: $(TEST_STAMP)
+bench-reliable: $(TEST_STAMP) services
 	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
 
-bench-shop: $(TEST_STAMP)
+bench-shop: $(TEST_STAMP) services
 	$(BIN)/python bench/shop.py --out bench/results/shop.json
 
 clean:
