@@ -22,6 +22,12 @@ class ConfigurationError(TidingsError):
     """A URL, option or registration is invalid; raised at start, never while consuming."""
 
 
+class NestedUnitOfWork(PermanentError):
+    """A handler opened its own service's unit of work (`service.transaction()` or
+    `service.publish()`): that work would not commit or roll back with the handler's, and on
+    SQLite it would wait forever for the connection the handler holds. Use `ctx.publish`."""
+
+
 class TransportError(TidingsError):
     """The broker could not be reached or refused an operation; nothing was reported as done."""
 

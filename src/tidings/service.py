@@ -17,12 +17,13 @@ import logging
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from tidings.context import Context
 from tidings.envelope import Envelope
-from tidings.errors import ConfigurationError, Malformation, MalformedMessage, PermanentError
+from tidings.errors import ConfigurationError, Malformation, MalformedMessage, NestedUnitOfWork, PermanentError
 from tidings.events import Event, Registry
 from tidings.retry import RetryPolicy
 from tidings.transport.base import Delivery, Subscription, Transport, connect
@@ -36,6 +37,8 @@ log = logging.getLogger("tidings.service")
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E, Context], Awaitable[None]]
 DEFAULT_BROKER = "sqlite:///tidings-broker.db"
+_handling: ContextVar[Service | None] = ContextVar("tidings_handling", default=None)
+"""The service whose handler the current task is running (each delivery has its own task)."""
 
 
 class Service:
@@ -185,7 +188,16 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:
-        """A unit of work outside any handler (an HTTP request): rows and events commit together."""
+        """A unit of work outside any handler (an HTTP request): rows and events commit together.
+
+        Refused inside this service's own handlers (`NestedUnitOfWork`): there `ctx` is the unit
+        of work, and a second one would commit apart from it.
+        """
+        if _handling.get() is self:
+            raise NestedUnitOfWork(
+                f"a handler of service {self.name!r} called service.transaction() or service.publish(); "
+                "publish follow-up events with ctx.publish(...) so they commit with the handler's work"
+            )
         if self._store is None:
             context = Context(self.name)
             yield context
@@ -254,6 +266,7 @@ class Service:
     async def _handle(self, envelope: Envelope, event: Event, attempt: int) -> bool:
         """Run the handler in one unit of work; True when the event had already been handled."""
         handler = self._handlers[envelope.type]
+        _handling.set(self)  # this task runs one delivery: nothing to reset
         if self._store is None:
             context = Context(self.name, incoming=envelope, attempt=attempt)
             await handler(event, context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +113,30 @@ async def test_permanent_error_dead_letters_at_once_with_reason(broker: str) -> 
     assert calls == 1
     [letter] = await service_dead_letters(broker, "strict")
     assert letter.reason == "PermanentError: order 4 refers to a deleted customer"
+    assert letter.attempts == 1
+
+
+@pytest.mark.parametrize("with_database", [False, True], ids=["no-database", "sqlite"])
+async def test_a_handler_opening_its_own_unit_of_work_is_dead_lettered_not_hung(
+    broker: str, tmp_path: Path, with_database: bool
+) -> None:
+    """On SQLite a second unit of work would wait forever for the handler's own connection."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'nested.db'}" if with_database else None
+    service = Service("nested", broker=broker, database=database, retry=fast_retry())
+    handled: list[int] = []
+
+    @service.on(Pinged)
+    async def handle(event: Pinged, ctx: Context) -> None:
+        if event.n == 1:
+            await service.publish(Ponged(n=event.n))  # should have been ctx.publish
+        handled.append(event.n)
+
+    async with service:
+        await service.publish(Pinged(n=1), Pinged(n=2))
+        await wait_for(lambda: service.stats["dead_lettered"] == 1 and handled == [2])
+    [letter] = await service_dead_letters(broker, "nested")
+    assert letter.reason.startswith("NestedUnitOfWork: a handler of service 'nested' called service.transaction()")
+    assert "ctx.publish" in letter.reason
     assert letter.attempts == 1
 
 
