@@ -124,7 +124,9 @@ class Service:
             from tidings.store import Store
             from tidings.store.relay import Relay
 
-            self._store = await Store.open(self.database_url)
+            # A connection per concurrent handler plus the relay's: an overflow connection is
+            # closed when it is returned, so a smaller pool would reconnect (TLS, auth) per event.
+            self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2)
             self._relay = Relay(self._store, self._transport, source=self.name)
             await self._relay.start()
         if self._handlers:
