@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a service until SIGTERM or Ctrl-C")
     run.add_argument("target", help="module:attribute naming a tidings.Service")
+    run.add_argument("--metrics-port", type=int, help="serve GET /metrics and /health on this port")
+    run.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
 
     dead = commands.add_parser("dead-letters", help="list, replay or purge a group's dead letters")
     dead.add_argument("action", choices=["list", "replay", "purge"])
@@ -89,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "run":
-            asyncio.run(load_service(args.target).run())
+            service = load_service(args.target)
+            if args.metrics_port is not None:
+                service.metrics_port, service.metrics_host = args.metrics_port, args.metrics_host
+            asyncio.run(service.run())
             return 0
         if args.command == "dead-letters":
             return asyncio.run(_dead_letters(args))

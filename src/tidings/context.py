@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
 from tidings.events import Event
+from tidings.observe import tracing
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,8 @@ class Context:
     `publish` only records the event: the runtime sends what was recorded after the handler
     returned, through the outbox in the same transaction as `session` when the service has a
     database, so no event leaves for a change that rolled back. Follow-up events inherit the
-    incoming event's `correlationid` and `traceparent`, and take its id as `causationid`.
+    incoming event's `correlationid`, and take its id as `causationid`. Their `traceparent` is
+    their own creation context when OpenTelemetry tracing is on, else the incoming one's.
     """
 
     def __init__(
@@ -50,7 +52,9 @@ class Context:
             source=self.service,
             correlationid=correlationid or (incoming.correlationid if incoming else None),
             causationid=incoming.id if incoming else None,
-            traceparent=incoming.traceparent if incoming else None,
+            traceparent=tracing.creation_context(
+                event.event_type, self.service, incoming.traceparent if incoming else None
+            ),
         )
         self.outgoing.append(envelope)
         return envelope

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -25,6 +26,8 @@ from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, Malformation, MalformedMessage, NestedUnitOfWork, PermanentError
 from tidings.events import Event, Registry
+from tidings.observe import ServiceMetrics, Telemetry, tracing
+from tidings.observe.http import serve
 from tidings.retry import RetryPolicy
 from tidings.transport.base import Delivery, Subscription, Transport, connect
 
@@ -37,6 +40,8 @@ log = logging.getLogger("tidings.service")
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E, Context], Awaitable[None]]
 DEFAULT_BROKER = "sqlite:///tidings-broker.db"
+MALFORMED = "(malformed)"
+"""The `type` label of deliveries that could not be decoded into a handled event."""
 _handling: ContextVar[Service | None] = ContextVar("tidings_handling", default=None)
 """The service whose handler the current task is running (each delivery has its own task)."""
 
@@ -59,6 +64,8 @@ class Service:
         concurrency: int = 16,
         retry: RetryPolicy | None = None,
         drain_timeout: float = 30.0,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
@@ -71,6 +78,10 @@ class Service:
         self.retry = retry or RetryPolicy()
         self.drain_timeout = drain_timeout
         self.stats: Counter[str] = Counter()
+        self.telemetry = Telemetry(name, broker)
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self._endpoint: asyncio.Server | None = None
         self._handlers: dict[str, Callable[[Any, Context], Awaitable[None]]] = {}
         self._transport: Transport | None = None
         self._store: Store | None = None
@@ -127,13 +138,17 @@ class Service:
             # A connection per concurrent handler plus the relay's: an overflow connection is
             # closed when it is returned, so a smaller pool would reconnect (TLS, auth) per event.
             self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2)
-            self._relay = Relay(self._store, self._transport, source=self.name)
+            self._relay = Relay(self._store, self._transport, source=self.name, telemetry=self.telemetry)
             await self._relay.start()
         if self._handlers:
             self._subscription = await self._transport.subscribe(
                 self.group, list(self._handlers), prefetch=self.concurrency * 2
             )
             self._consumer = asyncio.create_task(self._consume(self._subscription), name=f"{self.name}-consumer")
+        if self.metrics_port is not None:
+            self._endpoint = await serve(self.scrape, self.health, self.metrics_host, self.metrics_port)
+            self.metrics_port = self._endpoint.sockets[0].getsockname()[1]  # the real one, if 0 was asked
+            log.info("service %s serves /metrics on %s:%d", self.name, self.metrics_host, self.metrics_port)
         log.info("service %s started on %s handling %s", self.name, _redact(self.broker_url), sorted(self._handlers))
 
     async def stop(self) -> None:
@@ -157,6 +172,10 @@ class Service:
         if self._transport is not None:
             await self._transport.close()
             self._transport = None
+        if self._endpoint is not None:
+            self._endpoint.close()
+            await self._endpoint.wait_closed()
+            self._endpoint = None
         log.info("service %s stopped: %s", self.name, dict(self.stats))
 
     async def run(self) -> None:
@@ -203,9 +222,7 @@ class Service:
         if self._store is None:
             context = Context(self.name)
             yield context
-            if context.outgoing:
-                await self.transport.publish(context.outgoing)
-                self.stats["published"] += len(context.outgoing)
+            await self._publish_now(context.outgoing)
             return
         from tidings.store import outbox
 
@@ -243,16 +260,28 @@ class Service:
         try:
             try:
                 envelope, event = self._decode(delivery)
-            except MalformedMessage as error:
-                await self._dead_letter(delivery, str(error))
+            except MalformedMessage as malformed:
+                with tracing.processing(None, delivery.attempt, self.group, self.telemetry.system) as span:
+                    span.outcome("dead_lettered", malformed)
+                    await self._dead_letter(delivery, str(malformed))
+                self.telemetry.metrics.record_delivery(MALFORMED, "dead_lettered")
                 return
-            try:
-                duplicate = await self._handle(envelope, event, delivery.attempt)
-            except Exception as error:
-                await self._failed(delivery, envelope, error)
-                return
-            await delivery.ack()
-            self.stats["duplicates" if duplicate else "handled"] += 1
+            with tracing.processing(envelope, delivery.attempt, self.group, self.telemetry.system) as span:
+                started = time.perf_counter()
+                failed: Exception | None = None
+                try:
+                    duplicate = await self._handle(envelope, event, delivery.attempt)
+                except Exception as error:
+                    failed = error
+                elapsed = time.perf_counter() - started
+                if failed is None:
+                    await delivery.ack()
+                    outcome = "duplicate" if duplicate else "handled"
+                    self.stats["duplicates" if duplicate else "handled"] += 1
+                else:
+                    outcome = await self._failed(delivery, envelope, failed)
+                span.outcome(outcome, failed)
+                self.telemetry.metrics.record_delivery(envelope.type, outcome, elapsed)
         except Exception:
             # Settling failed (broker gone): the delivery returns after its lease; keep consuming.
             log.exception("%s could not settle a delivery; it will be redelivered", self.name)
@@ -272,9 +301,7 @@ class Service:
         if self._store is None:
             context = Context(self.name, incoming=envelope, attempt=attempt)
             await handler(event, context)
-            if context.outgoing:
-                await self.transport.publish(context.outgoing)
-                self.stats["published"] += len(context.outgoing)
+            await self._publish_now(context.outgoing)
             return False
         from tidings.store import inbox, outbox
 
@@ -287,7 +314,8 @@ class Service:
         self._wake_relay(context.outgoing)
         return False
 
-    async def _failed(self, delivery: Delivery, envelope: Envelope, error: Exception) -> None:
+    async def _failed(self, delivery: Delivery, envelope: Envelope, error: Exception) -> str:
+        """Retry or dead-letter a delivery whose handler raised; returns which."""
         attempt = delivery.attempt
         if self.retry.should_retry(error, attempt):
             delay = self.retry.delay(attempt)
@@ -302,17 +330,63 @@ class Service:
             )
             await delivery.retry(delay)
             self.stats["retried"] += 1
-            return
+            return "retried"
         if isinstance(error, PermanentError):
             reason = f"{type(error).__name__}: {error}"
         else:
             reason = f"gave up after {attempt} attempts: {type(error).__name__}: {error}"
         await self._dead_letter(delivery, reason)
+        return "dead_lettered"
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         log.error("%s dead-lettered a delivery: %s", self.name, reason)
         await delivery.dead_letter(reason)
         self.stats["dead_lettered"] += 1
+
+    async def _publish_now(self, envelopes: list[Envelope]) -> None:
+        """Without a database: publish straight away (no outbox, no relay)."""
+        if envelopes:
+            with self.telemetry.sending(envelopes):
+                await self.transport.publish(envelopes)
+            self.stats["published"] += len(envelopes)
+
+    # -- observability ---------------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> ServiceMetrics:
+        return self.telemetry.metrics
+
+    async def scrape(self) -> str:
+        """The Prometheus text of this service, with its outbox backlog and its group's lag.
+
+        A gauge whose source cannot be read (database or broker down) is left out, so the
+        counters still reach the scraper.
+        """
+        pending: int | None = None
+        backlog: dict[str, int] | None = None
+        if self._store is not None:
+            from tidings.store import outbox
+
+            try:
+                async with self._store.session() as session, session.begin():
+                    pending = await outbox.pending_count(session, self.name)
+            except Exception as error:
+                log.warning("%s: outbox backlog unavailable for /metrics: %r", self.name, error)
+        if self._transport is not None and self._handlers:
+            try:
+                lag = await self._transport.backlog()
+                backlog = {self.group: lag.get(self.group, 0)}
+            except Exception as error:
+                log.warning("%s: consumer backlog unavailable for /metrics: %r", self.name, error)
+        return self.metrics.render(outbox_pending=pending, backlog=backlog)
+
+    def health(self) -> dict[str, object]:
+        """What `GET /health` answers: up once started, with the counters so far."""
+        return {
+            "service": self.name,
+            "status": "up" if self._transport is not None else "starting",
+            "stats": dict(self.stats),
+        }
 
     def _wake_relay(self, outgoing: list[Envelope]) -> None:
         if outgoing and self._relay is not None:

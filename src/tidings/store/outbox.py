@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.envelope import Envelope, from_binary, to_binary
@@ -109,6 +109,12 @@ async def pending(session: AsyncSession, source: str, *, limit: int) -> list[Out
     )
     result = await session.execute(statement)
     return [OutboxRow(id=row.id, envelope=decode(row.headers, row.body), created_at=row.created_at) for row in result]
+
+
+async def pending_count(session: AsyncSession, source: str) -> int:
+    """How many committed rows of `source` wait for the relay."""
+    result = await session.execute(select(func.count()).select_from(outbox).where(outbox.c.source == source))
+    return int(result.scalar_one())
 
 
 def encode(envelope: Envelope) -> tuple[str, bytes]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.errors import ConfigurationError
+from tidings.observe import Telemetry
 from tidings.retry import RetryPolicy
 from tidings.store import inbox, lease, outbox
 from tidings.store.database import Store
@@ -75,7 +76,15 @@ broker confirmed it; `confirmed_at - row.created_at` is the row's commit-to-publ
 class Relay:
     """The background task publishing `source`'s outbox rows; `start()`, `wake()`, `stop()`."""
 
-    def __init__(self, store: Store, transport: Transport, *, source: str, config: RelayConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        source: str,
+        config: RelayConfig | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.source = source
         self.config = config or RelayConfig()
         self.owner = lease.new_owner()
@@ -83,6 +92,7 @@ class Relay:
         self.on_published: PublishedHook | None = None
         self._store = store
         self._transport = transport
+        self._telemetry = telemetry or Telemetry(source, "")
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -213,7 +223,9 @@ class Relay:
     async def _publish(self, rows: Sequence[OutboxRow]) -> float:
         """Publish and return the time (Unix seconds) the broker confirmed."""
         async with asyncio.timeout(self.config.publish_timeout):
-            await self._transport.publish([row.envelope for row in rows])
+            envelopes = [row.envelope for row in rows]
+            with self._telemetry.sending(envelopes):
+                await self._transport.publish(envelopes)
         return time.time()
 
     async def _mark_sent(self, session: AsyncSession, rows: Sequence[OutboxRow]) -> None:

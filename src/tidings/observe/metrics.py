@@ -1,0 +1,108 @@
+"""Prometheus metrics of one service, in the text exposition format (version 0.0.4).
+
+Each `Service` owns one `ServiceMetrics`: no process-global registry, so several services in
+one process (tests, the demo) keep their figures apart. Counters and the handler-duration
+histogram are updated in memory on the hot path; gauges that cost a query (outbox backlog,
+consumer lag) are passed in when the endpoint is scraped.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+"""Seconds; the boundaries OpenTelemetry's messaging conventions give for processing durations."""
+OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Histogram:
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+
+class ServiceMetrics:
+    """What one service did, by event type; `render()` gives the scrape text."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.handled: Counter[tuple[str, str]] = Counter()
+        """(event type, outcome) -> deliveries."""
+        self.published: Counter[str] = Counter()
+        """Event type -> messages the broker confirmed."""
+        self._durations: dict[str, _Histogram] = {}
+
+    def record_delivery(self, event_type: str, outcome: str, seconds: float | None = None) -> None:
+        """One delivery ended with `outcome`; `seconds` is how long its handler ran, if it ran."""
+        self.handled[(event_type, outcome)] += 1
+        if seconds is not None:
+            histogram = self._durations.get(event_type)
+            if histogram is None:
+                histogram = self._durations[event_type] = _Histogram()
+            histogram.observe(seconds)
+
+    def record_published(self, event_types: Iterable[str]) -> None:
+        self.published.update(event_types)
+
+    def render(self, *, outbox_pending: int | None = None, backlog: Mapping[str, int] | None = None) -> str:
+        """The exposition text; the gauges appear only when their values are given."""
+        service = _label(self.service)
+        lines = [
+            "# HELP tidings_messages_handled_total Deliveries a service finished, by event type and outcome.",
+            "# TYPE tidings_messages_handled_total counter",
+        ]
+        for (event_type, outcome), count in sorted(self.handled.items()):
+            lines.append(
+                f'tidings_messages_handled_total{{service="{service}",type="{_label(event_type)}",'
+                f'outcome="{outcome}"}} {count}'
+            )
+        lines += [
+            "# HELP tidings_handler_duration_seconds How long handlers ran, their transaction included.",
+            "# TYPE tidings_handler_duration_seconds histogram",
+        ]
+        for event_type, histogram in sorted(self._durations.items()):
+            labels = f'service="{service}",type="{_label(event_type)}"'
+            cumulative = 0
+            for bound, count in zip((*DURATION_BUCKETS, math.inf), histogram.buckets, strict=True):
+                cumulative += count
+                edge = "+Inf" if bound == math.inf else repr(bound)
+                lines.append(f'tidings_handler_duration_seconds_bucket{{{labels},le="{edge}"}} {cumulative}')
+            lines.append(f"tidings_handler_duration_seconds_sum{{{labels}}} {histogram.sum!r}")
+            lines.append(f"tidings_handler_duration_seconds_count{{{labels}}} {histogram.count}")
+        lines += [
+            "# HELP tidings_messages_published_total Messages the broker confirmed, by event type.",
+            "# TYPE tidings_messages_published_total counter",
+        ]
+        for event_type, count in sorted(self.published.items()):
+            lines.append(f'tidings_messages_published_total{{service="{service}",type="{_label(event_type)}"}} {count}')
+        if outbox_pending is not None:
+            lines += [
+                "# HELP tidings_outbox_pending Committed events the relay has not published yet.",
+                "# TYPE tidings_outbox_pending gauge",
+                f'tidings_outbox_pending{{service="{service}"}} {outbox_pending}',
+            ]
+        if backlog is not None:
+            lines += [
+                "# HELP tidings_consumer_backlog Messages a consumer group has not acked yet (lag).",
+                "# TYPE tidings_consumer_backlog gauge",
+            ]
+            for group, count in sorted(backlog.items()):
+                lines.append(f'tidings_consumer_backlog{{service="{service}",group="{_label(group)}"}} {count}')
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the exposition format requires."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
