@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="two services exchanging events on the embedded broker")
     demo.add_argument("--events", type=int, default=500)
     demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
+
+    dashboard = commands.add_parser("dashboard", help="record events and serve the web dashboard")
+    dashboard.add_argument("--broker", required=True, help="broker URL, e.g. sqlite:///data/broker.db")
+    dashboard.add_argument("--database", required=True, help="the dashboard's own database URL")
+    dashboard.add_argument("--events", required=True, help="module of the Event classes to record")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8080)
     return parser
 
 
@@ -102,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_backlog(args))
         if args.command == "outbox":
             return asyncio.run(_outbox_status(args))
+        if args.command == "dashboard":
+            from tidings.dashboard.server import serve_dashboard
+
+            options = {name: getattr(args, name) for name in ("broker", "database", "events", "host", "port")}
+            asyncio.run(serve_dashboard(**options))
+            return 0
         from tidings.demo import run_demo
 
         logging.getLogger("tidings").setLevel(logging.WARNING)

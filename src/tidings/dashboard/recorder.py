@@ -1,0 +1,110 @@
+"""The recorder: a `Service` that writes every event it receives to its own database.
+
+It consumes as the group `tidings-dashboard`, so the broker keeps what it missed while it was
+down, and its inbox keeps one row per event id however often the broker redelivers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, insert
+
+from tidings.context import Context
+from tidings.errors import ConfigurationError
+from tidings.events import Event, Registry
+from tidings.service import Service
+
+GROUP = "tidings-dashboard"
+
+metadata = MetaData()
+events = Table(
+    "tidings_dashboard_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("subject", String(255)),
+    Column("correlation", String(64)),
+    Column("causation", String(64)),
+    Column("time", String(40)),  # the event's own time attribute (RFC 3339), as its publisher set it
+    Column("recorded_at", Float, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("tidings_dashboard_events_correlation", "correlation", "seq"),
+)
+
+
+def event_classes(source: Registry | ModuleType | str | Iterable[type[Event]]) -> list[type[Event]]:
+    """The concrete event classes of a registry, a module (or its dotted name), or an iterable."""
+    if isinstance(source, str):
+        try:
+            source = importlib.import_module(source)
+        except ImportError as error:
+            raise ConfigurationError(f"cannot import the events module {source!r}: {error}") from None
+    if isinstance(source, Registry):
+        found: Iterable[Any] = (source.event_class(name) for name in source.types())
+    elif isinstance(source, ModuleType):
+        found = (member for _, member in inspect.getmembers(source, inspect.isclass))
+    else:
+        found = source
+    classes = {cls.event_type: cls for cls in found if _is_event(cls)}
+    if not classes:
+        raise ConfigurationError(f"no event classes with a type found in {source!r}")
+    return [classes[name] for name in sorted(classes)]
+
+
+def _is_event(candidate: Any) -> bool:
+    return inspect.isclass(candidate) and issubclass(candidate, Event) and "event_type" in vars(candidate)
+
+
+class Recorder(Service):
+    """The observer service; `Recorder(broker=..., database=..., events=services.contracts)`."""
+
+    def __init__(
+        self,
+        *,
+        broker: str,
+        database: str,
+        events: Registry | ModuleType | str | Iterable[type[Event]],
+        name: str = GROUP,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, broker=broker, database=database, **options)
+        classes = event_classes(events)
+        self.recorded_types = [cls.event_type for cls in classes]
+        for cls in classes:
+            self.on(cls)(_record)
+
+    async def _start(self) -> None:
+        from tidings.store import Store
+
+        store = await Store.open(self.database_url or "", metadata=metadata)  # creates the events table
+        await store.close()
+        await super()._start()
+
+
+async def _record(event: Event, ctx: Context) -> None:
+    envelope = ctx.incoming
+    assert envelope is not None  # handlers always get the incoming envelope
+    await ctx.session.execute(
+        insert(events),
+        {
+            "event_id": envelope.id,
+            "type": envelope.type,
+            "version": envelope.version,
+            "source": envelope.source,
+            "subject": envelope.subject,
+            "correlation": envelope.correlationid,
+            "causation": envelope.causationid,
+            "time": envelope.time.isoformat() if envelope.time is not None else None,
+            "recorded_at": time.time(),
+            "data": envelope.data.decode(),
+        },
+    )

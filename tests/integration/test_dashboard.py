@@ -1,0 +1,187 @@
+"""The dashboard against a real embedded broker and SQLite databases: the recorder, its API and
+the `tidings dashboard` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration import dashboard_events
+from tests.integration.dashboard_events import OrderPlaced, StockReserved
+from tidings.context import Context
+from tidings.dashboard import GROUP, Recorder
+from tidings.dashboard.app import create_app
+from tidings.envelope import Envelope
+from tidings.errors import PermanentError
+from tidings.service import Service
+from tidings.transport import Transport, connect
+
+
+async def until(condition: object, within: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await condition():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Shop:
+    orders: Service
+    inventory: Service
+    recorder: Recorder
+    transport: Transport
+    api: httpx.AsyncClient
+
+
+@pytest.fixture
+async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
+    broker = f"sqlite:///{tmp_path / 'broker.db'}"
+    recorder = Recorder(broker=broker, database=f"sqlite:///{tmp_path / 'dashboard.db'}", events=dashboard_events)
+    orders = Service("orders", broker=broker, database=f"sqlite:///{tmp_path / 'orders.db'}")
+    inventory = Service("inventory", broker=broker, database=f"sqlite:///{tmp_path / 'inventory.db'}")
+
+    @inventory.on(OrderPlaced)
+    async def reserve(event: OrderPlaced, ctx: Context) -> None:
+        if event.doomed:
+            raise PermanentError(f"order {event.order_id} has no stock")
+        ctx.publish(StockReserved(order_id=event.order_id))
+
+    async with recorder, orders, inventory:
+        transport = await connect(broker)
+        app = create_app(recorder.store, recorder.transport)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard") as api:
+            yield Shop(orders, inventory, recorder, transport, api)
+        await transport.close()
+
+
+async def recorded(shop: Shop, count: int) -> None:
+    async def enough() -> bool:
+        return len((await shop.api.get("/api/events?limit=1000")).json()) >= count
+
+    await until(enough)
+
+
+async def test_a_business_transaction_is_recorded_as_a_causal_tree(shop: Shop) -> None:
+    async with shop.orders.transaction() as ctx:
+        placed = ctx.publish(OrderPlaced(order_id="o-1"))
+    await recorded(shop, 2)
+
+    stream = (await shop.api.get("/api/events")).json()
+    assert [event["type"] for event in stream] == [StockReserved.event_type, OrderPlaced.event_type]  # newest first
+    assert stream[1]["id"] == placed.id
+    assert stream[1]["data"] == {"order_id": "o-1", "doomed": False}
+    assert stream[1]["source"] == "orders"
+    assert (await shop.api.get(f"/api/events?after={stream[0]['seq']}")).json() == []
+
+    tree = (await shop.api.get(f"/api/transactions/{placed.correlationid}")).json()
+    [root] = tree["roots"]
+    assert (root["type"], root["subject"]) == (OrderPlaced.event_type, "o-1")
+    [child] = root["children"]
+    assert (child["type"], child["source"], child["causation"]) == (StockReserved.event_type, "inventory", placed.id)
+    assert child["children"] == []
+
+    flow = (await shop.api.get("/api/flow")).json()
+    assert flow == [
+        {"source": "inventory", "type": StockReserved.event_type, "count": 1},
+        {"source": "orders", "type": OrderPlaced.event_type, "count": 1},
+    ]
+
+
+async def test_redeliveries_are_recorded_once_and_a_missing_cause_makes_a_root(shop: Shop) -> None:
+    orphan = Envelope.wrap(StockReserved(order_id="o-2"), source="legacy").with_changes(
+        causationid="never-recorded", correlationid="corr-2"
+    )
+    await shop.transport.publish([orphan])
+    await shop.transport.publish([orphan])  # the broker delivers it twice
+    await recorded(shop, 1)
+    await asyncio.sleep(0.3)  # room for the duplicate to arrive, if it were recorded
+    assert len((await shop.api.get("/api/events")).json()) == 1
+    tree = (await shop.api.get("/api/transactions/corr-2")).json()
+    assert [root["id"] for root in tree["roots"]] == [orphan.id]
+
+
+async def test_dead_letters_are_listed_and_replayed(shop: Shop) -> None:
+    async with shop.orders.transaction() as ctx:
+        ctx.publish(OrderPlaced(order_id="o-3", doomed=True))
+
+    async def dead_lettered() -> bool:
+        return len((await shop.api.get("/api/dead-letters/inventory")).json()) == 1
+
+    await until(dead_lettered)
+    [letter] = (await shop.api.get("/api/dead-letters/inventory")).json()
+    assert letter["reason"] == "PermanentError: order o-3 has no stock"
+    assert letter["type"] == OrderPlaced.event_type
+    assert letter["attempts"] == 1
+
+    replayed = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": [letter["id"]]})
+    assert replayed.json() == {"replayed": 1}
+    await until(dead_lettered)  # handled again, refused again
+    assert shop.inventory.stats["dead_lettered"] == 2
+
+    groups = {row["group"]: row["backlog"] for row in (await shop.api.get("/api/groups")).json()}
+    assert {"inventory", GROUP} <= groups.keys()
+
+
+async def test_bad_requests_get_4xx_with_a_reason(shop: Shop) -> None:
+    unknown = await shop.api.get("/api/transactions/nope")
+    assert unknown.status_code == 404
+    assert "nope" in unknown.json()["detail"]
+    too_many = await shop.api.get("/api/events?limit=100000")
+    assert too_many.status_code == 422
+    assert too_many.json()["detail"][0]["loc"] == ["query", "limit"]
+    bad_body = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": "all"})
+    assert bad_body.status_code == 422
+    page = await shop.api.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Tidings dashboard" in page.text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_dashboard_command_records_and_serves_until_sigterm(tmp_path: Path) -> None:
+    broker, port = f"sqlite:///{tmp_path / 'broker.db'}", free_port()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidings", "dashboard", "--broker", broker,
+        "--database", f"sqlite:///{tmp_path / 'dashboard.db'}",
+        "--events", "tests.integration.dashboard_events", "--port", str(port),
+        env=dict(os.environ),
+    )  # fmt: skip
+    transport = await connect(broker)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def serving() -> bool:
+                try:
+                    return GROUP in {row["group"] for row in (await client.get("/api/groups")).json()}
+                except httpx.TransportError:
+                    return False
+
+            await until(serving, within=30)
+            envelope = Envelope.wrap(OrderPlaced(order_id="o-4"), source="test")
+            await transport.publish([envelope])
+
+            async def stored() -> bool:
+                return [event["id"] for event in (await client.get("/api/events")).json()] == [envelope.id]
+
+            await until(stored)
+        child.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(child.wait(), timeout=15) == 0
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await transport.close()
