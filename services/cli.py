@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from services.settings import SERVICES, Settings, add_arguments
+from services.settings import OPTIONAL, SERVICES, Settings, add_arguments
 from tidings.errors import ConfigurationError
 
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the five services and keep them running")
     add_arguments(up)
     up.add_argument("--log-level", default="INFO", help="log level of the services [INFO]")
-    up.add_argument("--services", default=",".join(SERVICES), help="comma-separated services to run [all five]")
+    every = ", ".join(SERVICES + OPTIONAL)
+    up.add_argument("--services", default=",".join(SERVICES), help=f"comma-separated, of {every} [all five]")
+    up.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     load = commands.add_parser("load", help="place orders through the HTTP API and measure settling")
     _load_arguments(load)
     add_arguments(load)
@@ -42,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(demo)
     _load_arguments(demo, orders=200, rate=50.0)
     demo.add_argument("--keep", action="store_true", help="keep the shop running afterwards (Ctrl-C stops)")
+    demo.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     demo.add_argument("--log-level", default="INFO")
     return parser
 
@@ -68,9 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from services.supervisor import up
 
                 services = [name.strip() for name in args.services.split(",") if name.strip()]
-                unknown = set(services) - set(SERVICES)
+                if args.dashboard and "dashboard" not in services:
+                    services.append("dashboard")
+                unknown = set(services) - set(SERVICES + OPTIONAL)
                 if unknown:
-                    print(f"unknown service(s): {', '.join(sorted(unknown))}; the shop has {', '.join(SERVICES)}")
+                    known = ", ".join(SERVICES + OPTIONAL)
+                    print(f"unknown service(s): {', '.join(sorted(unknown))}; the shop has {known}")
                     return 2
                 return asyncio.run(up(settings, services=services, log_level=args.log_level))
             if args.command == "load":
@@ -130,7 +136,10 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.supervisor import Supervisor
 
     console = Console()
-    supervisor = Supervisor(settings, log_level=args.log_level, say=lambda line: console.print(f"\\[shop] {line}"))
+    services = (*SERVICES, "dashboard") if args.dashboard else SERVICES
+    supervisor = Supervisor(
+        settings, services=services, log_level=args.log_level, say=lambda line: console.print(f"\\[shop] {line}")
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -139,6 +148,8 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
         info = await supervisor.start()
         args.api = args.api or info.get("api")
         console.print(f"\\[shop] API {args.api}, docs {args.api}/docs; logs in {settings.log_dir}")
+        if args.dashboard:
+            console.print(f"\\[shop] dashboard {supervisor.ready_info('dashboard').get('dashboard')}")
         status = await _load(settings, args, console)
         status = max(status, await _check(settings, 30.0))
         if args.keep:

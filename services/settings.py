@@ -20,6 +20,8 @@ from tidings.errors import ConfigurationError
 
 SERVICES = ("orders", "inventory", "payments", "shipping", "notifications")
 """Every service of the shop, in start order (orders last would also do: the broker keeps events)."""
+OPTIONAL = ("dashboard",)
+"""Processes `shop up --services` may add: the dashboard records every shop event (docs/dashboard.md)."""
 
 _ENV = {
     "data_dir": "SHOP_DATA_DIR",
@@ -31,6 +33,7 @@ _ENV = {
     "deadline": "SHOP_DEADLINE",
     "sweep_interval": "SHOP_SWEEP_INTERVAL",
     "concurrency": "SHOP_CONCURRENCY",
+    "dashboard_port": "SHOP_DASHBOARD_PORT",
 }
 
 
@@ -52,12 +55,14 @@ class Settings:
     """Seconds a pending order may take to settle before it is cancelled."""
     sweep_interval: float = 0.5
     concurrency: int = 32
+    dashboard_port: int = 8080
+    """Where the dashboard serves, when it runs; 0 picks a free port (reported in its ready file)."""
 
     def __post_init__(self) -> None:
         if self.deadline <= 0 or self.sweep_interval <= 0:
             raise ConfigurationError("deadline and sweep interval must be positive")
-        if self.concurrency < 1 or not 0 <= self.api_port < 65536:
-            raise ConfigurationError("concurrency must be >= 1 and the API port in 0..65535")
+        if self.concurrency < 1 or not 0 <= self.api_port < 65536 or not 0 <= self.dashboard_port < 65536:
+            raise ConfigurationError("concurrency must be >= 1 and the API and dashboard ports in 0..65535")
         if self.database is not None and not self.database.startswith("postgresql"):
             raise ConfigurationError(f"--database takes a postgresql:// server URL, got {self.database!r}")
 
@@ -116,10 +121,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=float, help="seconds before a pending order is cancelled [30]")
     parser.add_argument("--sweep-interval", type=float, help="seconds between deadline sweeps [0.5]")
     parser.add_argument("--concurrency", type=int, help="deliveries each service handles at once [32]")
+    parser.add_argument("--dashboard-port", type=int, help="dashboard port, when it runs [8080]")
 
 
 def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
-    types = {"data_dir": Path, "api_port": int, "deadline": float, "sweep_interval": float, "concurrency": int}
+    types = {
+        "data_dir": Path,
+        "api_port": int,
+        "deadline": float,
+        "sweep_interval": float,
+        "concurrency": int,
+        "dashboard_port": int,
+    }
     try:
         return {name: types.get(name, str)(value) for name, value in values.items()}
     except ValueError as error:

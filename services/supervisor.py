@@ -198,6 +198,8 @@ async def up(settings: Settings, *, services: Sequence[str] = SERVICES, log_leve
     try:
         info = await supervisor.start()
         where = f"API {info['api']} (OpenAPI docs {info['api']}/docs)" if "api" in info else "no API (orders not run)"
+        if "dashboard" in supervisor.children:
+            where += f", dashboard {supervisor.ready_info('dashboard').get('dashboard')}"
         _say(f"shop is up: {where}; logs in {settings.log_dir}; Ctrl-C stops")
         await stop.wait()
     finally:

@@ -4,6 +4,6 @@ showing the live stream, business transactions as causal trees, lag and dead let
 See docs/decisions/0009-dashboard.md and docs/dashboard.md.
 """
 
-from tidings.dashboard.recorder import GROUP, Recorder, event_classes
+from tidings.dashboard.recorder import GROUP, Recorder, event_classes, record_events
 
-__all__ = ["GROUP", "Recorder", "event_classes"]
+__all__ = ["GROUP", "Recorder", "event_classes", "record_events"]

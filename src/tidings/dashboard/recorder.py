@@ -64,6 +64,18 @@ def _is_event(candidate: Any) -> bool:
     return inspect.isclass(candidate) and issubclass(candidate, Event) and "event_type" in vars(candidate)
 
 
+def record_events(service: Service, events: Registry | ModuleType | str | Iterable[type[Event]]) -> list[str]:
+    """Make `service` record every event of these classes in the `tidings_dashboard_events` table; returns their types.
+
+    The service's database needs the table: open its `Store` with `metadata=recorder.metadata`
+    first (`Recorder` does), or pass that metadata to whatever prepares the database.
+    """
+    classes = event_classes(events)
+    for cls in classes:
+        service.on(cls)(_record)
+    return [cls.event_type for cls in classes]
+
+
 class Recorder(Service):
     """The observer service; `Recorder(broker=..., database=..., events=services.contracts)`."""
 
@@ -77,10 +89,7 @@ class Recorder(Service):
         **options: Any,
     ) -> None:
         super().__init__(name, broker=broker, database=database, **options)
-        classes = event_classes(events)
-        self.recorded_types = [cls.event_type for cls in classes]
-        for cls in classes:
-            self.on(cls)(_record)
+        self.recorded_types = record_events(self, events)
 
     async def _start(self) -> None:
         from tidings.store import Store

@@ -1,0 +1,3 @@
+from services.dashboard.service import main
+
+raise SystemExit(main())
