@@ -32,12 +32,14 @@ from tidings.retry import RetryPolicy
 from tidings.transport.base import Delivery, Subscription, Transport, connect
 
 if TYPE_CHECKING:
+    from tidings.saga import Saga, TimeoutSweeper
     from tidings.store import Store
     from tidings.store.relay import Relay
 
 log = logging.getLogger("tidings.service")
 
 E = TypeVar("E", bound=Event)
+S = TypeVar("S", bound="Saga")
 Handler = Callable[[E, Context], Awaitable[None]]
 DEFAULT_BROKER = "sqlite:///tidings-broker.db"
 MALFORMED = "(malformed)"
@@ -82,6 +84,8 @@ class Service:
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         self._endpoint: asyncio.Server | None = None
+        self._sagas: dict[str, type[Saga]] = {}
+        self._saga_timeouts: TimeoutSweeper | None = None
         self._handlers: dict[str, Callable[[Any, Context], Awaitable[None]]] = {}
         self._transport: Transport | None = None
         self._store: Store | None = None
@@ -103,6 +107,16 @@ class Service:
             return handler
 
         return decorate
+
+    def saga(self, saga_class: type[S]) -> type[S]:
+        """Run `saga_class` in this service (usable as a class decorator); see `tidings.saga`."""
+        from tidings.saga import register
+
+        if saga_class.saga_name in self._sagas:
+            raise ConfigurationError(f"{self.name} already runs a saga named {saga_class.saga_name!r}")
+        register(self, saga_class)
+        self._sagas[saga_class.saga_name] = saga_class
+        return saga_class
 
     @property
     def transport(self) -> Transport:
@@ -140,6 +154,11 @@ class Service:
             self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2)
             self._relay = Relay(self._store, self._transport, source=self.name, telemetry=self.telemetry)
             await self._relay.start()
+            if self._sagas:
+                from tidings.saga import TimeoutSweeper
+
+                self._saga_timeouts = TimeoutSweeper(self, self._sagas)
+                self._saga_timeouts.start()
         if self._handlers:
             self._subscription = await self._transport.subscribe(
                 self.group, list(self._handlers), prefetch=self.concurrency * 2
@@ -163,6 +182,9 @@ class Service:
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
+        if self._saga_timeouts is not None:
+            await self._saga_timeouts.stop()
+            self._saga_timeouts = None
         if self._relay is not None:
             await self._relay.stop()
             self._relay = None

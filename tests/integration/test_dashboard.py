@@ -4,10 +4,6 @@ the `tidings dashboard` process."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +13,7 @@ import pytest
 
 from tests.integration import dashboard_events
 from tests.integration.dashboard_events import OrderPlaced, StockReserved
+from tests.integration.processes import free_port, terminate, tidings_command
 from tidings.context import Context
 from tidings.dashboard import GROUP, Recorder
 from tidings.dashboard.app import create_app
@@ -146,23 +143,13 @@ async def test_bad_requests_get_4xx_with_a_reason(shop: Shop) -> None:
     assert "Tidings dashboard" in page.text
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_the_dashboard_command_records_and_serves_until_sigterm(tmp_path: Path) -> None:
     broker, port = f"sqlite:///{tmp_path / 'broker.db'}", free_port()
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidings", "dashboard", "--broker", broker,
-        "--database", f"sqlite:///{tmp_path / 'dashboard.db'}",
-        "--events", "tests.integration.dashboard_events", "--port", str(port),
-        env=dict(os.environ),
-    )  # fmt: skip
+    command = ["dashboard", "--broker", broker, "--database", f"sqlite:///{tmp_path / 'dashboard.db'}"]
+    command += ["--events", "tests.integration.dashboard_events", "--port", str(port)]
     transport = await connect(broker)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with tidings_command(*command) as child, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
 
             async def serving() -> bool:
                 try:
@@ -178,10 +165,6 @@ async def test_the_dashboard_command_records_and_serves_until_sigterm(tmp_path: 
                 return [event["id"] for event in (await client.get("/api/events")).json()] == [envelope.id]
 
             await until(stored)
-        child.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(child.wait(), timeout=15) == 0
+            assert await terminate(child) == 0
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
         await transport.close()

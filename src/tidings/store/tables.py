@@ -48,3 +48,17 @@ relay = Table(
     Column("published", BigInteger, nullable=False, server_default="0", comment="Rows published so far."),
     Column("last_published_at", Float, nullable=True),
 )
+
+sagas = Table(
+    "tidings_sagas",
+    metadata,
+    Column("saga", String(200), primary_key=True, comment="The saga's name (its class's name= argument)."),
+    Column("correlation", String(64), primary_key=True, comment="The business transaction it manages."),
+    Column("status", String(32), nullable=False, comment="running, or how it ended (completed, compensated, ...)."),
+    Column("state", Text, nullable=False, comment="The saga model as JSON."),
+    Column("compensations", Text, nullable=False, comment="Events to publish on compensation, as JSON."),
+    Column("deadline", Float, nullable=True, comment="Unix seconds when it times out; NULL: never."),
+    Column("started_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_tidings_sagas_due", sagas.c.status, sagas.c.deadline)

@@ -7,14 +7,18 @@ import asyncio
 import subprocess
 import sys
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
 from tests.integration.store.shop import effects, metadata
 from tidings.store import Store
-from tidings.store.migrate import VERSION_TABLE
+from tidings.store.migrate import VERSION_TABLE, alembic_config
 from tidings.store.tables import metadata as tidings_metadata
+
+HEAD = "0002"
+"""The newest revision in tidings/store/migrations/versions."""
 
 
 async def _version(store: Store) -> list[str]:
@@ -26,9 +30,25 @@ async def test_open_migrates_to_head_once(database_url: str) -> None:
     for _ in range(2):
         store = await Store.open(database_url)
         try:
-            assert await _version(store) == ["0001"]
+            assert await _version(store) == [HEAD]
         finally:
             await store.close()
+
+
+async def test_a_database_of_an_older_tidings_is_brought_to_head(database_url: str) -> None:
+    """A service database made by a release with only 0001 gains the saga table on open."""
+    store = await Store.open(database_url, migrate=False)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
+        assert await _version(store) == ["0001"]
+        await store.migrate()
+        assert await _version(store) == [HEAD]
+        async with store.engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert {"tidings_outbox", "tidings_inbox", "tidings_relay", "tidings_sagas"} <= set(tables)
+    finally:
+        await store.close()
 
 
 async def test_the_migrated_schema_is_the_one_the_code_uses(store: Store) -> None:
@@ -55,7 +75,7 @@ async def test_a_services_own_alembic_history_is_left_alone(database_url: str) -
         await store.migrate()
         async with store.engine.connect() as connection:
             assert (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "mine_42"
-        assert await _version(store) == ["0001"]
+        assert await _version(store) == [HEAD]
     finally:
         await store.close()
 
@@ -90,6 +110,6 @@ async def test_processes_starting_at_once_migrate_safely(database_url: str) -> N
         assert process.returncode == 0, stderr.decode()
     store = await Store.open(database_url, migrate=False)
     try:
-        assert await _version(store) == ["0001"]
+        assert await _version(store) == [HEAD]
     finally:
         await store.close()

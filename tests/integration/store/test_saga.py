@@ -1,0 +1,239 @@
+"""Sagas on SQLite and PostgreSQL: steps, compensation newest first, timeouts, events that
+arrive before the start or after the end, and concurrent events for one instance."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import Field
+
+from tidings.envelope import Envelope
+from tidings.errors import ConfigurationError
+from tidings.events import Event
+from tidings.retry import RetryPolicy
+from tidings.saga import Saga, SagaContext, handles, instance, starts
+from tidings.service import Service
+from tidings.transport import Delivery, Transport, connect
+
+_names = itertools.count()
+
+
+class Placed(Event, type="test.saga.placed", version=1):
+    order_id: str
+    timeout: float | None = None
+
+
+class Reserved(Event, type="test.saga.reserved", version=1):
+    order_id: str
+
+
+class Charged(Event, type="test.saga.charged", version=1):
+    order_id: str
+
+
+class ChargeFailed(Event, type="test.saga.charge-failed", version=1):
+    order_id: str
+
+
+class Shipped(Event, type="test.saga.shipped", version=1):
+    order_id: str
+
+
+class Noted(Event, type="test.saga.noted", version=1):
+    order_id: str
+
+
+class Reserve(Event, type="test.saga.reserve", version=1):
+    order_id: str
+
+
+class Release(Event, type="test.saga.release", version=1):
+    order_id: str
+
+
+class Refund(Event, type="test.saga.refund", version=1):
+    order_id: str
+    amount: int
+
+
+OUTGOING = [Reserve.event_type, Release.event_type, Refund.event_type]
+
+
+class Fulfilment(Saga, name="fulfilment"):
+    order_id: str = ""
+    steps: list[str] = Field(default_factory=list)
+    notes: int = 0
+
+    @starts(Placed)
+    async def placed(self, event: Placed, ctx: SagaContext) -> None:
+        self.order_id = event.order_id
+        self.steps.append("placed")
+        ctx.publish(Reserve(order_id=event.order_id))
+        ctx.set_timeout(event.timeout)
+
+    @handles(Reserved)
+    async def reserved(self, event: Reserved, ctx: SagaContext) -> None:
+        self.steps.append("reserved")
+        ctx.on_compensation(Release(order_id=self.order_id))
+
+    @handles(Charged)
+    async def charged(self, event: Charged, ctx: SagaContext) -> None:
+        self.steps.append("charged")
+        ctx.on_compensation(Refund(order_id=self.order_id, amount=1250))
+
+    @handles(ChargeFailed)
+    async def charge_failed(self, event: ChargeFailed, ctx: SagaContext) -> None:
+        self.steps.append("failed")
+        ctx.compensate()
+
+    @handles(Shipped)
+    async def shipped(self, event: Shipped, ctx: SagaContext) -> None:
+        self.steps.append("shipped")
+        ctx.finish()
+
+    @handles(Noted)
+    async def noted(self, event: Noted, ctx: SagaContext) -> None:
+        self.notes += 1  # read-modify-write: concurrent events must not lose an update
+
+
+class Harness:
+    def __init__(self, service: Service, transport: Transport, outgoing: list[Envelope]) -> None:
+        self.service, self.transport, self.outgoing = service, transport, outgoing
+
+    async def send(self, event: Event, correlation: str) -> None:
+        await self.transport.publish([Envelope.wrap(event, source="test", correlationid=correlation)])
+
+    async def state(self, correlation: str) -> tuple[str, Fulfilment] | None:
+        async with self.service.store.session() as session, session.begin():
+            return await instance(session, Fulfilment, correlation)
+
+    async def until(self, correlation: str, check: object, within: float = 10.0) -> Fulfilment:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            found = await self.state(correlation)
+            if found is not None and check(*found):  # type: ignore[operator]
+                return found[1]
+            assert asyncio.get_running_loop().time() < deadline, f"saga {correlation} is {found}"
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def shop(database_url: str) -> AsyncIterator[Harness]:
+    broker = f"memory://saga-{next(_names)}"
+    transport = await connect(broker)
+    observer = await transport.subscribe("observer", OUTGOING)
+    outgoing: list[Envelope] = []
+
+    async def observe() -> None:
+        delivery: Delivery
+        async for delivery in observer:
+            outgoing.append(delivery.envelope())
+            await delivery.ack()
+
+    watcher = asyncio.create_task(observe())
+    service = Service(
+        "orders", broker=broker, database=database_url, concurrency=8, retry=RetryPolicy(max_attempts=20, base=0.02)
+    )
+    service.saga(Fulfilment)
+    async with service:
+        yield Harness(service, transport, outgoing)
+    watcher.cancel()
+    await transport.close()
+
+
+async def test_compensations_run_newest_first_and_late_events_change_nothing(shop: Harness) -> None:
+    await shop.send(Placed(order_id="o-1"), "order-1")
+    await shop.until("order-1", lambda status, saga: saga.steps == ["placed"])
+    await shop.send(Reserved(order_id="o-1"), "order-1")
+    await shop.until("order-1", lambda status, saga: saga.steps[-1] == "reserved")
+    await shop.send(Charged(order_id="o-1"), "order-1")
+    await shop.until("order-1", lambda status, saga: saga.steps[-1] == "charged")
+    await shop.send(ChargeFailed(order_id="o-1"), "order-1")
+    saga = await shop.until("order-1", lambda status, saga: status == "compensated")
+    assert saga.steps == ["placed", "reserved", "charged", "failed"]
+
+    handled = shop.service.stats["handled"]
+    await shop.send(Shipped(order_id="o-1"), "order-1")  # too late: the saga is over
+    for _ in range(100):  # acked as handled, but no step ran
+        if shop.service.stats["handled"] > handled:
+            break
+        await asyncio.sleep(0.02)
+    assert shop.service.stats["handled"] == handled + 1
+    status, saga = await shop.state("order-1") or ("", Fulfilment())
+    assert (status, saga.steps) == ("compensated", ["placed", "reserved", "charged", "failed"])
+
+    await asyncio.sleep(0.3)  # the relay publishes after each commit
+    sent = [(envelope.type, envelope.correlationid) for envelope in shop.outgoing]
+    assert sent == [
+        (Reserve.event_type, "order-1"),
+        (Refund.event_type, "order-1"),  # the newest compensation first
+        (Release.event_type, "order-1"),
+    ]
+    refund = next(envelope for envelope in shop.outgoing if envelope.type == Refund.event_type)
+    assert refund.data == b'{"order_id":"o-1","amount":1250}'
+
+
+async def test_a_finished_saga_keeps_its_state(shop: Harness) -> None:
+    for event in (Placed(order_id="o-2"), Reserved(order_id="o-2"), Shipped(order_id="o-2")):
+        before = len((await shop.state("order-2") or ("", Fulfilment()))[1].steps)
+        await shop.send(event, "order-2")
+        await shop.until("order-2", lambda status, saga, n=before: len(saga.steps) == n + 1)
+    status, saga = await shop.state("order-2") or ("", Fulfilment())
+    assert status == "completed"
+    assert saga.order_id == "o-2"
+    assert Release.event_type not in {envelope.type for envelope in shop.outgoing}, "completed: nothing undone"
+
+
+async def test_the_deadline_compensates_what_was_done(shop: Harness) -> None:
+    await shop.send(Placed(order_id="o-3", timeout=0.3), "order-3")
+    await shop.until("order-3", lambda status, saga: saga.steps == ["placed"])
+    await shop.send(Reserved(order_id="o-3"), "order-3")
+    saga = await shop.until("order-3", lambda status, saga: status == "timed-out", within=10)
+    assert saga.steps == ["placed", "reserved"]
+    for _ in range(100):
+        if Release.event_type in {envelope.type for envelope in shop.outgoing}:
+            break
+        await asyncio.sleep(0.05)
+    released = [envelope for envelope in shop.outgoing if envelope.type == Release.event_type]
+    assert len(released) == 1
+    assert released[0].correlationid == "order-3"
+
+
+async def test_an_event_before_the_start_is_retried_until_the_saga_exists(shop: Harness) -> None:
+    await shop.send(Reserved(order_id="o-4"), "order-4")
+    await asyncio.sleep(0.2)
+    assert await shop.state("order-4") is None
+    assert shop.service.stats["retried"] >= 1
+    await shop.send(Placed(order_id="o-4"), "order-4")
+    saga = await shop.until("order-4", lambda status, saga: len(saga.steps) == 2)
+    assert saga.steps == ["placed", "reserved"]
+
+
+async def test_concurrent_events_for_one_instance_lose_no_update(shop: Harness) -> None:
+    await shop.send(Placed(order_id="o-5"), "order-5")
+    await shop.until("order-5", lambda status, saga: saga.steps == ["placed"])
+    await shop.transport.publish(
+        [Envelope.wrap(Noted(order_id="o-5"), source="test", correlationid="order-5") for _ in range(24)]
+    )
+    saga = await shop.until("order-5", lambda status, saga: saga.notes == 24, within=20)
+    assert saga.notes == 24
+
+
+def test_a_saga_is_checked_when_it_is_declared() -> None:
+    with pytest.raises(ConfigurationError, match="no @starts step"):
+
+        class Endless(Saga, name="endless"):
+            @handles(Reserved)
+            async def reserved(self, event: Reserved, ctx: SagaContext) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="needs a name"):
+
+        class Nameless(Saga):
+            @starts(Placed)
+            async def placed(self, event: Placed, ctx: SagaContext) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="keeps its state in the service's database"):
+        Service("stateless", broker="memory://x").saga(Fulfilment)
