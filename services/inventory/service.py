@@ -110,6 +110,7 @@ def build(settings: Settings) -> ShopService:
     service.on(OrderCreated)(on_order_created)
     service.on(OrderCancelled)(on_order_cancelled)
     service.on(OrderConfirmed)(on_order_confirmed)
+    service.publishes(StockReserved, StockReservationFailed, StockReleased)
     return service
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from services.contracts import PaymentCompleted, PaymentFailed, StockReservationFailed
+from services.contracts import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    PaymentCompleted,
+    PaymentFailed,
+    StockReservationFailed,
+)
 from services.kit.service import Component, ShopService, run_main
 from services.orders.deadlines import DeadlineSweep
 from services.orders.models import Base, seed_catalog
@@ -26,6 +33,7 @@ def build(settings: Settings, *, serve_http: bool = True) -> ShopService:
     service.on(StockReservationFailed)(on_stock_reservation_failed)
     service.on(PaymentFailed)(on_payment_failed)
     service.on(PaymentCompleted)(on_payment_completed)
+    service.publishes(OrderCreated, OrderConfirmed, OrderCancelled)
     return service
 
 

@@ -93,6 +93,7 @@ def build(settings: Settings) -> ShopService:
     service = ShopService("payments", settings, metadata=Base.metadata, seeders=[seed_accounts])
     service.on(StockReserved)(on_stock_reserved)
     service.on(OrderCancelled)(on_order_cancelled)
+    service.publishes(PaymentCompleted, PaymentFailed, PaymentRefunded)
     return service
 
 

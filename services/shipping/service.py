@@ -38,6 +38,7 @@ async def on_order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
 def build(settings: Settings) -> ShopService:
     service = ShopService("shipping", settings, metadata=Base.metadata)
     service.on(OrderConfirmed)(on_order_confirmed)
+    service.publishes(ShipmentCreated)
     return service
 
 

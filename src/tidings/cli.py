@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,19 @@ async def _outbox_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    from tidings.asyncapi import document
+
+    services = [load_service(target) for target in args.targets]
+    text = json.dumps(document(services, title=args.title, version=args.version), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
@@ -84,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=500)
     demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
 
+    spec = commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document of some services")
+    spec.add_argument("targets", nargs="+", help="module:attribute of each tidings.Service")
+    spec.add_argument("--title", default="Tidings services")
+    spec.add_argument("--version", default="1.0.0", help="the document's (the API's) version")
+    spec.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
+
     dashboard = commands.add_parser("dashboard", help="record events and serve the web dashboard")
     dashboard.add_argument("--broker", required=True, help="broker URL, e.g. sqlite:///data/broker.db")
     dashboard.add_argument("--database", required=True, help="the dashboard's own database URL")
@@ -109,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_backlog(args))
         if args.command == "outbox":
             return asyncio.run(_outbox_status(args))
+        if args.command == "asyncapi":
+            return _asyncapi(args)
         if args.command == "dashboard":
             from tidings.dashboard.server import serve_dashboard
 

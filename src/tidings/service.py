@@ -85,6 +85,8 @@ class Service:
         self.metrics_host = metrics_host
         self._endpoint: asyncio.Server | None = None
         self._sagas: dict[str, type[Saga]] = {}
+        self.published_types: list[str] = []
+        """What `publishes` declared: documentation (`tidings asyncapi`), not enforced."""
         self._saga_timeouts: TimeoutSweeper | None = None
         self._handlers: dict[str, Callable[[Any, Context], Awaitable[None]]] = {}
         self._transport: Transport | None = None
@@ -107,6 +109,18 @@ class Service:
             return handler
 
         return decorate
+
+    def publishes(self, *event_classes: type[Event]) -> None:
+        """Declare the event types this service publishes, for its AsyncAPI document."""
+        for event_class in event_classes:
+            self.registry.register(event_class)
+            if event_class.event_type not in self.published_types:
+                self.published_types.append(event_class.event_type)
+
+    @property
+    def handled_types(self) -> list[str]:
+        """The event types this service has handlers for (sagas' steps included)."""
+        return sorted(self._handlers)
 
     def saga(self, saga_class: type[S]) -> type[S]:
         """Run `saga_class` in this service (usable as a class decorator); see `tidings.saga`."""
