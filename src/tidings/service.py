@@ -83,10 +83,10 @@ class Service:
         self.telemetry = Telemetry(name, broker)
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
-        self._endpoint: asyncio.Server | None = None
-        self._sagas: dict[str, type[Saga]] = {}
         self.published_types: list[str] = []
         """What `publishes` declared: documentation (`tidings asyncapi`), not enforced."""
+        self._endpoint: asyncio.Server | None = None
+        self._sagas: dict[str, type[Saga]] = {}
         self._saga_timeouts: TimeoutSweeper | None = None
         self._handlers: dict[str, Callable[[Any, Context], Awaitable[None]]] = {}
         self._transport: Transport | None = None
