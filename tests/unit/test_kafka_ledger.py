@@ -118,3 +118,18 @@ def test_presettled_records_are_skipped_when_they_arrive() -> None:
     ledger.settle(first)
     assert first.state is State.SETTLED
     assert ledger.checkpoint() == (2, "")
+
+
+def test_settling_a_record_behind_its_key_head_keeps_the_head_and_the_rest_in_order() -> None:
+    # A settlement that survives a rebalance can settle a record that does not head its key.
+    ledger = Ledger(0)
+    k1, k2, k3 = admit_all(ledger, [b"k", b"k", b"k"])
+    assert [ledger.heads(slot) for slot in (k1, k2, k3)] == [True, False, False]
+    assert ledger.settle(k2) is k1
+    assert ledger.heads(k1)
+    assert not ledger.heads(k3)
+    assert ledger.settle(k1) is k3
+    assert ledger.heads(k3)
+    assert ledger.settle(k3) is None
+    assert len(ledger) == 0
+    assert ledger.checkpoint() == (3, "")

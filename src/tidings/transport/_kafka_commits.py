@@ -1,11 +1,11 @@
 """Group commit for a Kafka subscription: many settlements, one OffsetCommit request.
 
-A settlement waits (`flush`) for the next commit to start; records queued for hand-out share
-the *ticket* of that commit. The committer commits the checkpoint of every ledger that changed
-in one request and resolves what was waiting when it started; everyone asking while that
-commit is in flight waits for the following one. Under load each request covers many
-settlements. Without requests it still commits once a second, to move past records the group
-skips.
+A settlement waits (`flush`, or the future `waiter` returns) for the next commit to start;
+records queued for hand-out share the *ticket* of that commit. The committer commits the
+checkpoint of every ledger that changed in one request and resolves what was waiting when it
+started; everyone asking while that commit is in flight waits for the following one. Under
+load each request covers many settlements. Without requests it still commits once a second,
+to move past records the group skips.
 """
 
 from __future__ import annotations
@@ -51,10 +51,15 @@ class Committer:
 
     async def flush(self) -> None:
         """Return once a commit covering every change made so far succeeded."""
-        waiter = asyncio.get_running_loop().create_future()  # own future: cancelling it harms nobody
+        await self.waiter()
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future of its own (cancelling it harms nobody) that `flush` awaits: done once a commit
+        covering every change made before this call succeeded, failed with `TransportError` if not."""
+        waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._wanted.set()
-        await waiter
+        return waiter
 
     async def run(self) -> None:
         """The committer task: commit when asked, or every `IDLE_COMMIT` seconds."""
@@ -91,8 +96,10 @@ class Committer:
                 return
             for ledger, point in changed:
                 ledger.committed = point
-            for future in (ticket, *waiters):
-                _settle(future, None)
+            _settle(ticket, None)
+            for waiter in waiters:  # one per settlement: inline, not through `_settle`
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def close(self, reason: str) -> None:
         """Fail the ticket and waiters of a commit that will not happen any more."""

@@ -24,7 +24,7 @@ class KafkaDelivery(Delivery):
     """One record handed to one consumer; `attempt` counts hand-outs across all owners of its partition."""
 
     def __init__(self, subscription: KafkaSubscription, slot: Slot) -> None:
-        super().__init__(subscription.group, slot.deliveries)
+        Delivery.__init__(self, subscription.group, slot.deliveries)  # not super(): one per delivery
         self._subscription = subscription
         self._slot = slot
 
@@ -33,7 +33,7 @@ class KafkaDelivery(Delivery):
         return decode(record.headers or (), record.value or b"", CE_PREFIX)
 
     async def _ack(self) -> None:
-        await self._subscription.settle(self._slot)
+        await self._subscription.settled(self._slot)  # a future: no coroutines in between
 
     async def _retry(self, after: float) -> None:
         await self._subscription.retry(self._slot, after)
@@ -52,10 +52,13 @@ class Deliveries:
         return self
 
     async def __anext__(self) -> Delivery:
-        slot = await self._subscription.next_slot()
+        subscription = self._subscription
+        slot = subscription.take()  # most of the time a record is ready: no coroutine to wait in
         if slot is None:
-            raise StopAsyncIteration
-        return KafkaDelivery(self._subscription, slot)
+            slot = await subscription.next_slot()
+            if slot is None:
+                raise StopAsyncIteration
+        return KafkaDelivery(subscription, slot)
 
 
 def dead_letter_headers(record: Any, reason: str, attempts: int) -> list[tuple[str, bytes]]:

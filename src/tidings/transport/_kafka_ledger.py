@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -39,6 +38,14 @@ class State(Enum):
     SETTLED = "settled"
 
 
+# Module-level aliases for the hot paths: reading an Enum member through its class costs a
+# metaclass lookup (tens of ns) and these run several times per delivery.
+WAITING = State.WAITING
+READY = State.READY
+IN_FLIGHT = State.IN_FLIGHT
+SETTLED = State.SETTLED
+
+
 @dataclass(eq=False, slots=True)
 class Slot:
     """One unsettled record of a partition."""
@@ -52,9 +59,13 @@ class Slot:
     """How many times it was handed out, including earlier owners of the partition."""
     not_before: float = 0.0
     """Epoch seconds before which it must not be handed out (a retry's delay)."""
-    state: State = State.WAITING
+    state: State = WAITING
     recorded: Any = None
     """While READY: the future of the commit recording `deliveries`, already raised for the hand-out."""
+    ahead: Slot | None = field(default=None, repr=False)
+    """The previous unsettled record with the same key; None for the head of its key (or no key)."""
+    behind: Slot | None = field(default=None, repr=False)
+    """The next unsettled record with the same key."""
 
 
 class Ledger:
@@ -74,7 +85,8 @@ class Ledger:
         """What is known to be committed for this partition (the last successful commit)."""
         self._next = committed
         self._slots: dict[int, Slot] = {}
-        self._keys: dict[bytes, deque[Slot]] = {}
+        self._tails: dict[bytes, Slot] = {}
+        """The last unsettled record of each key; each key's records are linked through `ahead`/`behind`."""
         self._presettled: set[int] = set()
         self._carried, self._carried_until = parse_metadata(committed, metadata)
 
@@ -104,27 +116,43 @@ class Ledger:
         slot = Slot(self, offset, key, record, deliveries, not_before)
         self._slots[offset] = slot
         if key is not None:
-            self._keys.setdefault(key, deque()).append(slot)
+            tail = self._tails.get(key)
+            if tail is not None:
+                tail.behind = slot
+                slot.ahead = tail
+            self._tails[key] = slot
         return slot
 
     def due(self, slot: Slot, now: float | None = None) -> bool:
         """Whether `slot` may be handed out at `now` (epoch seconds; the clock if None)."""
         if slot.not_before and slot.not_before > (time.time() if now is None else now):
             return False
-        return slot.key is None or self._keys[slot.key][0] is slot
+        return slot.ahead is None
+
+    def heads(self, slot: Slot) -> bool:
+        """Whether every earlier record of `slot`'s key is settled (`due` without the retry delay)."""
+        return slot.ahead is None
 
     def settle(self, slot: Slot) -> Slot | None:
         """Forget a settled slot; returns the next slot of the same key, which may now be due."""
         del self._slots[slot.offset]
-        slot.state = State.SETTLED
+        slot.state = SETTLED
         if slot.key is None:
             return None
-        queue = self._keys[slot.key]
-        queue.remove(slot)
-        if not queue:
-            del self._keys[slot.key]
-            return None
-        return queue[0]
+        ahead, behind = slot.ahead, slot.behind
+        slot.ahead = slot.behind = None
+        if behind is not None:
+            behind.ahead = ahead
+        elif ahead is None:
+            del self._tails[slot.key]
+        else:
+            self._tails[slot.key] = ahead
+        if ahead is None:  # the usual case: only the head of a key is handed out
+            return behind
+        ahead.behind = behind  # settled out of order (after a rebalance): the head stays
+        while ahead.ahead is not None:
+            ahead = ahead.ahead
+        return ahead
 
     def slot_at(self, offset: int) -> Slot | None:
         return self._slots.get(offset)
@@ -145,16 +173,20 @@ class Ledger:
         until = self._next
         size = 20  # the braces, keys and `h`
         run: list[int] = []
+        follows, deliveries, ms = -1, -1, -1  # the offset that would extend `run`, and its counts
         for offset, slot in self._slots.items():
-            ms = round(slot.not_before * 1000) if slot.not_before else 0
-            if run and offset == first + run[0] + run[1] and slot.deliveries == run[2] and ms == run[3]:
+            not_before = slot.not_before
+            slot_ms = round(not_before * 1000) if not_before else 0
+            if offset == follows and slot.deliveries == deliveries and slot_ms == ms:
                 run[1] += 1
+                follows += 1
                 continue
-            size += 16 + len(str(ms))  # what a run of small numbers takes at most
+            size += 16 + len(str(slot_ms))  # what a run of small numbers takes at most
             if size > METADATA_LIMIT:  # the rest counts as unread: redelivered after a takeover
                 until = offset
                 break
-            run = [offset - first, 1, slot.deliveries, ms]
+            deliveries, ms, follows = slot.deliveries, slot_ms, offset + 1
+            run = [offset - first, 1, deliveries, ms]
             runs.append(run)
         return first, json.dumps({"h": until - first, "p": runs}, separators=(",", ":"))
 

@@ -36,7 +36,7 @@ from tidings.errors import TransportError
 from tidings.transport._kafka_cluster import Cluster, Outgoing, relevant
 from tidings.transport._kafka_commits import Committer
 from tidings.transport._kafka_delivery import Deliveries, dead_letter_headers
-from tidings.transport._kafka_ledger import Ledger, Slot, State
+from tidings.transport._kafka_ledger import IN_FLIGHT, READY, WAITING, Ledger, Slot
 from tidings.transport.base import Delivery, Subscription
 
 log = logging.getLogger("tidings.transport.kafka")
@@ -110,6 +110,30 @@ class KafkaSubscription(Subscription):
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return Deliveries(self)
 
+    def take(self) -> Slot | None:
+        """The next record to hand out if one can go out right now (without waiting), else None.
+
+        The iterator's fast path; `next_slot` waits (and raises a failure) when this gives None.
+        """
+        if self._failure is not None or self._closed:
+            return None
+        ready = self._ready
+        while ready:
+            slot = ready[0]
+            if slot.state is READY and slot.ledger.handing_out:
+                break
+            ready.popleft()
+        else:
+            return None
+        # Not while the caller holds `prefetch` unsettled deliveries, nor before its count is committed.
+        if self._in_flight >= self._prefetch or not slot.recorded.done():
+            return None
+        ready.popleft()
+        slot.state = IN_FLIGHT
+        self._queued -= 1
+        self._in_flight += 1
+        return slot
+
     async def next_slot(self) -> Slot | None:
         """The next record to hand out, waiting for one; None once the subscription is closed."""
         while True:
@@ -117,8 +141,9 @@ class KafkaSubscription(Subscription):
                 raise TransportError(f"the Kafka consumer of group {self.group!r} failed") from self._failure
             if self._closed:
                 return None
-            while self._ready and not _handing_out(self._ready[0]):
-                self._ready.popleft()
+            slot = self.take()
+            if slot is not None:
+                return slot
             if not self._ready:
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -127,34 +152,29 @@ class KafkaSubscription(Subscription):
                 self._settling.clear()
                 await self._settling.wait()
                 continue
-            slot = self._ready[0]
-            if not slot.recorded.done():
-                try:
-                    await asyncio.shield(slot.recorded)
-                except TransportError as error:  # only the attempt count is at stake; hand out anyway
-                    log.warning("group %s: could not record a delivery before handing it out: %s", self.group, error)
-                continue  # the queue may have changed meanwhile
-            self._ready.popleft()
-            slot.state = State.IN_FLIGHT
-            self._queued -= 1
-            self._in_flight += 1
-            return slot
+            try:  # the head's delivery count is being committed
+                await asyncio.shield(self._ready[0].recorded)
+            except TransportError as error:  # only the attempt count is at stake; hand out anyway
+                log.warning("group %s: could not record a delivery before handing it out: %s", self.group, error)
+            # the queue may have changed meanwhile: look again
 
     def _consider(self, slot: Slot) -> None:
         """Queue `slot` if it is due; otherwise arm a timer for its retry delay, if it has one."""
         ledger = slot.ledger
-        if slot.state is not State.WAITING or not ledger.handing_out:
-            return
-        if ledger.due(slot):
-            # Count the coming hand-out and have it committed (with whatever else is pending)
-            # while earlier deliveries are being handled; `next_slot` waits for that commit.
-            slot.state = State.READY
-            slot.deliveries += 1
-            slot.recorded = self._committer.ticket()
-            self._ready.append(slot)
-            self._wakeup.set()
-        elif ledger.due(slot, slot.not_before):  # its key is free: wait for the retry delay
-            self._arm(slot, max(0.0, slot.not_before - time.time()))
+        if slot.state is not WAITING or not ledger.handing_out or slot.ahead is not None:
+            return  # not waiting, its partition is being revoked, or an earlier record of its key is unsettled
+        if slot.not_before:
+            delay = slot.not_before - time.time()
+            if delay > 0:  # its key is free: wait for the retry delay
+                self._arm(slot, delay)
+                return
+        # Count the coming hand-out and have it committed (with whatever else is pending)
+        # while earlier deliveries are being handled; `next_slot` waits for that commit.
+        slot.state = READY
+        slot.deliveries += 1
+        slot.recorded = self._committer.ticket()
+        self._ready.append(slot)
+        self._wakeup.set()
 
     def _arm(self, slot: Slot, delay: float) -> None:
         timer: asyncio.TimerHandle
@@ -170,11 +190,16 @@ class KafkaSubscription(Subscription):
 
     async def settle(self, slot: Slot) -> None:
         """The delivery of `slot` is done: forget it and return once that is committed."""
+        await self.settled(slot)
+
+    def settled(self, slot: Slot) -> asyncio.Future[None]:
+        """`settle` without its coroutine (an ack's hot path): forget `slot` now and return the
+        future of the commit covering that; raises `TransportError` if its partition was lost."""
         if slot.ledger.active:
             self._release(slot)
         else:
             self._settle_lost(slot)
-        await self._committer.flush()
+        return self._committer.waiter()
 
     async def retry(self, slot: Slot, after: float) -> None:
         """Hand `slot` out again after `after` seconds; its key stays blocked until then."""
@@ -201,13 +226,13 @@ class KafkaSubscription(Subscription):
 
     def _land(self, slot: Slot) -> None:
         """An in-flight delivery goes back to waiting (a retry, a failed dead-lettering)."""
-        slot.state = State.WAITING
+        slot.state = WAITING
         self._in_flight -= 1
         self._queued += 1
         self._settling.set()
 
     def _release(self, slot: Slot) -> None:
-        if slot.state is State.IN_FLIGHT:
+        if slot.state is IN_FLIGHT:
             self._in_flight -= 1
         else:
             self._queued -= 1
@@ -229,7 +254,7 @@ class KafkaSubscription(Subscription):
         again = ledger.slot_at(record.offset)
         if again is None:
             ledger.presettle(record.offset)
-        elif again.state is State.IN_FLIGHT:
+        elif again.state is IN_FLIGHT:
             raise TransportError(f"group {self.group!r} handed this message out again after a rebalance")
         else:
             self._release(again)
@@ -275,13 +300,26 @@ class KafkaSubscription(Subscription):
                 with contextlib.suppress(Exception):
                     self._consumer.seek(tp, records[0].offset)
                 continue
+            # `_consider` inlined for the common case (due at once); all queued slots of this
+            # batch share the ticket of the next commit, which cannot start during this loop.
+            admit, group, types = ledger.admit, self.group, self._types
+            ready, ticket = self._ready, None
             for record in records:
-                slot = ledger.admit(
-                    record.offset, record.key, record, relevant=relevant(record, self.group, self._types)
-                )
-                if slot is not None:
-                    self._queued += 1
+                slot = admit(record.offset, record.key, record, relevant=relevant(record, group, types))
+                if slot is None:
+                    continue
+                self._queued += 1
+                if slot.not_before:  # a retry delay carried over from the previous owner
                     self._consider(slot)
+                elif ledger.handing_out and slot.ahead is None:  # it heads its key
+                    slot.state = READY
+                    slot.deliveries += 1
+                    if ticket is None:
+                        ticket = self._committer.ticket()
+                    slot.recorded = ticket
+                    ready.append(slot)
+            if ticket is not None:
+                self._wakeup.set()
 
     def _sync_pause(self, room: int) -> None:
         """Pause partitions being loaded, and every partition while there is no room."""
@@ -335,7 +373,7 @@ class KafkaSubscription(Subscription):
         """Drop a revoked partition's ledger; its deliveries in flight can no longer commit."""
         ledger.active = ledger.handing_out = False
         for slot in ledger.slots():
-            if slot.state is State.IN_FLIGHT:
+            if slot.state is IN_FLIGHT:
                 self._in_flight -= 1
             else:
                 self._queued -= 1
@@ -389,17 +427,13 @@ def _stop_handing_out(ledgers: list[Ledger]) -> None:
     for ledger in ledgers:
         ledger.handing_out = False
         for slot in ledger.slots():
-            if slot.state is State.READY:
+            if slot.state is READY:
                 slot.deliveries -= 1
-                slot.state = State.WAITING
-
-
-def _handing_out(slot: Slot) -> bool:
-    return slot.state is State.READY and slot.ledger.handing_out
+                slot.state = WAITING
 
 
 def _in_flight(ledgers: list[Ledger]) -> bool:
-    return any(slot.state is State.IN_FLIGHT for ledger in ledgers for slot in ledger.slots())
+    return any(slot.state is IN_FLIGHT for ledger in ledgers for slot in ledger.slots())
 
 
 def _partition(record: Any) -> Any:
