@@ -24,6 +24,8 @@ beside Tidings' (which lives in `tidings_alembic_version`), or calls `store.run_
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -169,6 +171,24 @@ def create_engine(
     return engine
 
 
+def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:
+    """Put the database file in WAL mode (a no-op once it is), waiting out other processes.
+
+    Switching needs an exclusive lock and SQLite does not use the busy handler for it: several
+    processes opening a new database at once (one of them migrating) get "database is locked"
+    at once, so it is retried here for up to `busy_timeout` seconds.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        await_only(asyncio.sleep(0.02))
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout: float, begin: str) -> None:
     milliseconds = int(busy_timeout * 1000)
 
@@ -178,7 +198,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float, begin: str) -> N
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {milliseconds}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor, busy_timeout)
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
