@@ -25,15 +25,16 @@ except ImportError:  # tracing is optional
 
 _SYSTEMS = {"amqp": "rabbitmq", "amqps": "rabbitmq"}
 _propagator: Any = TraceContextTextMapPropagator() if trace is not None else None
+_provider: Any = None
+"""Set by `use_tracer_provider`; None means OpenTelemetry's global provider."""
+_last: tuple[Any, Any] = (None, None)
+"""(provider, its tracer) last used: an SDK builds a new tracer object on every `get_tracer`."""
 
 
 def messaging_system(broker_url: str) -> str:
     """`messaging.system` for a broker URL: its scheme, with AMQP named as RabbitMQ."""
     scheme = broker_url.split(":", 1)[0]
     return _SYSTEMS.get(scheme, scheme)
-
-
-_provider: Any = None
 
 
 def use_tracer_provider(provider: Any) -> None:
@@ -49,7 +50,10 @@ def _tracer() -> Any:
     provider = _provider if _provider is not None else trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
-    return provider.get_tracer("tidings")
+    global _last
+    if _last[0] is not provider:
+        _last = (provider, provider.get_tracer("tidings"))
+    return _last[1]
 
 
 def _parent(traceparent: str | None) -> Any:
