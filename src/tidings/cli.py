@@ -21,7 +21,11 @@ def load_service(target: str) -> Service:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"expected module:attribute, got {target!r}")
-    service = getattr(importlib.import_module(module_name), attribute, None)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigurationError(f"cannot import {module_name!r} for {target}: {error}") from None
+    service = getattr(module, attribute, None)
     if not isinstance(service, Service):
         raise ConfigurationError(f"{target} is not a tidings.Service (got {type(service).__name__})")
     return service
@@ -116,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))  # its INFO is setup noise
     try:
         if args.command == "run":
             service = load_service(args.target)
