@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-
-log = logging.getLogger("services")
 
 
 class _Server(uvicorn.Server):

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable
 
 from tidings.observe.metrics import CONTENT_TYPE
-
-log = logging.getLogger("tidings.observe")
 
 MAX_REQUEST_BYTES = 8192
 READ_TIMEOUT = 5.0
