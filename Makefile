@@ -27,11 +27,12 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/pytest
 
-## lint: ruff and mypy --strict
+## lint: ruff, mypy --strict and the import contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## services: install and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1 (idempotent)
 services:

@@ -145,7 +145,7 @@ async def phase(
         profiler.start()
     started, cpu_started = time.perf_counter(), time.process_time()
     await bench.start()
-    bench._relay.on_published = on_published  # type: ignore[union-attr]  # the bench's only private access
+    bench.relay.on_published = on_published  # type: ignore[union-attr]
     producer = asyncio.create_task(produce(transport, inputs, rate)) if rate else None
     handled_at = None
     while not published.is_set():
@@ -158,7 +158,7 @@ async def phase(
         print(profiler.output_text(unicode=True, color=False, show_all=False))
     if producer is not None:
         await producer
-    relay_stats = dict(bench._relay.stats)  # type: ignore[union-attr]
+    relay_stats = dict(bench.relay.stats)  # type: ignore[union-attr]
     await bench.stop()
     backlog = await transport.backlog()
     if bench.stats["handled"] != events or backlog.get("bench") != 0:

@@ -31,7 +31,6 @@ _ENV = {
     "api_host": "SHOP_API_HOST",
     "api_port": "SHOP_API_PORT",
     "deadline": "SHOP_DEADLINE",
-    "sweep_interval": "SHOP_SWEEP_INTERVAL",
     "concurrency": "SHOP_CONCURRENCY",
     "dashboard_port": "SHOP_DASHBOARD_PORT",
 }
@@ -52,15 +51,14 @@ class Settings:
     api_port: int = 8000
     """0 picks a free port; the orders service reports the real one in its ready file."""
     deadline: float = 30.0
-    """Seconds a pending order may take to settle before it is cancelled."""
-    sweep_interval: float = 0.5
+    """Seconds a pending order may take to settle before its saga times out and cancels it."""
     concurrency: int = 32
     dashboard_port: int = 8080
     """Where the dashboard serves, when it runs; 0 picks a free port (reported in its ready file)."""
 
     def __post_init__(self) -> None:
-        if self.deadline <= 0 or self.sweep_interval <= 0:
-            raise ConfigurationError("deadline and sweep interval must be positive")
+        if self.deadline <= 0:
+            raise ConfigurationError("the deadline must be positive")
         if self.concurrency < 1 or not 0 <= self.api_port < 65536 or not 0 <= self.dashboard_port < 65536:
             raise ConfigurationError("concurrency must be >= 1 and the API and dashboard ports in 0..65535")
         if self.database is not None and not self.database.startswith("postgresql"):
@@ -119,7 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-host", help="orders API host [127.0.0.1]")
     parser.add_argument("--api-port", type=int, help="orders API port [8000]")
     parser.add_argument("--deadline", type=float, help="seconds before a pending order is cancelled [30]")
-    parser.add_argument("--sweep-interval", type=float, help="seconds between deadline sweeps [0.5]")
     parser.add_argument("--concurrency", type=int, help="deliveries each service handles at once [32]")
     parser.add_argument("--dashboard-port", type=int, help="dashboard port, when it runs [8080]")
 
@@ -129,7 +126,6 @@ def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
         "data_dir": Path,
         "api_port": int,
         "deadline": float,
-        "sweep_interval": float,
         "concurrency": int,
         "dashboard_port": int,
     }

@@ -27,10 +27,11 @@ from services.contracts import (
 from services.inventory.domain import Level, shortages
 from services.inventory.models import Base, Reservation, ReservationLine, ReservationStatus, Stock, seed_stock
 from services.kit.db import utcnow
-from services.kit.service import ShopService, run_main
+from services.kit.service import run_main, shop_service
 from services.settings import Settings
 from tidings.context import Context
 from tidings.errors import PermanentError
+from tidings.service import Service
 
 log = logging.getLogger("services.inventory")
 
@@ -105,8 +106,8 @@ async def _lock_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, S
     return {row.sku: row for row in await session.scalars(query)}
 
 
-def build(settings: Settings) -> ShopService:
-    service = ShopService("inventory", settings, metadata=Base.metadata, seeders=[seed_stock])
+def build(settings: Settings) -> Service:
+    service = shop_service("inventory", settings, tables=Base.metadata, seeders=[seed_stock])
     service.on(OrderCreated)(on_order_created)
     service.on(OrderCancelled)(on_order_cancelled)
     service.on(OrderConfirmed)(on_order_confirmed)

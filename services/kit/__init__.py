@@ -1,1 +1,1 @@
-"""What every shop service shares: column types, database preparation, the service wrapper."""
+"""What every shop service shares: column types, database creation, the service builder."""

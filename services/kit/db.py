@@ -1,4 +1,4 @@
-"""Column types and database preparation shared by the shop's services.
+"""Column types and database creation shared by the shop's services.
 
 Money is stored as integer cents: exact on SQLite (which has no decimal type) and PostgreSQL
 alike, and sums in SQL stay exact. Timestamps are stored as UTC and always come back aware.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, MetaData, Table, text
+from sqlalchemy import BigInteger, DateTime, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -94,16 +94,3 @@ async def ensure_database(url: str) -> None:
             await asyncio.sleep(0.2 * (attempt + 1))
     finally:
         await admin.dispose()
-
-
-async def prepare_database(url: str, metadata: MetaData, seeders: Sequence[Seeder] = ()) -> None:
-    """Create the database and the service's business tables if missing, then seed idempotently."""
-    await ensure_database(url)
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
-            for seed in seeders:
-                await seed(connection)
-    finally:
-        await engine.dispose()

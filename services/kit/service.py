@@ -1,9 +1,12 @@
-"""`ShopService`: a Tidings `Service` that prepares its own database and runs side components.
+"""`shop_service`: a plain Tidings `Service` set up the way every shop process needs it.
 
-A shop service must create its database and business tables (and seed them) before its first
-handler runs, and the orders service also serves HTTP and sweeps deadlines in the same event
-loop. Doing this in `start`/`stop` keeps `tidings run module:service` and the supervisor
-equivalent: both just call `Service.run()`.
+Everything goes through the service's public lifecycle (docs/decisions/0012-layers-and-runtime.md),
+no subclass: the business tables are the service's `tables` (created after Tidings' migrations),
+the seeders run as an `on_startup` hook, the HTTP servers are `component`s (started once the
+service consumes, stopped first), the ready file is the last component (written once everything
+else runs, removed first on stop), and the watch for an orphaned child is a supervised
+`background` task. `tidings run module:service` and the supervisor both just call
+`Service.run()`; on PostgreSQL the database must exist first (`run_main` creates it).
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import MetaData
 
-from services.kit.db import Seeder, prepare_database
+from services.kit.db import Seeder, ensure_database
 from services.settings import Settings, add_arguments
-from tidings.service import Service
+from tidings.runtime.hooks import Component
+from tidings.runtime.supervisor import BackgroundTaskFailed, Restart
+from tidings.service import Hook, Service
 
 log = logging.getLogger("services")
 
@@ -31,81 +36,88 @@ SUPERVISOR_PID = "SHOP_SUPERVISOR_PID"
 """Set by the supervisor: a child whose parent goes away stops itself instead of lingering."""
 
 
-class Component(Protocol):
-    """Something that runs beside the consumer in the service's loop (an HTTP server, a sweep)."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
+class ShopComponent(Component, Protocol):
+    """Something that runs beside the consumer in the service's loop (an HTTP server)."""
 
     def describe(self) -> dict[str, Any]:
         """What the ready file should tell about this component (the API address, say)."""
         ...
 
 
-class ShopService(Service):
-    """A shop service: its own database (created, migrated and seeded at start) and components."""
+ComponentFactory = Callable[[Service, Settings], ShopComponent]
+"""Makes a component of a started service, e.g. the class `ApiServer(service, settings)`."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        *,
-        metadata: MetaData,
-        seeders: Sequence[Seeder] = (),
-        components: Sequence[Callable[[ShopService], Component]] = (),
-    ) -> None:
-        super().__init__(
-            name,
-            broker=settings.broker_url(),
-            database=settings.database_url(name),
-            concurrency=settings.concurrency,
-        )
-        self.settings = settings
-        self.metadata = metadata
-        self._seeders = tuple(seeders)
-        self._component_factories = tuple(components)
-        self._components: list[Component] = []
-        self._orphan_watch: asyncio.Task[None] | None = None
+
+def shop_service(
+    name: str,
+    settings: Settings,
+    *,
+    tables: MetaData,
+    seeders: Sequence[Seeder] = (),
+    components: Sequence[ComponentFactory] = (),
+) -> Service:
+    """The shop service `name`: its own database (tables created, then seeded), its components,
+    and its ready file once it consumes."""
+    service = Service(
+        name,
+        broker=settings.broker_url(),
+        database=settings.database_url(name),
+        tables=tables,
+        concurrency=settings.concurrency,
+    )
+    if seeders:
+        service.on_startup(_seeding(tuple(seeders)))
+    started: dict[int, ShopComponent] = {}
+    for index, factory in enumerate(components):
+        service.component(_tracked(factory, settings, started, index))
+    service.component(lambda service: ReadyFile(service, settings, started))
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if supervisor:
+        service.background("orphan-watch", lambda: _watch_parent(int(supervisor)), on_crash=Restart())
+    return service
+
+
+def _seeding(seeders: Sequence[Seeder]) -> Hook:
+    async def seed(service: Service) -> None:
+        """Seed the reference data, idempotently, in one transaction."""
+        async with service.store.engine.begin() as connection:
+            for seeder in seeders:
+                await seeder(connection)
+
+    return seed
+
+
+def _tracked(
+    factory: ComponentFactory, settings: Settings, started: dict[int, ShopComponent], index: int
+) -> Callable[[Service], Component]:
+    def make(service: Service) -> Component:
+        component = factory(service, settings)
+        started[index] = component  # the ready file describes it
+        return component
+
+    return make
+
+
+class ReadyFile:
+    """`<run_dir>/<service>.json`: tells the supervisor this service consumes (its group is
+    declared) and how to reach it. The last component, so it is written once the rest runs."""
+
+    def __init__(self, service: Service, settings: Settings, components: Mapping[int, ShopComponent]) -> None:
+        self.path: Path = settings.run_dir / f"{service.name}.json"
+        self.service = service
+        self.components = components
 
     async def start(self) -> None:
-        assert self.database_url is not None
-        await prepare_database(self.database_url, self.metadata, self._seeders)
-        await super().start()
-        try:
-            for factory in self._component_factories:
-                component = factory(self)
-                await component.start()
-                self._components.append(component)
-        except BaseException:  # the API port is taken, say: close what started, then fail
-            await self.stop()
-            raise
-        self._write_ready_file()
-        if os.environ.get(SUPERVISOR_PID):
-            self._orphan_watch = asyncio.create_task(_watch_parent(int(os.environ[SUPERVISOR_PID])))
+        info: dict[str, Any] = {"pid": os.getpid(), "service": self.service.name}
+        for _, component in sorted(self.components.items()):
+            info.update(component.describe())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(info))
+        temporary.replace(self.path)
 
     async def stop(self) -> None:
-        self._ready_file().unlink(missing_ok=True)
-        if self._orphan_watch is not None:
-            self._orphan_watch.cancel()
-            self._orphan_watch = None
-        while self._components:
-            await self._components.pop().stop()
-        await super().stop()
-
-    def _ready_file(self) -> Path:
-        return self.settings.run_dir / f"{self.name}.json"
-
-    def _write_ready_file(self) -> None:
-        """Tell the supervisor this service consumes (its group is declared) and how to reach it."""
-        info: dict[str, Any] = {"pid": os.getpid(), "service": self.name}
-        for component in self._components:
-            info.update(component.describe())
-        path = self._ready_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(info))
-        temporary.replace(path)
+        self.path.unlink(missing_ok=True)
 
 
 async def _watch_parent(supervisor: int) -> None:
@@ -115,9 +127,10 @@ async def _watch_parent(supervisor: int) -> None:
             break
     log.warning("supervisor %d is gone; stopping", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.Event().wait()  # the service is stopping now, which cancels this task
 
 
-def run_main(build: Callable[[Settings], ShopService], argv: Sequence[str] | None = None) -> int:
+def run_main(build: Callable[[Settings], Service], argv: Sequence[str] | None = None) -> int:
     """Entry point of one service process: settings from env and options, run until SIGTERM."""
     import argparse
 
@@ -134,6 +147,18 @@ def run_main(build: Callable[[Settings], ShopService], argv: Sequence[str] | Non
     settings = Settings.from_env().with_args(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     service = build(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(service.run())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(service))
+    except BackgroundTaskFailed as failure:  # the consumer died, say: exit non-zero, the supervisor restarts it
+        log.error("%s", failure)
+        return failure.exit_code
     return 0
+
+
+async def run(service: Service) -> None:
+    """Create the service's PostgreSQL database if missing (the `Store` needs it to exist before
+    the startup hooks run), then run the service until SIGTERM."""
+    if service.database_url is not None:
+        await ensure_database(service.database_url)
+    await service.run()

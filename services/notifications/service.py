@@ -10,10 +10,11 @@ import logging
 from collections.abc import Sequence
 
 from services.contracts import OrderCancelled, OrderConfirmed
-from services.kit.service import ShopService, run_main
+from services.kit.service import run_main, shop_service
 from services.notifications.models import Base, Notification
 from services.settings import Settings
 from tidings.context import Context
+from tidings.service import Service
 
 log = logging.getLogger("services.notifications")
 
@@ -39,8 +40,8 @@ async def _notify(ctx: Context, order_id: str, customer_id: str, kind: str, mess
     log.info("to %s: %s", customer_id, message)
 
 
-def build(settings: Settings) -> ShopService:
-    service = ShopService("notifications", settings, metadata=Base.metadata)
+def build(settings: Settings) -> Service:
+    service = shop_service("notifications", settings, tables=Base.metadata)
     service.on(OrderConfirmed)(on_order_confirmed)
     service.on(OrderCancelled)(on_order_cancelled)
     return service

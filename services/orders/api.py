@@ -21,15 +21,16 @@ from sqlalchemy import select
 
 from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
-from services.kit.service import ShopService
 from services.orders.limits import BodySizeLimit
 from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
 from services.orders.schemas import CatalogEntry, OrderList, OrderRequest, OrderView
+from services.settings import Settings
+from tidings.service import Service
 
 MAX_BODY = 64 * 1024
 
 
-def create_app(service: ShopService) -> FastAPI:
+def create_app(service: Service, settings: Settings) -> FastAPI:
     """The API of a started orders `service` (its store must be open when requests arrive)."""
     app = FastAPI(
         title="Tidings shop: orders",
@@ -38,7 +39,7 @@ def create_app(service: ShopService) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, limit=MAX_BODY)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    deadline = timedelta(seconds=service.settings.deadline)
+    deadline = timedelta(seconds=settings.deadline)  # the order saga times out then
 
     @app.post("/orders", status_code=201, response_model=OrderView)
     async def place_order(request: OrderRequest, response: Response) -> OrderView:

@@ -49,9 +49,10 @@ class Order(Base):
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
     detail: Mapped[str] = mapped_column(String(500), default="")
     correlation_id: Mapped[str] = mapped_column(String(64))
-    """The business transaction the order started; the deadline sweep's cancellation joins it."""
+    """The business transaction the order started: the order saga's correlation id."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When the order saga times out and cancels the order if it is still pending."""
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
 
 

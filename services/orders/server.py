@@ -13,8 +13,9 @@ import logging
 from typing import Any
 
 from services.kit.http import HttpServer
-from services.kit.service import ShopService
 from services.orders.api import create_app
+from services.settings import Settings
+from tidings.service import Service
 
 log = logging.getLogger("services.orders.api")
 
@@ -22,9 +23,10 @@ log = logging.getLogger("services.orders.api")
 class ApiServer(HttpServer):
     """A `Component` of the orders service: the HTTP API on `settings.api_host:api_port`."""
 
-    def __init__(self, service: ShopService) -> None:
-        settings = service.settings
-        super().__init__(create_app(service), settings.api_host, settings.api_port, name="orders-api", backlog=1024)
+    def __init__(self, service: Service, settings: Settings) -> None:
+        super().__init__(
+            create_app(service, settings), settings.api_host, settings.api_port, name="orders-api", backlog=1024
+        )
         self.service = service
 
     async def start(self) -> None:

@@ -1,38 +1,28 @@
 """The orders service: the HTTP API, the catalog and the order saga, in one process and loop.
 
-The API server and the deadline sweep are components of the `ShopService`, so they start after
-the database is ready and the consumer runs, and they stop (API first) before it drains.
+The API server is a component of the service, so it starts after the database is ready and
+the consumer runs, and it stops before the consumer drains. The order process is a saga
+(`services.orders.saga.OrderProcess`): the library keeps its state and times it out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from services.contracts import (
-    OrderCancelled,
-    OrderConfirmed,
-    OrderCreated,
-    PaymentCompleted,
-    PaymentFailed,
-    StockReservationFailed,
-)
-from services.kit.service import Component, ShopService, run_main
-from services.orders.deadlines import DeadlineSweep
+from services.contracts import OrderCancelled, OrderConfirmed, OrderCreated
+from services.kit.service import ComponentFactory, run_main, shop_service
 from services.orders.models import Base, seed_catalog
-from services.orders.saga import on_payment_completed, on_payment_failed, on_stock_reservation_failed
+from services.orders.saga import OrderProcess
 from services.orders.server import ApiServer
 from services.settings import Settings
+from tidings.service import Service
 
 
-def build(settings: Settings, *, serve_http: bool = True) -> ShopService:
+def build(settings: Settings, *, serve_http: bool = True) -> Service:
     """The orders service; `serve_http=False` leaves the API to the caller (tests mount the app)."""
-    components: list[Callable[[ShopService], Component]] = [DeadlineSweep]
-    if serve_http:
-        components.insert(0, ApiServer)
-    service = ShopService("orders", settings, metadata=Base.metadata, seeders=[seed_catalog], components=components)
-    service.on(StockReservationFailed)(on_stock_reservation_failed)
-    service.on(PaymentFailed)(on_payment_failed)
-    service.on(PaymentCompleted)(on_payment_completed)
+    components: list[ComponentFactory] = [ApiServer] if serve_http else []
+    service = shop_service("orders", settings, tables=Base.metadata, seeders=[seed_catalog], components=components)
+    service.saga(OrderProcess)
     service.publishes(OrderCreated, OrderConfirmed, OrderCancelled)
     return service
 

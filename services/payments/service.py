@@ -16,11 +16,12 @@ from sqlalchemy import update
 
 from services.contracts import OrderCancelled, PaymentCompleted, PaymentFailed, PaymentRefunded, StockReserved
 from services.kit.db import utcnow
-from services.kit.service import ShopService, run_main
+from services.kit.service import run_main, shop_service
 from services.payments.models import Account, Base, Charge, ChargeStatus, seed_accounts
 from services.settings import Settings
 from tidings.context import Context
 from tidings.ids import uuid7
+from tidings.service import Service
 
 log = logging.getLogger("services.payments")
 
@@ -89,8 +90,8 @@ def _charge(event: StockReserved, status: ChargeStatus, *, payment_id: str | Non
     )
 
 
-def build(settings: Settings) -> ShopService:
-    service = ShopService("payments", settings, metadata=Base.metadata, seeders=[seed_accounts])
+def build(settings: Settings) -> Service:
+    service = shop_service("payments", settings, tables=Base.metadata, seeders=[seed_accounts])
     service.on(StockReserved)(on_stock_reserved)
     service.on(OrderCancelled)(on_order_cancelled)
     service.publishes(PaymentCompleted, PaymentFailed, PaymentRefunded)

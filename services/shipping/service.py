@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.contracts import OrderConfirmed, ReservedLine, ShipmentCreated
-from services.kit.service import ShopService, run_main
+from services.kit.service import run_main, shop_service
 from services.settings import Settings
 from services.shipping.models import Base, Shipment
 from tidings.context import Context
 from tidings.ids import uuid7
+from tidings.service import Service
 
 
 async def on_order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
@@ -35,8 +36,8 @@ async def on_order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
     )
 
 
-def build(settings: Settings) -> ShopService:
-    service = ShopService("shipping", settings, metadata=Base.metadata)
+def build(settings: Settings) -> Service:
+    service = shop_service("shipping", settings, tables=Base.metadata)
     service.on(OrderConfirmed)(on_order_confirmed)
     service.publishes(ShipmentCreated)
     return service

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tidings.errors import ConfigurationError, TidingsError
+from tidings.runtime.supervisor import BackgroundTaskFailed
 from tidings.service import Service
 from tidings.transport.base import connect
 
@@ -126,7 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             service = load_service(args.target)
             if args.metrics_port is not None:
                 service.metrics_port, service.metrics_host = args.metrics_port, args.metrics_host
-            asyncio.run(service.run())
+            try:
+                asyncio.run(service.run())
+            except BackgroundTaskFailed as failure:
+                print(f"tidings: {failure}", file=sys.stderr)
+                return failure.exit_code
             return 0
         if args.command == "dead-letters":
             return asyncio.run(_dead_letters(args))

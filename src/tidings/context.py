@@ -37,6 +37,10 @@ class Context:
         self._session = session
         self.outgoing: list[Envelope] = []
 
+    def bind(self, session: AsyncSession) -> None:
+        """Attach the transaction this unit of work runs in (done by the runtime when it opens it)."""
+        self._session = session
+
     @property
     def session(self) -> AsyncSession:
         """The service database transaction the handler's writes belong to."""

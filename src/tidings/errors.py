@@ -36,6 +36,20 @@ class PublishError(TransportError):
     """The broker did not confirm every envelope of a `publish` call; the caller must retry."""
 
 
+class EnvelopeRefused(PublishError):
+    """The broker refused one envelope for good (too large, say): publishing it again cannot succeed.
+
+    `envelope_id` names it, so a caller publishing a batch (the outbox relay) can set that one
+    envelope aside and publish the others; envelopes before it in the batch may have been
+    accepted, envelopes after it were not.
+    """
+
+    def __init__(self, envelope_id: str, reason: str) -> None:
+        super().__init__(f"the broker refused envelope {envelope_id}: {reason}")
+        self.envelope_id = envelope_id
+        self.reason = reason
+
+
 class Malformation(StrEnum):
     """What exactly is wrong with a message that could not be decoded."""
 

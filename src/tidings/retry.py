@@ -6,7 +6,9 @@ outage do not retry in lockstep and hammer the recovering dependency together.
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 from dataclasses import dataclass
 
 from tidings.errors import ConfigurationError, PermanentError
@@ -30,10 +32,20 @@ class RetryPolicy:
             raise ConfigurationError("need base >= 0, factor >= 1, max_delay >= 0 and 0 <= jitter <= 1")
 
     def delay(self, attempt: int, *, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        nominal = min(self.max_delay, self.base * self.factor ** max(0, attempt - 1))
+        """Seconds to wait after failed attempt number `attempt` (1-based); any attempt number works."""
+        nominal = min(self.max_delay, self.base * self.factor ** self._exponent(attempt))
         spread = nominal * self.jitter * (rng or random).random()
         return nominal - spread
+
+    def _exponent(self, attempt: int) -> int:
+        """`attempt - 1`, capped where the delay has reached `max_delay` anyway: `factor ** n`
+        overflows a float (OverflowError) once n passes about 1,000 (for factor 2)."""
+        exponent = max(0, attempt - 1)
+        if exponent == 0 or self.factor == 1 or self.base == 0 or self.base >= self.max_delay:
+            return 0  # the delay does not grow, or is max_delay from the first attempt
+        reach = (math.log(self.max_delay) - math.log(self.base)) / math.log(self.factor)  # inf if max_delay is
+        fits = math.log(sys.float_info.max) / math.log(self.factor) - 2  # factor ** ceil(fits) is finite
+        return min(exponent, math.ceil(min(fits, reach)))
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """Transient errors retry until attempts run out; a `PermanentError` never does."""

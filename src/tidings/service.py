@@ -1,11 +1,11 @@
-"""`Service`: handlers for event types, and the run loop that feeds them deliveries.
+"""`Service`: the public face of a service — its handlers, its hooks, and start/stop — composed
+from `tidings.runtime` (docs/architecture.md follows one delivery through it).
 
-One event's journey through a service with a database::
-
-    delivery ─► decode ─► one transaction: inbox claim + handler's rows + outbox rows ─► commit ─► ack
-                                                                  outbox relay ─► transport.publish
-
-Without a database the follow-up events are published straight after the handler returns and
+What runs beside the handlers is declared, never subclassed: business tables (`tables=`),
+`on_startup` / `on_shutdown` hooks, `component`s started once the service consumes (an HTTP app
+in the same loop), and supervised `background` tasks. Every background task (consumer, relay,
+saga timeouts, inbox retention, the user's) is owned by one `Supervisor`; `/health` reports each.
+Without a database, follow-up events are published straight after the handler returns and
 before the ack: still at-least-once, but a redelivery runs the handler again.
 """
 
@@ -14,38 +14,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import TypeVar
 
+from sqlalchemy import MetaData
+
+from tidings import saga
 from tidings.context import Context
 from tidings.envelope import Envelope
-from tidings.errors import ConfigurationError, Malformation, MalformedMessage, NestedUnitOfWork, PermanentError
+from tidings.errors import ConfigurationError
 from tidings.events import Event, Registry
-from tidings.observe import ServiceMetrics, Telemetry, tracing
+from tidings.observe import ServiceMetrics, Telemetry
 from tidings.observe.http import serve
 from tidings.retry import RetryPolicy
-from tidings.transport.base import Delivery, Subscription, Transport, connect
+from tidings.runtime import chain, health
+from tidings.runtime.consumer import Consumer
+from tidings.runtime.hooks import Component, Hooks
+from tidings.runtime.routing import Routes
+from tidings.runtime.signals import run_until_stopped
+from tidings.runtime.supervisor import BackgroundTaskFailed, CrashPolicy, Restart, Stop, Supervisor
+from tidings.runtime.unit_of_work import UnitOfWork
+from tidings.store import Store
+from tidings.store.relay import Relay
+from tidings.store.retention import InboxRetention
+from tidings.transport.base import Transport, connect
+from tidings.transport.urls import redact
 
-if TYPE_CHECKING:
-    from tidings.saga import Saga, TimeoutSweeper
-    from tidings.store import Store
-    from tidings.store.relay import Relay
+__all__ = ["BackgroundTaskFailed", "Component", "Restart", "Service", "Stop"]
 
 log = logging.getLogger("tidings.service")
 
 E = TypeVar("E", bound=Event)
-S = TypeVar("S", bound="Saga")
+S = TypeVar("S", bound=saga.Saga)
 Handler = Callable[[E, Context], Awaitable[None]]
+Hook = Callable[["Service"], Awaitable[None]]
 DEFAULT_BROKER = "sqlite:///tidings-broker.db"
-MALFORMED = "(malformed)"
-"""The `type` label of deliveries that could not be decoded into a handled event."""
-_handling: ContextVar[Service | None] = ContextVar("tidings_handling", default=None)
-"""The service whose handler the current task is running (each delivery has its own task)."""
 
 
 class Service:
@@ -53,7 +57,8 @@ class Service:
 
     `Service("inventory", broker="sqlite:///data/broker.db", database="sqlite+aiosqlite:///data/inventory.db")`.
     The service consumes as the consumer group named after it, so replicas of one service share
-    the work and every other service gets its own copy of each event.
+    the work and every other service gets its own copy of each event. `tables` (SQLAlchemy
+    metadata) are created, if missing, after Tidings' own migrations.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class Service:
         *,
         broker: str = DEFAULT_BROKER,
         database: str | None = None,
+        tables: MetaData | None = None,
         registry: Registry | None = None,
         concurrency: int = 16,
         retry: RetryPolicy | None = None,
@@ -75,37 +81,34 @@ class Service:
         self.group = name
         self.broker_url = broker
         self.database_url = database
+        self.tables = tables
         self.registry = registry or Registry()
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
         self.drain_timeout = drain_timeout
-        self.stats: Counter[str] = Counter()
-        self.telemetry = Telemetry(name, broker)
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
+        self.stats: Counter[str] = Counter()
+        self.telemetry = Telemetry(name, broker)
         self.published_types: list[str] = []
         """What `publishes` declared: documentation (`tidings asyncapi`), not enforced."""
-        self._endpoint: asyncio.Server | None = None
-        self._sagas: dict[str, type[Saga]] = {}
-        self._saga_timeouts: TimeoutSweeper | None = None
-        self._handlers: dict[str, Callable[[Any, Context], Awaitable[None]]] = {}
+        self.supervisor = Supervisor(name)
+        self.routes = Routes(name, self.registry)
+        self._sagas: dict[str, type[saga.Saga]] = {}
+        self.hooks: Hooks[Service] = Hooks()
         self._transport: Transport | None = None
         self._store: Store | None = None
+        self._unit: UnitOfWork | None = None
         self._relay: Relay | None = None
-        self._subscription: Subscription | None = None
-        self._consumer: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-
-    # -- registration ----------------------------------------------------------------------------
+        self._consumer: Consumer | None = None
+        self._endpoint: asyncio.Server | None = None
+        self._phase = "starting"
 
     def on(self, event_class: type[E]) -> Callable[[Handler[E]], Handler[E]]:
         """Register the decorated coroutine as this service's handler of `event_class`."""
 
         def decorate(handler: Handler[E]) -> Handler[E]:
-            if event_class.event_type in self._handlers:
-                raise ConfigurationError(f"{self.name} already handles {event_class.event_type!r}")
-            self.registry.register(event_class)
-            self._handlers[event_class.event_type] = handler
+            self.routes.add(event_class, handler)
             return handler
 
         return decorate
@@ -120,22 +123,42 @@ class Service:
     @property
     def handled_types(self) -> list[str]:
         """The event types this service has handlers for (sagas' steps included)."""
-        return sorted(self._handlers)
+        return self.routes.types
 
     def saga(self, saga_class: type[S]) -> type[S]:
         """Run `saga_class` in this service (usable as a class decorator); see `tidings.saga`."""
-        from tidings.saga import register
-
         if saga_class.saga_name in self._sagas:
             raise ConfigurationError(f"{self.name} already runs a saga named {saga_class.saga_name!r}")
-        register(self, saga_class)
+        if self.database_url is None:
+            raise ConfigurationError(f"saga {saga_class.saga_name!r} keeps its state in the service's database")
+        for event_class, handler in saga.steps(self.registry, saga_class):
+            self.routes.add(event_class, handler)
         self._sagas[saga_class.saga_name] = saga_class
         return saga_class
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run `await hook(service)` at start, once the database is ready and before anything
+        consumes or relays (seed reference data); hooks run in registration order."""
+        self.hooks.startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run `await hook(service)` at stop, after the drain and before the database closes."""
+        self.hooks.shutdown.append(hook)
+        return hook
+
+    def component(self, factory: Callable[[Service], Component]) -> None:
+        """Start `factory(service)` once the service consumes; stopped first, before the drain."""
+        self.hooks.components.append(factory)
+
+    def background(self, name: str, run: Callable[[], Awaitable[None]], *, on_crash: CrashPolicy | None = None) -> None:
+        """Run `run()` under the service's supervisor while it runs (default: `Restart()`)."""
+        self.hooks.background.append((name, run, on_crash or Restart()))
 
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            raise ConfigurationError(f"service {self.name!r} is not started")
+            raise ConfigurationError(f"service {self.name!r} is not started: use `async with service:`")
         return self._transport
 
     @property
@@ -144,13 +167,18 @@ class Service:
             raise ConfigurationError(f"service {self.name!r} has no database or is not started")
         return self._store
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def relay(self) -> Relay | None:
+        """The outbox relay of a started service with a database."""
+        return self._relay
+
+    @property
+    def metrics(self) -> ServiceMetrics:
+        return self.telemetry.metrics
 
     async def start(self) -> None:
-        """Connect, apply the database migrations, start the relay and the consumer.
-
-        If any step fails, what was already opened is closed again before the error propagates.
-        """
+        """Connect, migrate, run the startup hooks, start the supervised tasks and the components;
+        if a step fails, what was already opened is closed again before the error propagates."""
         try:
             await self._start()
         except BaseException:
@@ -160,48 +188,57 @@ class Service:
     async def _start(self) -> None:
         self._transport = await connect(self.broker_url)
         if self.database_url is not None:
-            from tidings.store import Store
-            from tidings.store.relay import Relay
-
             # A connection per concurrent handler plus the relay's: an overflow connection is
             # closed when it is returned, so a smaller pool would reconnect (TLS, auth) per event.
-            self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2)
-            self._relay = Relay(self._store, self._transport, source=self.name, telemetry=self.telemetry)
-            await self._relay.start()
-            if self._sagas:
-                from tidings.saga import TimeoutSweeper
-
-                self._saga_timeouts = TimeoutSweeper(self, self._sagas)
-                self._saga_timeouts.start()
-        if self._handlers:
-            self._subscription = await self._transport.subscribe(
-                self.group, list(self._handlers), prefetch=self.concurrency * 2
-            )
-            self._consumer = asyncio.create_task(self._consume(self._subscription), name=f"{self.name}-consumer")
+            self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2, metadata=self.tables)
+        self._unit = UnitOfWork(self.name, self._store, publish=self._publish_now, committed=self._committed)
+        await self.hooks.run_startup(self)
+        if self._store is not None:
+            self._start_store_tasks(self._store, self._unit)
+        if self.routes:
+            subscription = await self.transport.subscribe(self.group, self.routes.types, prefetch=self.concurrency * 2)
+            pipeline = chain.pipeline(self.group, self.routes, self._unit, self.retry, self.telemetry, self.stats)
+            self._consumer = Consumer(subscription, pipeline.process, concurrency=self.concurrency)
+            self.supervisor.start("consumer", self._consumer.run, on_crash=Stop())
+        for name, run, policy in self.hooks.background:
+            self.supervisor.start(name, run, on_crash=policy)
         if self.metrics_port is not None:
             self._endpoint = await serve(self.scrape, self.health, self.metrics_host, self.metrics_port)
             self.metrics_port = self._endpoint.sockets[0].getsockname()[1]  # the real one, if 0 was asked
             log.info("service %s serves /metrics on %s:%d", self.name, self.metrics_host, self.metrics_port)
-        log.info("service %s started on %s handling %s", self.name, _redact(self.broker_url), sorted(self._handlers))
+        await self.hooks.start_components(self)
+        self._phase = "running"
+        log.info("service %s started on %s handling %s", self.name, redact(self.broker_url), self.routes.types)
+
+    def _start_store_tasks(self, store: Store, unit: UnitOfWork) -> None:
+        self._relay = Relay(store, self.transport, source=self.name, telemetry=self.telemetry)
+        self.supervisor.start("relay", self._relay.run, on_crash=Restart(), on_stop=self._relay.request_stop)
+        self.supervisor.start("inbox-retention", InboxRetention(store).run, on_crash=Restart())
+        if self._sagas:
+            sweeper = saga.TimeoutSweeper(self.name, store, unit.transaction, self.registry, self._sagas)
+            self.supervisor.start("saga-timeouts", sweeper.run, on_crash=Restart())
 
     async def stop(self) -> None:
-        """Stop taking deliveries, let in-flight ones finish (up to `drain_timeout`), then close."""
-        if self._consumer is not None:
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-            self._consumer = None
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=self.drain_timeout)
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
-        if self._saga_timeouts is not None:
-            await self._saga_timeouts.stop()
-            self._saga_timeouts = None
+        """Stop the components, stop taking deliveries, let in-flight ones finish (up to
+        `drain_timeout`), stop the background tasks (the relay after its batch), then close."""
+        self._phase = "stopping"
+        await self.hooks.stop_components()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await self.supervisor.stop("consumer")
+            await consumer.drain(self.drain_timeout)
+            await consumer.subscription.close()
+        await self.supervisor.stop_all(grace=self.drain_timeout)
         if self._relay is not None:
-            await self._relay.stop()
+            await self._relay.close()
             self._relay = None
+        if self._transport is not None:  # started (maybe partly): the hooks may expect the database
+            await self.hooks.run_shutdown(self)
+        await self._close()
+        self._phase = "stopped"
+        log.info("service %s stopped: %s", self.name, dict(self.stats))
+
+    async def _close(self) -> None:
         if self._store is not None:
             await self._store.close()
             self._store = None
@@ -212,27 +249,12 @@ class Service:
             self._endpoint.close()
             await self._endpoint.wait_closed()
             self._endpoint = None
-        log.info("service %s stopped: %s", self.name, dict(self.stats))
 
     async def run(self) -> None:
-        """Run until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await self.start()
-        try:
-            waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
-            if self._consumer is not None:
-                waiters.append(self._consumer)
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if self._consumer is not None and self._consumer.done() and not self._consumer.cancelled():
-                self._consumer.result()  # the consumer died: surface why, after stopping cleanly below
-        finally:
-            waiters[0].cancel()
-            await self.stop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
+        """Run until SIGTERM or SIGINT, then drain and return (the process exits 0). A background task
+        dying under a `Stop` policy (the consumer, by default) stops the service too: `run` then
+        raises `BackgroundTaskFailed`, whose `exit_code` `tidings run` exits with."""
+        await run_until_stopped(self.start, self.stop, self.supervisor)
 
     async def __aenter__(self) -> Service:
         await self.start()
@@ -241,32 +263,14 @@ class Service:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    # -- publishing outside handlers -------------------------------------------------------------
-
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:
-        """A unit of work outside any handler (an HTTP request): rows and events commit together.
-
-        Refused inside this service's own handlers (`NestedUnitOfWork`): there `ctx` is the unit
-        of work, and a second one would commit apart from it.
-        """
-        if _handling.get() is self:
-            raise NestedUnitOfWork(
-                f"a handler of service {self.name!r} called service.transaction() or service.publish(); "
-                "publish follow-up events with ctx.publish(...) so they commit with the handler's work"
-            )
-        if self._store is None:
-            context = Context(self.name)
+        """A unit of work outside any handler (an HTTP request): rows and events commit together;
+        refused (`NestedUnitOfWork`) inside this service's own handlers, whose `ctx` is one already."""
+        if self._unit is None:
+            raise ConfigurationError(f"service {self.name!r} is not started: use `async with service:`")
+        async with self._unit.transaction() as context:
             yield context
-            await self._publish_now(context.outgoing)
-            return
-        from tidings.store import outbox
-
-        async with self._store.session() as session, session.begin():
-            context = Context(self.name, session=session)
-            yield context
-            await outbox.add(session, context.outgoing)
-        self._wake_relay(context.outgoing)
 
     async def publish(self, *events: Event) -> list[Envelope]:
         """Publish events in their own unit of work; returns their envelopes."""
@@ -275,165 +279,22 @@ class Service:
                 context.publish(event)
         return context.outgoing
 
-    # -- consuming -------------------------------------------------------------------------------
-
-    async def _consume(self, subscription: Subscription) -> None:
-        slots = asyncio.Semaphore(self.concurrency)
-        deliveries = aiter(subscription)
-        while True:
-            await slots.acquire()
-            try:
-                delivery = await anext(deliveries)
-            except StopAsyncIteration:
-                slots.release()
-                return
-            task = asyncio.create_task(self._process(delivery))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            task.add_done_callback(lambda _: slots.release())
-
-    async def _process(self, delivery: Delivery) -> None:
-        try:
-            try:
-                envelope, event = self._decode(delivery)
-            except MalformedMessage as malformed:
-                with tracing.processing(None, delivery.attempt, self.group, self.telemetry.system) as span:
-                    span.outcome("dead_lettered", malformed)
-                    await self._dead_letter(delivery, str(malformed))
-                self.telemetry.metrics.record_delivery(MALFORMED, "dead_lettered")
-                return
-            with tracing.processing(envelope, delivery.attempt, self.group, self.telemetry.system) as span:
-                started = time.perf_counter()
-                failed: Exception | None = None
-                try:
-                    duplicate = await self._handle(envelope, event, delivery.attempt)
-                except Exception as error:
-                    failed = error
-                elapsed = time.perf_counter() - started
-                if failed is None:
-                    await delivery.ack()
-                    outcome = "duplicate" if duplicate else "handled"
-                    self.stats["duplicates" if duplicate else "handled"] += 1
-                else:
-                    outcome = await self._failed(delivery, envelope, failed)
-                span.outcome(outcome, failed)
-                self.telemetry.metrics.record_delivery(envelope.type, outcome, elapsed)
-        except Exception:
-            # Settling failed (broker gone): the delivery returns after its lease; keep consuming.
-            log.exception("%s could not settle a delivery; it will be redelivered", self.name)
-
-    def _decode(self, delivery: Delivery) -> tuple[Envelope, Event]:
-        envelope = delivery.envelope()
-        if envelope.type not in self._handlers:
-            raise MalformedMessage(
-                Malformation.UNKNOWN_TYPE, f"service {self.name!r} has no handler for {envelope.type!r}"
-            )
-        return envelope, self.registry.decode(envelope.type, envelope.version, envelope.data)
-
-    async def _handle(self, envelope: Envelope, event: Event, attempt: int) -> bool:
-        """Run the handler in one unit of work; True when the event had already been handled."""
-        handler = self._handlers[envelope.type]
-        _handling.set(self)  # this task runs one delivery: nothing to reset
-        if self._store is None:
-            context = Context(self.name, incoming=envelope, attempt=attempt)
-            await handler(event, context)
-            await self._publish_now(context.outgoing)
-            return False
-        from tidings.store import inbox, outbox
-
-        async with self._store.session() as session, session.begin():
-            if not await inbox.claim(session, self.group, envelope.id):
-                return True
-            context = Context(self.name, incoming=envelope, attempt=attempt, session=session)
-            await handler(event, context)
-            await outbox.add(session, context.outgoing)
-        self._wake_relay(context.outgoing)
-        return False
-
-    async def _failed(self, delivery: Delivery, envelope: Envelope, error: Exception) -> str:
-        """Retry or dead-letter a delivery whose handler raised; returns which."""
-        attempt = delivery.attempt
-        if self.retry.should_retry(error, attempt):
-            delay = self.retry.delay(attempt)
-            log.warning(
-                "%s: %s %s failed (attempt %d), retrying in %.2fs: %r",
-                self.name,
-                envelope.type,
-                envelope.id,
-                attempt,
-                delay,
-                error,
-            )
-            await delivery.retry(delay)
-            self.stats["retried"] += 1
-            return "retried"
-        if isinstance(error, PermanentError):
-            reason = f"{type(error).__name__}: {error}"
-        else:
-            reason = f"gave up after {attempt} attempts: {type(error).__name__}: {error}"
-        await self._dead_letter(delivery, reason)
-        return "dead_lettered"
-
-    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        log.error("%s dead-lettered a delivery: %s", self.name, reason)
-        await delivery.dead_letter(reason)
-        self.stats["dead_lettered"] += 1
-
     async def _publish_now(self, envelopes: list[Envelope]) -> None:
         """Without a database: publish straight away (no outbox, no relay)."""
-        if envelopes:
-            with self.telemetry.sending(envelopes):
-                await self.transport.publish(envelopes)
-            self.stats["published"] += len(envelopes)
+        with self.telemetry.sending(envelopes):
+            await self.transport.publish(envelopes)
+        self.stats["published"] += len(envelopes)
 
-    # -- observability ---------------------------------------------------------------------------
-
-    @property
-    def metrics(self) -> ServiceMetrics:
-        return self.telemetry.metrics
+    def _committed(self, outgoing: list[Envelope]) -> None:
+        if self._relay is not None:
+            self._relay.wake()
+        self.stats["outboxed"] += len(outgoing)  # the relay counts what it actually publishes
 
     async def scrape(self) -> str:
-        """The Prometheus text of this service, with its outbox backlog and its group's lag.
-
-        A gauge whose source cannot be read (database or broker down) is left out, so the
-        counters still reach the scraper.
-        """
-        pending: int | None = None
-        backlog: dict[str, int] | None = None
-        if self._store is not None:
-            from tidings.store import outbox
-
-            try:
-                async with self._store.session() as session, session.begin():
-                    pending = await outbox.pending_count(session, self.name)
-            except Exception as error:
-                log.warning("%s: outbox backlog unavailable for /metrics: %r", self.name, error)
-        if self._transport is not None and self._handlers:
-            try:
-                lag = await self._transport.backlog()
-                backlog = {self.group: lag.get(self.group, 0)}
-            except Exception as error:
-                log.warning("%s: consumer backlog unavailable for /metrics: %r", self.name, error)
-        return self.metrics.render(outbox_pending=pending, backlog=backlog)
+        """The Prometheus text of this service (`GET /metrics`); see `tidings.runtime.health.scrape`."""
+        group = self.group if self.routes else None
+        return await health.scrape(self.metrics, self.name, self._store, self._transport, group)
 
     def health(self) -> dict[str, object]:
-        """What `GET /health` answers: up once started, with the counters so far."""
-        return {
-            "service": self.name,
-            "status": "up" if self._transport is not None else "starting",
-            "stats": dict(self.stats),
-        }
-
-    def _wake_relay(self, outgoing: list[Envelope]) -> None:
-        if outgoing and self._relay is not None:
-            self._relay.wake()
-            self.stats["outboxed"] += len(outgoing)  # the relay counts what it actually publishes
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+        """What `GET /health` answers; see `tidings.runtime.health.report`."""
+        return health.report(self.name, phase=self._phase, supervisor=self.supervisor, stats=dict(self.stats))

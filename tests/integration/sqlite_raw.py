@@ -1,6 +1,6 @@
 """Write broker rows the way a buggy or foreign writer could: straight into the SQLite file.
 
-For tests only. It knows the broker's schema (version 1 in `tidings.transport._sqlite_store`)
+For tests only. It knows the broker's schema (version 1 in `tidings.transport.sqlite.store`)
 and bypasses `publish` and its codec, so any headers and body can be stored.
 """
 

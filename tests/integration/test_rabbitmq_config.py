@@ -14,9 +14,9 @@ from pamqp.header import ContentHeader
 
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, Malformation, MalformedMessage
-from tidings.transport._rabbitmq_codec import attempt_of, encode, from_legacy, to_envelope
-from tidings.transport._rabbitmq_config import LegacyMapping, RabbitConfig, check_group
-from tidings.transport._rabbitmq_topology import MAX_BUCKET_MS, bucket_for, parse_queue
+from tidings.transport.rabbitmq.codec import attempt_of, encode, from_legacy, to_envelope
+from tidings.transport.rabbitmq.config import LegacyMapping, RabbitConfig, check_group
+from tidings.transport.rabbitmq.topology import MAX_BUCKET_MS, bucket_for, parse_queue
 
 
 def message(body: bytes, headers: dict[str, Any] | None = None, **properties: Any) -> DeliveredMessage:

@@ -17,8 +17,8 @@ from tests.conformance.events import PING, PONG, event_id, ping
 from tests.integration.rabbitmq_support import AUTH, MANAGEMENT, amqp_url, fresh_vhost
 from tidings.errors import ConfigurationError, PublishError, TransportError
 from tidings.transport import connect
-from tidings.transport._rabbitmq_codec import DELAY_LEFT, encode
 from tidings.transport.rabbitmq import RabbitTransport
+from tidings.transport.rabbitmq.codec import DELAY_LEFT, encode
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -27,7 +27,7 @@ def snapshot(settings: Settings, *services: str) -> Snapshot:
 
 
 def test_orders_past_their_deadline_are_cancelled_and_compensated(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", api_port=0, deadline=3.0, sweep_interval=0.2)
+    settings = Settings(data_dir=tmp_path / "data", api_port=0, deadline=3.0)
     with Shop(settings, name="first"):
         pass  # a deployed shop: every service ran once, so every consumer group exists on the broker
     with Shop(settings, services=WITHOUT_PAYMENTS) as shop:

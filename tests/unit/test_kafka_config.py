@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tidings.errors import ConfigurationError
-from tidings.transport._kafka_config import KafkaConfig, check_group
+from tidings.transport.kafka.config import KafkaConfig, check_group
 
 
 def test_url_with_several_brokers_and_options() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tidings.transport._kafka_ledger import METADATA_LIMIT, Ledger, State, parse_metadata
+from tidings.transport.kafka.ledger import METADATA_LIMIT, Ledger, State, parse_metadata
 
 
 def admit_all(ledger: Ledger, keys: list[bytes | None], start: int = 0) -> list:

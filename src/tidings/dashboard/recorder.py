@@ -88,15 +88,8 @@ class Recorder(Service):
         name: str = GROUP,
         **options: Any,
     ) -> None:
-        super().__init__(name, broker=broker, database=database, **options)
+        super().__init__(name, broker=broker, database=database, tables=metadata, **options)
         self.recorded_types = record_events(self, events)
-
-    async def _start(self) -> None:
-        from tidings.store import Store
-
-        store = await Store.open(self.database_url or "", metadata=metadata)  # creates the events table
-        await store.close()
-        await super()._start()
 
 
 async def _record(event: Event, ctx: Context) -> None:

@@ -60,7 +60,9 @@ async def _respond(reader: asyncio.StreamReader, scrape: Scrape, health: Health)
     if method != "GET":
         return _text("405 Method Not Allowed", f"{path} answers GET only")
     if path == "/health":
-        return "200 OK", "application/json", json.dumps(health()).encode()
+        report = health()
+        status = "200 OK" if report.get("status") == "up" else "503 Service Unavailable"
+        return status, "application/json", json.dumps(report).encode()
     return "200 OK", CONTENT_TYPE, (await scrape()).encode()
 
 

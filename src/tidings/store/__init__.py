@@ -1,14 +1,28 @@
 """The service's own database: SQLAlchemy 2 async on SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
-- `Store`: engine, sessions, migrations (`Store.open(url, metadata=...)`).
+- `Store`: engine, sessions, migrations (`Store.open(url, metadata=...)`); `store.dialect` is the
+  database's `StoreDialect` (`tidings.store.sqlite`, `tidings.store.postgres`), also found by
+  `dialect_for(session)`.
 - `inbox`: `claim(session, group, event_id)`, the idempotent consumer.
 - `outbox`: `add(session, envelopes)`, events that commit with the business rows.
 - `tidings.store.relay.Relay`: publishes the outbox through the transport.
+- `tidings.store.retention.InboxRetention`: deletes old inbox ids.
 - `outbox_status(url)`: backlog and age of the oldest unsent event.
 """
 
 from tidings.store import inbox, outbox
 from tidings.store.database import Store, normalise_url
+from tidings.store.dialect import StoreDialect, dialect_for
 from tidings.store.status import OutboxStatus, SourceStatus, outbox_status
 
-__all__ = ["OutboxStatus", "SourceStatus", "Store", "inbox", "normalise_url", "outbox", "outbox_status"]
+__all__ = [
+    "OutboxStatus",
+    "SourceStatus",
+    "Store",
+    "StoreDialect",
+    "dialect_for",
+    "inbox",
+    "normalise_url",
+    "outbox",
+    "outbox_status",
+]

@@ -7,10 +7,11 @@ running the handler; a handler that failed left no claim, and its retry runs it 
 
 Two consumers holding the same event at once (a lease expired while the first still worked)
 cannot both win: on PostgreSQL the second `INSERT` waits on the first transaction's uncommitted
-row and then sees the conflict; on SQLite the transactions are serialized.
+row and then sees the conflict; on SQLite the transactions are serialized. The insert itself is
+the dialect's (`StoreDialect.claim`).
 
-Ids are kept for `DEFAULT_RETENTION` (7 days) and then removed by `prune`, which the relay calls
-periodically (`RelayConfig.inbox_retention`, `prune_interval`). An event redelivered after its
+Ids are kept for `DEFAULT_RETENTION` (7 days) and then removed by `prune`, which the inbox
+retention job runs periodically (`tidings.store.retention.InboxRetention`). An event redelivered after its
 id was pruned would be handled again, so the retention must exceed the longest time a broker
 may redeliver an event that was already handled (a lease expiry or a consumer restart: seconds
 to minutes). Dead letters do not count: a dead-lettered event was never committed, so it has no
@@ -22,38 +23,26 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.store.database import dialect_of, sqlite_connection
+from tidings.store.dialect import dialect_for
 from tidings.store.tables import inbox
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 """Seconds an inbox id is kept after its claim."""
 
 
-# Built once: building the statement per call costs more CPU than executing it.
-_CLAIM_POSTGRES = postgresql.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
-_CLAIM_SQLITE = (
-    "INSERT INTO tidings_inbox (consumer_group, event_id, claimed_at) VALUES (?, ?, ?)"
-    " ON CONFLICT DO NOTHING RETURNING event_id"
-)
-
-
 async def claim(session: AsyncSession, group: str, event_id: str) -> bool:
     """Record that `group` handles `event_id` in `session`'s transaction; False if it already did.
 
     Never opens or commits a transaction: call it inside `session.begin()`, before the handler.
+    One statement, one round trip.
     """
-    if dialect_of(session) == "postgresql":
-        parameters = {"consumer_group": group, "event_id": event_id, "claimed_at": time.time()}
-        return (await session.execute(_CLAIM_POSTGRES, parameters)).first() is not None
-    driver = await sqlite_connection(session)
-    return bool(await driver.execute_fetchall(_CLAIM_SQLITE, (group, event_id, time.time())))
+    return await dialect_for(session).claim(session, group, event_id, time.time())
 
 
 async def contains(session: AsyncSession, group: str, event_id: str) -> bool:
-    """Whether `group` has a claim on `event_id` (for tests and admin tools)."""
+    """Whether `group` has a claim on `event_id` (for tests and admin tools); the caller's transaction."""
     statement = select(inbox.c.event_id).where(inbox.c.consumer_group == group, inbox.c.event_id == event_id)
     return (await session.execute(statement)).first() is not None
 
@@ -62,7 +51,7 @@ async def prune(session: AsyncSession, *, older_than: float, limit: int = 10_000
     """Delete up to `limit` claims made before `older_than` (Unix seconds); returns how many.
 
     Runs in the caller's transaction; call again while it returns `limit` to remove a backlog in
-    short transactions.
+    short transactions (`InboxRetention.prune_once` does).
     """
     oldest = (
         select(inbox.c.consumer_group, inbox.c.event_id)

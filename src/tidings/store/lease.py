@@ -1,5 +1,8 @@
 """Which relay of a service may publish: one at a time per source, so rows go out in order.
 
+Which of the two schemes applies is the dialect's `concurrent_writers`; every function here runs
+in the caller's transaction and never opens or commits one.
+
 PostgreSQL: the relay runs each batch (read, publish, delete) in one transaction that first
 locks the source's `tidings_relay` row with `FOR UPDATE SKIP LOCKED`. A second replica skips
 the locked row and waits for the next turn; a relay that dies loses its connection, its
@@ -10,7 +13,7 @@ other writer), so the relay reads a batch in one transaction and deletes it in a
 lease stored in the row: `owner` and `lease_until`. A relay takes the lease when it is free,
 expired, or held by a process of this host that no longer exists (SQLite databases are local
 to one host, so the process id of the holder can be checked; a killed relay's lease is taken
-over at once). `Relay.stop` releases its lease. A holder that is alive but stalled longer than
+over at once). `Relay.close` releases its lease. A holder that is alive but stalled longer than
 the lease loses it: another relay may then publish the same rows again, which consumers'
 inboxes absorb.
 """
@@ -22,10 +25,9 @@ import socket
 import uuid
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.store.database import dialect_of
+from tidings.store.dialect import dialect_for
 from tidings.store.tables import relay
 
 _HOST = socket.gethostname()
@@ -38,13 +40,15 @@ def new_owner() -> str:
 
 async def ensure(session: AsyncSession, source: str) -> None:
     """Create the source's relay row if it does not exist yet."""
-    insert = postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
-    await session.execute(insert(relay).values(source=source).on_conflict_do_nothing())
+    await dialect_for(session).ensure_relay_row(session, source)
 
 
 async def lock(session: AsyncSession, source: str) -> bool:
-    """PostgreSQL: lock the source's row until the transaction ends; False if another relay has it."""
-    statement = select(relay.c.source).where(relay.c.source == source).with_for_update(skip_locked=True)
+    """PostgreSQL: lock the source's row until the transaction ends; False if another relay has it
+    (or the row does not exist). Where the transaction holds the only write lock (SQLite) this
+    only checks that the row exists."""
+    statement = select(relay.c.source).where(relay.c.source == source)
+    statement = dialect_for(session).for_update(statement, skip_locked=True)
     return (await session.execute(statement)).first() is not None
 
 

@@ -3,23 +3,24 @@
 Tidings records its schema version in its own table, `tidings_alembic_version`, so a service
 can keep its own Alembic history (in the default `alembic_version`) in the same database.
 
-`upgrade` is safe when several processes start at once: on PostgreSQL it holds a transaction
-advisory lock around the whole upgrade (DDL is transactional there), on SQLite the upgrade runs
-in one `BEGIN IMMEDIATE` transaction, which holds the database's single write lock. The process
-that comes second waits, then finds the schema at head and does nothing.
+`upgrade` is safe when several processes start at once: it runs in one transaction that first
+takes the dialect's migration lock (`StoreDialect.lock_migrations`: a transaction advisory lock on
+PostgreSQL, whose DDL is transactional; nothing on SQLite, whose `BEGIN IMMEDIATE` transaction
+holds the database's single write lock). The process that comes second waits, then finds the
+schema at head and does nothing.
 """
 
 from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, text
+from sqlalchemy import Connection, MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tidings.store.dialect import dialect_for
 
 VERSION_TABLE = "tidings_alembic_version"
 SCRIPT_LOCATION = "tidings.store:migrations"
-LOCK_NAMESPACE = 0x7464  # first key of Tidings' two-int advisory locks ("td"), apart from one-bigint locks
-MIGRATION_LOCK = 1
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -37,11 +38,7 @@ async def upgrade(engine: AsyncEngine, metadata: MetaData | None = None) -> None
     Both happen in one transaction, serialized against other processes doing the same.
     """
     async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-                {"namespace": LOCK_NAMESPACE, "key": MIGRATION_LOCK},
-            )
+        await dialect_for(connection).lock_migrations(connection)
         await connection.run_sync(_upgrade, metadata)
 
 

@@ -17,6 +17,8 @@ from sqlalchemy.engine import URL
 from tidings.errors import ConfigurationError
 
 log = logging.getLogger("tidings.store.notify")
+CHANNEL = "tidings_outbox"
+"""The notification channel of outbox commits; the payload is the source (service name)."""
 RECONNECT_EVERY = 5.0
 """Seconds between attempts to reopen a lost listening connection."""
 _PASSED_ON = ("ssl", "sslmode")

@@ -8,6 +8,8 @@ the rows afterwards, in `id` order, and deletes them once the transport has conf
 Each row keeps the whole envelope in CloudEvents binary mode (`to_binary` with the `ce_`
 prefix: headers as JSON, data as bytes), so the relay rebuilds it exactly.
 
+The insert is the dialect's (`StoreDialect.add_outbox`, one round trip).
+
 Ordering. `id` is the publication order. On SQLite transactions are serialized, so `id` order
 is commit order. On PostgreSQL, concurrent transactions draw ids before they commit, so a
 smaller id can commit after a larger one has been published. `add` therefore takes a
@@ -29,36 +31,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.envelope import Envelope, from_binary, to_binary
-from tidings.store.database import dialect_of, sqlite_connection
-from tidings.store.migrate import LOCK_NAMESPACE
+from tidings.store.dialect import dialect_for
+from tidings.store.notify import CHANNEL as CHANNEL  # the PostgreSQL notification channel, kept here too
 from tidings.store.tables import outbox
 
-CHANNEL = "tidings_outbox"
-"""The PostgreSQL notification channel; the payload is the source (service name)."""
 HEADER_PREFIX = "ce_"
-
-# PostgreSQL: one round trip. The CTE takes the per-key advisory locks and queues the
-# notification; its aggregates finish before the INSERT draws the first id (nextval).
-_ADD_POSTGRES = text(
-    """
-WITH gate AS MATERIALIZED (
-    SELECT (SELECT count(pg_advisory_xact_lock(:namespace, hashtext(k))::text)
-            FROM unnest(CAST(:keys AS text[])) AS k) AS locks,
-           (SELECT count(pg_notify(:channel, s)::text)
-            FROM unnest(CAST(:notify AS text[])) AS s) AS notified
-)
-INSERT INTO tidings_outbox (source, event_id, headers, body, created_at)
-SELECT r.source, r.event_id, r.headers, r.body, :created_at
-FROM gate, unnest(CAST(:sources AS text[]), CAST(:event_ids AS text[]), CAST(:headers AS text[]),
-                  CAST(:bodies AS bytea[])) AS r(source, event_id, headers, body)
-WHERE gate.locks >= 0 AND gate.notified >= 0
-"""
-)
-_ADD_SQLITE = "INSERT INTO tidings_outbox (source, event_id, headers, body, created_at) VALUES (?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +61,12 @@ async def add(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         return
     now = time.time()
     encoded = [encode(envelope) for envelope in envelopes]
-    if dialect_of(session) == "postgresql":
-        parameters = {
-            "namespace": LOCK_NAMESPACE,
-            "keys": sorted({f"{e.source}\x1f{e.partitionkey}" for e in envelopes if e.partitionkey is not None}),
-            "channel": CHANNEL,
-            "notify": sorted({e.source for e in envelopes}),
-            "created_at": now,
-            "sources": [e.source for e in envelopes],
-            "event_ids": [e.id for e in envelopes],
-            "headers": [headers for headers, _ in encoded],
-            "bodies": [body for _, body in encoded],
-        }
-        await session.execute(_ADD_POSTGRES, parameters)
-        return
-    rows = [(e.source, e.id, headers, body, now) for e, (headers, body) in zip(envelopes, encoded, strict=True)]
-    driver = await sqlite_connection(session)
-    await driver.executemany(_ADD_SQLITE, rows)
+    await dialect_for(session).add_outbox(session, envelopes, encoded, now)
 
 
 async def pending(session: AsyncSession, source: str, *, limit: int) -> list[OutboxRow]:
-    """The oldest `limit` unpublished rows of `source`, in publication (`id`) order."""
+    """The oldest `limit` unpublished rows of `source`, in publication (`id`) order; the caller's
+    transaction."""
     statement = (
         select(outbox.c.id, outbox.c.headers, outbox.c.body, outbox.c.created_at)
         .where(outbox.c.source == source)
@@ -112,7 +78,7 @@ async def pending(session: AsyncSession, source: str, *, limit: int) -> list[Out
 
 
 async def pending_count(session: AsyncSession, source: str) -> int:
-    """How many committed rows of `source` wait for the relay."""
+    """How many committed rows of `source` wait for the relay; the caller's transaction."""
     result = await session.execute(select(func.count()).select_from(outbox).where(outbox.c.source == source))
     return int(result.scalar_one())
 

@@ -14,7 +14,12 @@ confirmed them. Rows are deleted, not kept: the outbox stays small and the relay
   exponential backoff (`backoff`) until the broker accepts them, in the same order.
 - Crash: rows that were published but not yet deleted are published again by the next relay
   (at-least-once); consumers' inboxes absorb the duplicates.
-- Pruning: every `prune_interval` the relay deletes inbox ids older than `inbox_retention`.
+
+Run by a supervisor: `await relay.open()`, then `await relay.run()` in a task (it returns after
+`request_stop()`, once the batch in flight is done, and raises only if the loop itself breaks:
+a supervisor may call `run()` again), then `await relay.close()`. `start()` and `stop(grace)`
+do the same with a task of the relay's own. Inbox retention is a job of its own
+(`tidings.store.retention.InboxRetention`).
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.errors import ConfigurationError
 from tidings.observe import Telemetry
 from tidings.retry import RetryPolicy
-from tidings.store import inbox, lease, outbox
+from tidings.store import lease, outbox
 from tidings.store.database import Store
-from tidings.store.notify import Listener
+from tidings.store.dialect import OutboxListener
 from tidings.store.outbox import OutboxRow
 from tidings.transport.base import Transport
 
@@ -43,7 +48,7 @@ log = logging.getLogger("tidings.store.relay")
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
-    """How a relay batches, waits, backs off and prunes; times in seconds."""
+    """How a relay batches, waits and backs off; times in seconds."""
 
     batch_size: int = 500
     poll_interval: float = 0.5
@@ -54,18 +59,14 @@ class RelayConfig:
     """SQLite: how long a relay's lease lasts without renewal (a dead holder's is taken over at once)."""
     backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(base=0.1, factor=2.0, max_delay=10.0))
     """Delays between failed cycles (broker or database down); `max_attempts` is not used."""
-    inbox_retention: float = inbox.DEFAULT_RETENTION
-    prune_interval: float = 600.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")
-        if min(self.poll_interval, self.publish_timeout, self.lease, self.prune_interval) <= 0:
-            raise ConfigurationError("poll_interval, publish_timeout, lease and prune_interval must be positive")
+        if min(self.poll_interval, self.publish_timeout, self.lease) <= 0:
+            raise ConfigurationError("poll_interval, publish_timeout and lease must be positive")
         if self.publish_timeout >= self.lease:
             raise ConfigurationError("publish_timeout must be shorter than lease")
-        if self.inbox_retention < 0:
-            raise ConfigurationError("inbox_retention must not be negative")
 
 
 PublishedHook = Callable[[Sequence[OutboxRow], float], None]
@@ -74,7 +75,8 @@ broker confirmed it; `confirmed_at - row.created_at` is the row's commit-to-publ
 
 
 class Relay:
-    """The background task publishing `source`'s outbox rows; `start()`, `wake()`, `stop()`."""
+    """The loop publishing `source`'s outbox rows: `open()`, `run()`, `request_stop()`, `close()`
+    (or `start()` and `stop()`), and `wake()` after a commit."""
 
     def __init__(
         self,
@@ -91,35 +93,82 @@ class Relay:
         self.stats: Counter[str] = Counter()
         self.on_published: PublishedHook | None = None
         self._store = store
+        self._dialect = store.dialect
         self._transport = transport
         self._telemetry = telemetry or Telemetry(source, "")
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._running = False
         self._task: asyncio.Task[None] | None = None
-        self._listener: Listener | None = None
-        self._next_prune = 0.0
+        self._listener: OutboxListener | None = None
         self._row_exists = False
 
+    # -- for a supervisor ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Get ready to run: create the source's relay row, and listen for other processes'
+        commits where the database can notify (PostgreSQL). Clears an earlier `request_stop()`.
+        Raises if the database is unreachable."""
+        self._stopping.clear()
+        await self._prepare()
+
+    async def _prepare(self) -> None:
+        await self._ensure_row()
+        if self._listener is None:
+            self._listener = self._dialect.listener(self._store.engine, self.source, self.wake)
+            if self._listener is not None:
+                await self._listener.ensure()
+
+    async def run(self) -> None:
+        """Publish until `request_stop()`: returns after the batch in flight (at once if the stop was
+        requested already). A failed cycle (broker or database down) is logged and retried with
+        `config.backoff`, however many fail in a row; raises only if the loop itself breaks, and
+        may then be called again (it prepares what `open()` does, if that is not done yet, so a
+        supervisor can restart it as it is). One `run()` at a time."""
+        if self._running:
+            raise ConfigurationError(f"the relay of {self.source!r} is already running")
+        self._running = True
+        try:
+            await self._prepare()
+            await self._loop()
+        finally:
+            self._running = False
+
+    def request_stop(self) -> None:
+        """Make `run()` return once the batch in flight is done; safe to call at any time."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Stop listening and, where the relay holds a lease (SQLite), release it so another relay
+        takes over at once (on failure it expires by itself). Call after `run()` returned."""
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        if not self._dialect.concurrent_writers:
+            try:
+                async with self._store.session() as session, session.begin():
+                    await lease.release(session, self.source, self.owner)
+            except Exception:
+                log.warning("relay %s could not release its lease; it expires by itself", self.source, exc_info=True)
+
+    # -- with a task of its own ------------------------------------------------------------------
+
     async def start(self) -> None:
-        """Start the background task (and, on PostgreSQL, listening for other processes' commits)."""
+        """`open()`, then `run()` in a task of the relay's own."""
         if self._task is not None:
             raise ConfigurationError(f"the relay of {self.source!r} is already started")
-        await self._ensure_row()
-        if self._store.is_postgres:
-            self._listener = Listener(self._store.engine.url, outbox.CHANNEL, self.source, self.wake)
-            await self._listener.ensure()
-        self._next_prune = time.monotonic() + min(60.0, self.config.prune_interval)
-        self._task = asyncio.create_task(self._run(), name=f"{self.source}-relay")
+        await self.open()
+        self._task = asyncio.create_task(self.run(), name=f"{self.source}-relay")
 
     def wake(self) -> None:
         """Publish soon: rows were committed. Safe to call at any time, from the event loop's thread."""
         self._wakeup.set()
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Let the batch in flight finish (up to `grace` seconds, then cancel it: its rows stay), release
-        the lease and close the listener. Unpublished rows stay for the next relay."""
-        self._stopping.set()
-        self._wakeup.set()
+        """Let the batch in flight finish (up to `grace` seconds, then cancel it: its rows stay), then
+        `close()`. Unpublished rows stay for the next relay."""
+        self.request_stop()
         task, self._task = self._task, None
         if task is not None:
             _, running = await asyncio.wait({task}, timeout=grace)
@@ -127,32 +176,16 @@ class Relay:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
-        if not self._store.is_postgres:
-            try:
-                async with self._store.session() as session, session.begin():
-                    await lease.release(session, self.source, self.owner)
-            except Exception:
-                log.warning("relay %s could not release its lease; it expires by itself", self.source, exc_info=True)
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("relay %s had stopped: %r", self.source, task.exception())
+        await self.close()
 
     async def run_once(self) -> int:
         """One cycle: publish up to `batch_size` rows if this relay may; returns how many it published."""
         await self._ensure_row()
-        if self._store.is_postgres:
+        if self._dialect.concurrent_writers:
             return await self._cycle_locked()
         return await self._cycle_leased()
-
-    async def prune(self) -> int:
-        """Delete inbox ids older than `inbox_retention`, in short transactions; returns how many."""
-        cutoff, removed, limit = time.time() - self.config.inbox_retention, 0, 10_000
-        while True:
-            async with self._store.session() as session, session.begin():
-                count = await inbox.prune(session, older_than=cutoff, limit=limit)
-            removed += count
-            if count < limit:
-                return removed
 
     async def _ensure_row(self) -> None:
         if not self._row_exists:
@@ -162,15 +195,12 @@ class Relay:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             self._wakeup.clear()
             try:
                 published = await self.run_once()
-                if time.monotonic() >= self._next_prune:
-                    self._next_prune = time.monotonic() + self.config.prune_interval
-                    self.stats["pruned"] += await self.prune()
             except Exception as error:
                 failures += 1
                 self.stats["failures"] += 1
@@ -192,7 +222,8 @@ class Relay:
             await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval)
 
     async def _cycle_locked(self) -> int:
-        """PostgreSQL: read, publish and delete in one transaction holding the source's row lock."""
+        """Concurrent writers (PostgreSQL): read, publish and delete in one transaction holding the
+        source's row lock."""
         async with self._store.session() as session, session.begin():
             if not await lease.lock(session, self.source):
                 self.stats["not_leader"] += 1
@@ -206,7 +237,8 @@ class Relay:
         return len(rows)
 
     async def _cycle_leased(self) -> int:
-        """SQLite: read under the lease, publish outside any transaction, then delete."""
+        """One writer at a time (SQLite): read under the lease, publish outside any transaction,
+        then delete."""
         async with self._store.session() as session, session.begin():
             if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
                 self.stats["not_leader"] += 1
@@ -231,7 +263,7 @@ class Relay:
     async def _mark_sent(self, session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
         """Delete the rows the broker confirmed (the step a crash between publish and commit skips)."""
         await outbox.remove(session, [row.id for row in rows])
-        owner = self.owner if self._store.is_postgres else None
+        owner = self.owner if self._dialect.concurrent_writers else None
         await lease.record(session, self.source, len(rows), now=time.time(), owner=owner)
 
     def _confirmed(self, rows: Sequence[OutboxRow], confirmed_at: float) -> None:

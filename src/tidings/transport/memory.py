@@ -16,11 +16,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Self
-from urllib.parse import parse_qs, urlsplit
 
 from tidings.envelope import Envelope, to_binary
-from tidings.errors import ConfigurationError
+from tidings.transport import urls
 from tidings.transport.base import Capabilities, DeadLetter, Delivery, Subscription, Transport
+from tidings.transport.keys import KeyGate
 
 DEFAULT_LEASE = 30.0
 _POLL = 0.05
@@ -34,6 +34,8 @@ class _Entry:
     available_at: float = 0.0
     leased_by: object | None = None
     lease_until: float = 0.0
+    held: bool = False
+    """An earlier entry with the same partition key is not settled yet (the group's gate holds it)."""
 
 
 @dataclass(eq=False)
@@ -42,19 +44,31 @@ class _Group:
     pending: list[_Entry] = field(default_factory=list)
     dead: dict[str, tuple[_Entry, str, datetime]] = field(default_factory=dict)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: KeyGate[_Entry] = field(default_factory=KeyGate)
+
+    def add(self, entry: _Entry) -> None:
+        """Queue a published (or replayed) entry behind the unsettled ones of its key."""
+        entry.held = not self.gate.admit(entry.envelope.partitionkey, entry)
+        self.pending.append(entry)
+        self.wakeup.set()
+
+    def remove(self, entry: _Entry) -> None:
+        """A settled entry leaves; the next entry of its key, if any, may be claimed."""
+        if entry in self.pending:
+            self.pending.remove(entry)
+            following = self.gate.release(entry.envelope.partitionkey)
+            if following is not None:
+                following.held = False
+        self.wakeup.set()
 
     def claim(self, owner: object, now: float, lease: float) -> _Entry | None:
-        """The oldest claimable entry, skipping keys whose earlier entry is not yet settled."""
-        blocked: set[str] = set()
+        """The oldest claimable entry, skipping those whose key's earlier entry is not yet settled."""
         for entry in self.pending:
-            key = entry.envelope.partitionkey
             free = entry.leased_by is None or entry.lease_until <= now
-            if free and entry.available_at <= now and (key is None or key not in blocked):
+            if free and not entry.held and entry.available_at <= now:
                 entry.leased_by, entry.lease_until = owner, now + lease
                 entry.deliveries += 1
                 return entry
-            if key is not None:
-                blocked.add(key)
         return None
 
     def next_change(self, now: float) -> float:
@@ -95,9 +109,7 @@ class MemoryDelivery(Delivery):
         self._group.dead[str(self._entry.seq)] = (self._entry, reason, datetime.now(UTC))
 
     def _remove(self) -> None:
-        if self._entry in self._group.pending:
-            self._group.pending.remove(self._entry)
-        self._group.wakeup.set()
+        self._group.remove(self._entry)
 
 
 class MemorySubscription(Subscription):
@@ -145,23 +157,18 @@ class MemoryTransport(Transport):
 
     @classmethod
     async def open(cls, url: str) -> Self:
-        parts = urlsplit(url)
-        if parts.scheme != "memory":
-            raise ConfigurationError(f"not a memory:// URL: {url!r}")
+        parts = urls.split(url, ("memory",), "memory", "memory://name[?lease=seconds]")
         name = parts.netloc or parts.path or "default"
-        query = parse_qs(parts.query)
-        try:
-            lease = float(query.get("lease", [DEFAULT_LEASE])[0])
-        except ValueError:
-            raise ConfigurationError(f"lease in {url!r} must be a number of seconds") from None
+        # Other options are ignored; a blank one counts as absent. The first `lease` wins.
+        given = next((value for option, value in urls.query(parts) if option == "lease" and value), None)
+        lease = DEFAULT_LEASE if given is None else urls.number(url, "lease", given, "memory")
         return cls(_brokers.setdefault(name, _Broker()), lease=lease)
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         for envelope in envelopes:
             for group in self._broker.groups.values():
                 if envelope.type in group.types:
-                    group.pending.append(_Entry(next(self._broker.sequence), envelope))
-                    group.wakeup.set()
+                    group.add(_Entry(next(self._broker.sequence), envelope))
 
     async def subscribe(self, group: str, types: Collection[str], *, prefetch: int = 64) -> Subscription:
         state = self._broker.groups.setdefault(group, _Group())
@@ -197,7 +204,7 @@ class MemoryTransport(Transport):
         chosen = [handle for handle in state.dead if ids is None or handle in ids]
         for handle in chosen:
             entry, _, _ = state.dead.pop(handle)
-            state.pending.append(_Entry(next(self._broker.sequence), entry.envelope))
+            state.add(_Entry(next(self._broker.sequence), entry.envelope))
         state.wakeup.set()
         return len(chosen)
 

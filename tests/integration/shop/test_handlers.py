@@ -1,9 +1,12 @@
 """The services' handlers against their real databases (SQLite files), called in-process: the
-rules that make events about one order idempotent and order-independent."""
+rules that make events about one order idempotent and order-independent. The order saga is
+driven through the memory broker, as the runtime runs it, and timed out by the library's sweeper."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -25,27 +28,29 @@ from services.contracts import (
 from services.inventory import service as inventory
 from services.inventory.models import Reservation, Stock
 from services.kit.db import utcnow
-from services.kit.service import ShopService
-from services.orders import saga
 from services.orders import service as orders
-from services.orders.deadlines import DeadlineSweep
 from services.orders.models import Order, OrderStatus
+from services.orders.saga import OrderProcess
 from services.payments import service as payments
 from services.payments.models import Account, Charge
 from services.seed import STOCK
 from services.settings import Settings
+from tidings import saga
+from tidings.envelope import Envelope
 from tidings.events import Event
+from tidings.service import Service
+from tidings.transport import connect
 
 _names = itertools.count()
-Build = Callable[[Settings], ShopService]
+Build = Callable[[Settings], Service]
 
 
 @pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Callable[[Build], Awaitable[ShopService]]]:
-    started: list[ShopService] = []
+async def start(tmp_path: Path) -> AsyncIterator[Callable[[Build], Awaitable[Service]]]:
+    started: list[Service] = []
 
-    async def starter(build: Build) -> ShopService:
-        settings = Settings(data_dir=tmp_path, broker=f"memory://handlers-{next(_names)}", sweep_interval=3600)
+    async def starter(build: Build) -> Service:
+        settings = Settings(data_dir=tmp_path, broker=f"memory://handlers-{next(_names)}")
         service = build(settings)
         await service.start()
         started.append(service)
@@ -56,14 +61,14 @@ async def start(tmp_path: Path) -> AsyncIterator[Callable[[Build], Awaitable[Sho
         await service.stop()
 
 
-async def handle(service: ShopService, handler: Callable[[Any, Any], Awaitable[None]], event: Event) -> list[str]:
+async def handle(service: Service, handler: Callable[[Any, Any], Awaitable[None]], event: Event) -> list[str]:
     """Run `handler` in one unit of work as the runtime would; the types of the events it published."""
     async with service.transaction() as ctx:
         await handler(event, ctx)
     return [envelope.type for envelope in ctx.outgoing]
 
 
-async def row(service: ShopService, model: type[Any], key: str) -> Any:
+async def row(service: Service, model: type[Any], key: str) -> Any:
     async with service.store.session() as session:
         return await session.get(model, key)
 
@@ -133,24 +138,55 @@ async def test_inventory_releases_on_cancellation_and_ignores_a_late_order(start
     assert (await row(service, Stock, "SKU-TEA")).reserved == 0
 
 
+async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"not within {within:g}s: {what}"
+        await asyncio.sleep(0.05)
+
+
 async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(start: Any) -> None:
     service = await start(lambda settings: orders.build(settings, serve_http=False))
-    async with service.transaction() as ctx:
+    async with service.transaction() as ctx:  # a pending order past its deadline, written as the API does
         past = utcnow() - timedelta(seconds=5)
+        placed = ctx.publish(created("o1", ("SKU-TEA", 1)))
+        correlation = placed.correlationid or placed.id
         ctx.session.add(
             Order(
                 order_id="o1",
                 customer_id="customer-001",
                 status=OrderStatus.PENDING,
                 total=Decimal("4.50"),
-                correlation_id="c1",
+                correlation_id=correlation,
                 created_at=past,
                 deadline=past,
             )
         )
-    await DeadlineSweep(service).sweep()  # or the service's own sweep, started with it, got there first
+
+    async def instance() -> tuple[str, OrderProcess] | None:
+        async with service.store.session() as session:
+            return await saga.instance(session, OrderProcess, correlation)
+
+    async def started() -> bool:  # the service consumed its own OrderCreated
+        return await instance() is not None
+
+    await until(started, "the order saga started")
+    sweeper = saga.TimeoutSweeper(
+        service.name, service.store, service.transaction, service.registry, {OrderProcess.saga_name: OrderProcess}
+    )
+    await sweeper.sweep()  # or the service's own sweeper, started with it, got there first
+    assert await instance() == ("timed-out", OrderProcess(order_id="o1"))
+    outboxed, handled = service.stats["outboxed"], service.stats["handled"]
+    probe = await connect(service.broker_url)
     completed = PaymentCompleted(order_id="o1", payment_id="p1", customer_id="customer-001", amount=Decimal("4.50"))
-    assert await handle(service, saga.on_payment_completed, completed) == []
+    await probe.publish([Envelope.wrap(completed, source="payments", correlationid=correlation)])
+    await probe.close()
+
+    async def paid() -> bool:
+        return service.stats["handled"] > handled
+
+    await until(paid, "the payment was handled")
+    assert service.stats["outboxed"] == outboxed  # the late payment published nothing
     async with service.store.session() as session:
         order = (await session.scalars(select(Order))).one()
     assert (order.status, order.reason) == ("cancelled", "deadline-exceeded")

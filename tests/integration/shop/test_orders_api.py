@@ -12,11 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.kit.service import ShopService
 from services.orders.api import MAX_BODY, create_app
 from services.orders.models import Order, OrderLine
 from services.orders.service import build
 from services.settings import Settings
+from tidings.service import Service
 from tidings.store.tables import outbox
 from tidings.transport import connect
 
@@ -29,8 +29,12 @@ def broker() -> str:
 
 
 @pytest.fixture
-async def orders(tmp_path: Path, broker: str) -> AsyncIterator[ShopService]:
-    settings = Settings(data_dir=tmp_path, broker=broker)
+def settings(tmp_path: Path, broker: str) -> Settings:
+    return Settings(data_dir=tmp_path, broker=broker)
+
+
+@pytest.fixture
+async def orders(settings: Settings) -> AsyncIterator[Service]:
     service = build(settings, serve_http=False)
     await service.start()
     try:
@@ -40,13 +44,13 @@ async def orders(tmp_path: Path, broker: str) -> AsyncIterator[ShopService]:
 
 
 @pytest.fixture
-async def client(orders: ShopService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(orders))
+async def client(orders: Service, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(orders, settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
         yield client
 
 
-async def written(service: ShopService) -> tuple[int, int, int]:
+async def written(service: Service) -> tuple[int, int, int]:
     """Rows in orders, order_lines and the outbox."""
     async with service.store.session() as session:
         counts = [await session.scalar(select(func.count()).select_from(t)) for t in (Order, OrderLine, outbox)]
@@ -57,7 +61,7 @@ GOOD = {"customer_id": "customer-001", "lines": [{"sku": "SKU-TEA", "quantity": 
 
 
 async def test_a_good_order_is_pending_priced_from_the_catalog_and_readable(
-    client: httpx.AsyncClient, orders: ShopService, broker: str
+    client: httpx.AsyncClient, orders: Service, broker: str
 ) -> None:
     probe = await connect(broker)
     subscription = await probe.subscribe("probe", ["shop.order.created"])
@@ -106,7 +110,7 @@ async def test_a_good_order_is_pending_priced_from_the_catalog_and_readable(
     ],
 )
 async def test_invalid_orders_are_refused_and_nothing_is_written(
-    client: httpx.AsyncClient, orders: ShopService, body: object, status: int, message: str
+    client: httpx.AsyncClient, orders: Service, body: object, status: int, message: str
 ) -> None:
     response = await client.post("/orders", json=body)
     assert response.status_code == status
@@ -114,7 +118,7 @@ async def test_invalid_orders_are_refused_and_nothing_is_written(
     assert await written(orders) == (0, 0, 0)
 
 
-async def test_malformed_json_is_refused(client: httpx.AsyncClient, orders: ShopService) -> None:
+async def test_malformed_json_is_refused(client: httpx.AsyncClient, orders: Service) -> None:
     response = await client.post("/orders", content=b'{"customer_id": "c", "lines": [', headers=_json())
     assert response.status_code == 422
     assert "JSON" in response.json()["detail"]
@@ -123,7 +127,7 @@ async def test_malformed_json_is_refused(client: httpx.AsyncClient, orders: Shop
 
 @pytest.mark.parametrize("declare_length", [True, False])
 async def test_oversize_body_is_refused_with_413(
-    client: httpx.AsyncClient, orders: ShopService, declare_length: bool
+    client: httpx.AsyncClient, orders: Service, declare_length: bool
 ) -> None:
     big = b'{"customer_id": "' + b"x" * (MAX_BODY + 1) + b'", "lines": []}'
 

@@ -19,9 +19,8 @@ from tests.integration.store.shop import JobDone
 from tidings.envelope import Envelope
 from tidings.errors import PublishError
 from tidings.retry import RetryPolicy
-from tidings.store import Store, inbox, outbox, outbox_status
+from tidings.store import Store, outbox, outbox_status
 from tidings.store.relay import Relay, RelayConfig
-from tidings.store.tables import inbox as inbox_table
 from tidings.store.tables import relay as relay_table
 from tidings.transport.base import Transport, connect
 
@@ -294,19 +293,6 @@ async def test_rows_of_one_key_are_published_in_commit_order_under_concurrency(s
     async with store.session() as session, session.begin():
         ticket = {row.event_id: row.n for row in await session.execute(select(tickets.c.event_id, tickets.c.n))}
     assert [ticket[envelope.id] for envelope in received] == list(range(1, 41))
-
-
-async def test_prune_removes_inbox_ids_past_the_retention(store: Store, broker: Transport) -> None:
-    async with store.session() as session, session.begin():
-        await inbox.claim(session, "worker", "recent")
-        await session.execute(
-            inbox_table.insert().values(consumer_group="worker", event_id="ancient", claimed_at=time.time() - 8 * 86400)
-        )
-    relay = Relay(store, broker, source=SOURCE)
-    assert await relay.prune() == 1
-    async with store.session() as session, session.begin():
-        assert await inbox.contains(session, "worker", "recent")
-        assert not await inbox.contains(session, "worker", "ancient")
 
 
 async def test_sqlite_lease_of_a_dead_relay_is_taken_over_at_once_a_live_one_is_respected(

@@ -1,0 +1,1 @@
+"""The delivery pipeline's middleware, one per file; composed in `tidings.service`."""

@@ -1,0 +1,25 @@
+"""The idempotent consumer: claim the event id inside the unit of work, skip what was handled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tidings.runtime.pipeline import DUPLICATE, Handle, Message, Outcome
+from tidings.store import inbox
+
+
+def with_inbox(group: str) -> Callable[[Handle], Handle]:
+    """Must run inside `with_unit_of_work` (it needs the transaction): the claim commits with the
+    handler's rows, so a redelivered event whose id is claimed is acked without running again."""
+
+    def middleware(next_: Handle) -> Handle:
+        async def handle(message: Message) -> Outcome:
+            assert message.context is not None
+            assert message.envelope is not None
+            if not await inbox.claim(message.context.session, group, message.envelope.id):
+                return DUPLICATE
+            return await next_(message)
+
+        return handle
+
+    return middleware

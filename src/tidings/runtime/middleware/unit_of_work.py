@@ -1,0 +1,24 @@
+"""Run the rest of the chain in one unit of work: business rows, inbox claim and outbox rows
+commit together, or none of them does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tidings.runtime.pipeline import Handle, Message, Outcome
+from tidings.runtime.unit_of_work import UnitOfWork
+
+
+def with_unit_of_work(unit: UnitOfWork) -> Callable[[Handle], Handle]:
+    """Open the unit of work for the delivery and hand its context to the inner chain; an
+    exception rolls it back and propagates (to `with_retry`)."""
+
+    def middleware(next_: Handle) -> Handle:
+        async def handle(message: Message) -> Outcome:
+            async with unit.handling(message.envelope, message.attempt) as context:
+                message.context = context
+                return await next_(message)
+
+        return handle
+
+    return middleware

@@ -1,0 +1,55 @@
+"""Saga instances in the `tidings_sagas` table: read (locked where the database can), write, inspect.
+Every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.saga.model import S, Saga, SagaContext
+from tidings.store.dialect import dialect_for
+from tidings.store.tables import sagas
+
+
+async def load(session: AsyncSession, name: str, correlation: str, *, skip_locked: bool = False) -> Row[Any] | None:
+    statement = select(sagas).where(sagas.c.saga == name, sagas.c.correlation == correlation)
+    """The instance row, locked until the caller's transaction ends (SQLite: its write lock already
+    serialises every writer); `skip_locked`: None if another transaction holds it."""
+    statement = dialect_for(session).for_update(statement, skip_locked=skip_locked)
+    return (await session.execute(statement)).first()
+
+
+async def save(session: AsyncSession, name: str, saga: Saga, ctx: SagaContext, *, new: bool) -> None:
+    now = time.time()
+    values = {
+        "status": ctx.status,
+        "state": saga.model_dump_json(),
+        "compensations": json.dumps(ctx.compensations),
+        "deadline": ctx.deadline,
+        "updated_at": now,
+    }
+    if new:
+        await session.execute(insert(sagas).values(saga=name, correlation=ctx.correlation, started_at=now, **values))
+    else:
+        await session.execute(
+            update(sagas).where(sagas.c.saga == name, sagas.c.correlation == ctx.correlation).values(**values)
+        )
+
+
+def compensations_of(row: Row[Any]) -> list[dict[str, Any]]:
+    loaded: list[dict[str, Any]] = json.loads(row.compensations)
+    return loaded
+
+
+async def instance(session: AsyncSession, saga_class: type[S], correlation: str) -> tuple[str, S] | None:
+    """(status, state) of one saga instance, or None; for admin tools and tests."""
+    statement = select(sagas.c.status, sagas.c.state).where(
+        sagas.c.saga == saga_class.saga_name, sagas.c.correlation == correlation
+    )
+    row = (await session.execute(statement)).first()
+    return None if row is None else (row.status, saga_class.model_validate_json(row.state))

@@ -1,0 +1,111 @@
+"""The PostgreSQL store dialect (asyncpg): concurrent writers, row locks, advisory locks, NOTIFY.
+
+- Claims are `INSERT ... ON CONFLICT DO NOTHING RETURNING`: a second transaction claiming the same
+  id waits on the first one's uncommitted row, then sees the conflict.
+- `add_outbox` is one round trip. Concurrent transactions draw ids before they commit, so it first
+  takes a transaction-scoped advisory lock per (source, partition key): transactions with events
+  of one key are serialized from the add to the commit, and their ids are in commit order. The
+  same statement queues `pg_notify('tidings_outbox', source)`, delivered at commit, which wakes
+  the relays of other processes (`listener`).
+- Migrations of several processes are serialized by a transaction advisory lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import GenerativeSelect, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+
+from tidings.errors import ConfigurationError
+from tidings.store.notify import CHANNEL, Listener
+from tidings.store.tables import inbox, relay
+
+if TYPE_CHECKING:
+    from tidings.envelope import Envelope
+
+S = TypeVar("S", bound=GenerativeSelect)
+
+LOCK_NAMESPACE = 0x7464  # first key of Tidings' two-int advisory locks ("td"), apart from one-bigint locks
+MIGRATION_LOCK = 1
+
+# Built once: building a statement per call costs more CPU than executing it.
+_CLAIM = postgresql.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+_ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
+_LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+# The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
+# before the INSERT draws the first id (nextval).
+_ADD = text(
+    """
+WITH gate AS MATERIALIZED (
+    SELECT (SELECT count(pg_advisory_xact_lock(:namespace, hashtext(k))::text)
+            FROM unnest(CAST(:keys AS text[])) AS k) AS locks,
+           (SELECT count(pg_notify(:channel, s)::text)
+            FROM unnest(CAST(:notify AS text[])) AS s) AS notified
+)
+INSERT INTO tidings_outbox (source, event_id, headers, body, created_at)
+SELECT r.source, r.event_id, r.headers, r.body, :created_at
+FROM gate, unnest(CAST(:sources AS text[]), CAST(:event_ids AS text[]), CAST(:headers AS text[]),
+                  CAST(:bodies AS bytea[])) AS r(source, event_id, headers, body)
+WHERE gate.locks >= 0 AND gate.notified >= 0
+"""
+)
+
+
+class PostgresDialect:
+    """`StoreDialect` for PostgreSQL through asyncpg."""
+
+    name = "postgresql"
+    concurrent_writers = True
+
+    def create_engine(self, url: URL, *, pool_size: int, busy_timeout: float, read_only: bool) -> AsyncEngine:
+        """A pool of `pool_size` connections and as many overflow ones; `busy_timeout` and
+        `read_only` concern SQLite only. Raises `ConfigurationError` without asyncpg."""
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            raise ConfigurationError("PostgreSQL needs asyncpg: pip install 'tidings[postgres]'") from None
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    async def lock_migrations(self, connection: AsyncConnection) -> None:
+        """Take Tidings' migration advisory lock until `connection`'s transaction ends (DDL is
+        transactional here, so the process that comes second finds the schema at head)."""
+        await connection.execute(_LOCK_MIGRATIONS, {"namespace": LOCK_NAMESPACE, "key": MIGRATION_LOCK})
+
+    async def claim(self, session: AsyncSession, group: str, event_id: str, claimed_at: float) -> bool:
+        """`INSERT ... ON CONFLICT DO NOTHING RETURNING`; True if a row came back (it was new)."""
+        parameters = {"consumer_group": group, "event_id": event_id, "claimed_at": claimed_at}
+        return (await session.execute(_CLAIM, parameters)).first() is not None
+
+    async def add_outbox(
+        self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
+    ) -> None:
+        """One statement: the per-key advisory locks, the notification, the rows (module docstring).
+        The locks are held until the caller's transaction ends."""
+        parameters = {
+            "namespace": LOCK_NAMESPACE,
+            "keys": sorted({f"{e.source}\x1f{e.partitionkey}" for e in envelopes if e.partitionkey is not None}),
+            "channel": CHANNEL,
+            "notify": sorted({e.source for e in envelopes}),
+            "created_at": now,
+            "sources": [e.source for e in envelopes],
+            "event_ids": [e.id for e in envelopes],
+            "headers": [headers for headers, _ in encoded],
+            "bodies": [body for _, body in encoded],
+        }
+        await session.execute(_ADD, parameters)
+
+    async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
+        """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
+        await session.execute(_ENSURE_RELAY_ROW, {"source": source})
+
+    def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
+        """`statement ... FOR UPDATE [SKIP LOCKED]`."""
+        return statement.with_for_update(skip_locked=skip_locked)
+
+    def listener(self, engine: AsyncEngine, source: str, callback: Callable[[], None]) -> Listener:
+        """`LISTEN tidings_outbox` on a dedicated connection, calling `callback` for `source`'s commits."""
+        return Listener(engine.url, CHANNEL, source, callback)

@@ -1,0 +1,159 @@
+"""The SQLite store dialect (aiosqlite): one writer at a time, and the fast paths that suit it.
+
+SQLite is used the way a single-writer database wants to be used: WAL journal, a busy timeout,
+`synchronous=FULL` (a commit that returned survives a power cut, which the inbox relies on), and
+every transaction opened with `BEGIN IMMEDIATE` so it holds the write lock from its first
+statement. Transactions are therefore serializable and never fail half-way with "database is
+locked", row locks are not needed (`for_update` is a no-op) and migrations need no extra lock.
+Each process uses one connection (pool of 1): its transactions queue in asyncio instead of
+spinning in SQLite's busy handler; other processes wait up to the busy timeout.
+
+`claim` and `add_outbox` run on the aiosqlite connection directly: they are on every event's
+path, and through SQLAlchemy each statement costs four hand-offs to aiosqlite's thread instead
+of one. This is sound because the engine's transactions begin eagerly (`BEGIN IMMEDIATE` in its
+begin event), so the statements are inside the session's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Connection, GenerativeSelect, event
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.util import await_only
+
+from tidings.errors import ConfigurationError
+from tidings.store.tables import relay
+
+if TYPE_CHECKING:
+    from tidings.envelope import Envelope
+
+S = TypeVar("S", bound=GenerativeSelect)
+
+_CLAIM = (
+    "INSERT INTO tidings_inbox (consumer_group, event_id, claimed_at) VALUES (?, ?, ?)"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_ADD = "INSERT INTO tidings_outbox (source, event_id, headers, body, created_at) VALUES (?, ?, ?, ?, ?)"
+_ENSURE_RELAY_ROW = sqlite.insert(relay).on_conflict_do_nothing()
+
+
+class SQLiteDialect:
+    """`StoreDialect` for SQLite through aiosqlite."""
+
+    name = "sqlite"
+    concurrent_writers = False
+
+    def create_engine(self, url: URL, *, pool_size: int, busy_timeout: float, read_only: bool) -> AsyncEngine:
+        """One pooled connection (`pool_size` is ignored), set up as the module docstring says;
+        `read_only` (admin tools) begins transactions deferred: they read a snapshot without waiting
+        for writers, and must not write."""
+        engine = create_async_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=max(60.0, busy_timeout * 2),
+            pool_reset_on_return=None,  # _reset below rolls back only what is still open
+        )
+        _configure(engine, busy_timeout, "BEGIN" if read_only else "BEGIN IMMEDIATE")
+        return engine
+
+    async def lock_migrations(self, connection: AsyncConnection) -> None:
+        """Nothing to do: the migration's `BEGIN IMMEDIATE` transaction holds the write lock."""
+
+    async def claim(self, session: AsyncSession, group: str, event_id: str, claimed_at: float) -> bool:
+        """Insert-or-ignore the inbox row on the raw connection; True if it was new."""
+        driver = await driver_connection(session)
+        return bool(await driver.execute_fetchall(_CLAIM, (group, event_id, claimed_at)))
+
+    async def add_outbox(
+        self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
+    ) -> None:
+        """One `executemany` on the raw connection. SQLite serializes transactions, so `id` order is
+        commit order without any lock; other processes' relays poll (there is no notification)."""
+        rows = [(e.source, e.id, headers, body, now) for e, (headers, body) in zip(envelopes, encoded, strict=True)]
+        driver = await driver_connection(session)
+        await driver.executemany(_ADD, rows)
+
+    async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
+        """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
+        await session.execute(_ENSURE_RELAY_ROW, {"source": source})
+
+    def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
+        """`statement` unchanged: the transaction already holds the database's write lock."""
+        return statement
+
+    def listener(self, engine: AsyncEngine, source: str, callback: Callable[[], None]) -> None:
+        """None: SQLite cannot notify another process; its relay polls."""
+        return None
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The aiosqlite connection under `session`'s transaction (which this starts).
+
+    Raises `ConfigurationError` if the connection is not in a transaction (the session is not a
+    `Store`'s, whose SQLite transactions begin eagerly).
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if driver is None or not driver.in_transaction:
+        raise ConfigurationError("the session's SQLite connection is not in a transaction: use a Store's session")
+    return driver
+
+
+def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:
+    """Put the database file in WAL mode (a no-op once it is), waiting out other processes.
+
+    Switching needs an exclusive lock and SQLite does not use the busy handler for it: several
+    processes opening a new database at once (one of them migrating) get "database is locked"
+    at once, so it is retried here for up to `busy_timeout` seconds.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        await_only(asyncio.sleep(0.02))
+
+
+def _configure(engine: AsyncEngine, busy_timeout: float, begin: str) -> None:
+    """Connection pragmas, the eager `begin` statement, and a reset that rolls back only what is open."""
+    milliseconds = int(busy_timeout * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own: see _begin
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            _switch_to_wal(cursor, busy_timeout)
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    # Each call into aiosqlite is a hand-off to its thread: BEGIN and the pool's reset go to the
+    # driver directly (one hand-off, and none for a reset after a commit) instead of through a
+    # cursor (three).
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        driver: Any = connection.connection.driver_connection
+        await_only(driver.execute(begin))
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        try:
+            open_transaction = dbapi_connection.driver_connection.in_transaction
+        except ValueError:  # aiosqlite's connection is already closed: nothing to reset
+            return
+        if open_transaction:
+            dbapi_connection.rollback()

@@ -1,0 +1,92 @@
+"""What a Kafka subscription hands out: deliveries, the iterator, and dead-letter records."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tidings.envelope import Envelope, decode
+from tidings.transport.base import Delivery
+from tidings.transport.kafka.config import (
+    CE_PREFIX,
+    HEADER_ATTEMPTS,
+    HEADER_DEAD_AT,
+    HEADER_ORIGIN,
+    HEADER_REASON,
+)
+from tidings.transport.kafka.ledger import Slot
+
+
+class Settler(Protocol):
+    """What settles a delivery: the subscription that handed it out."""
+
+    group: str
+
+    def settled(self, slot: Slot) -> asyncio.Future[None]: ...
+
+    async def retry(self, slot: Slot, after: float) -> None: ...
+
+    async def dead_letter(self, slot: Slot, reason: str) -> None: ...
+
+
+class Source(Protocol):
+    """Where the iterator takes records from: the subscription's hand-out queue."""
+
+    def take(self) -> Slot | None: ...
+
+    async def next_slot(self) -> Slot | None: ...
+
+
+class KafkaDelivery(Delivery):
+    """One record handed to one consumer; `attempt` counts hand-outs across all owners of its partition."""
+
+    def __init__(self, subscription: Settler, slot: Slot) -> None:
+        Delivery.__init__(self, subscription.group, slot.deliveries)  # not super(): one per delivery
+        self._subscription = subscription
+        self._slot = slot
+
+    def envelope(self) -> Envelope:
+        record = self._slot.record
+        return decode(record.headers or (), record.value or b"", CE_PREFIX)
+
+    async def _ack(self) -> None:
+        await self._subscription.settled(self._slot)  # a future: no coroutines in between
+
+    async def _retry(self, after: float) -> None:
+        await self._subscription.retry(self._slot, after)
+
+    async def _dead_letter(self, reason: str) -> None:
+        await self._subscription.dead_letter(self._slot, reason)
+
+
+class Deliveries:
+    """The iterator of a subscription. Not a generator: cancelling a wait ends only that wait."""
+
+    def __init__(self, source: Source, subscription: Settler) -> None:
+        self._source = source
+        self._subscription = subscription
+
+    def __aiter__(self) -> Deliveries:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        source = self._source
+        slot = source.take()  # most of the time a record is ready: no coroutine to wait in
+        if slot is None:
+            slot = await source.next_slot()
+            if slot is None:
+                raise StopAsyncIteration
+        return KafkaDelivery(self._subscription, slot)
+
+
+def dead_letter_headers(record: Any, reason: str, attempts: int) -> list[tuple[str, bytes]]:
+    """The original record's headers (CloudEvents attributes) plus why, after how many attempts, from where."""
+    headers = [(key, value) for key, value in record.headers or () if not key.startswith("tidings-")]
+    return [
+        *headers,
+        (HEADER_REASON, reason.encode()),
+        (HEADER_ATTEMPTS, str(attempts).encode()),
+        (HEADER_DEAD_AT, datetime.now(UTC).isoformat().encode()),
+        (HEADER_ORIGIN, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    ]

@@ -1,0 +1,177 @@
+"""One consumer of a Kafka consumer group: a member of `<prefix><group>` on the events topic.
+
+A `KafkaSubscription` puts together the pieces that cooperate on one event loop:
+
+- the *fetcher* (`fetch`) reads records while fewer than `read_ahead` are unsettled, skips those
+  the group does not handle, and admits the rest to the partition's `Ledger`;
+- the *hand-out* queue (`handout`) gives out due records (their key free, their retry delay
+  over) once their raised delivery count is committed, at most `prefetch` at a time;
+- the *committer* (`commits`) commits every changed ledger in one request whenever a settlement
+  waits for it (settlements are group-committed: `await delivery.ack()` returns after the commit);
+- the *rebalancer* (`rebalance`) stops, drains and forgets partitions the member loses, and
+  loads the ones it gets.
+
+Settling a delivery whose partition was lost raises `TransportError`, unless the partition came
+back to this subscription before the record was handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tidings.errors import TransportError
+from tidings.transport.base import Delivery, Subscription
+from tidings.transport.kafka.cluster import Cluster, Outgoing
+from tidings.transport.kafka.commits import Committer
+from tidings.transport.kafka.delivery import Deliveries, dead_letter_headers
+from tidings.transport.kafka.fetch import Fetcher
+from tidings.transport.kafka.handout import HandOut, stop_handing_out
+from tidings.transport.kafka.ledger import IN_FLIGHT, Ledger, Slot
+from tidings.transport.kafka.rebalance import Rebalancer
+
+log = logging.getLogger("tidings.transport.kafka")
+
+
+class KafkaSubscription(Subscription):
+    """A member of one consumer group; iterate it for deliveries, then `close()` it."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        group: str,
+        types: Collection[str],
+        prefetch: int,
+        on_close: Callable[[KafkaSubscription], None] | None = None,
+    ) -> None:
+        config = cluster.config
+        self._on_close = on_close
+        self.group = group
+        self._cluster = cluster
+        self._consumer = AIOKafkaConsumer(
+            **config.client_options(),
+            group_id=config.group_id(group),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+        )
+        self._ledgers: dict[Any, Ledger] = {}
+        self._committer = Committer(self._consumer, self._ledgers, group)
+        self._hand_out = HandOut(group, prefetch, self._committer)
+        read_ahead = max(prefetch, config.read_ahead)
+        self._fetcher = Fetcher(
+            self._consumer, self._ledgers, self._hand_out, self._committer, group, set(types), read_ahead
+        )
+        self._rebalancer = Rebalancer(cluster, group, self._ledgers, self._fetcher, self._hand_out, self._committer)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Join the group; returns after the first assignment (or a generous timeout)."""
+        config = self._cluster.config
+        await self._consumer.start()
+        self._consumer.subscribe([config.events_topic], listener=self._rebalancer)
+        self._tasks = [
+            asyncio.create_task(self._fetcher.run(), name=f"tidings-kafka-fetch-{self.group}"),
+            asyncio.create_task(self._committer.run(), name=f"tidings-kafka-commit-{self.group}"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2 * config.session_timeout_ms / 1000 + 5):
+                await self._rebalancer.assigned.wait()
+                return
+        log.warning("group %s: no partition assignment yet; consuming once the group settles", self.group)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return Deliveries(self._hand_out, self)
+
+    # -- settling ---------------------------------------------------------------------------------
+
+    async def settle(self, slot: Slot) -> None:
+        """The delivery of `slot` is done: forget it and return once that is committed."""
+        await self.settled(slot)
+
+    def settled(self, slot: Slot) -> asyncio.Future[None]:
+        """`settle` without its coroutine (an ack's hot path): forget `slot` now and return the
+        future of the commit covering that; raises `TransportError` if its partition was lost."""
+        if slot.ledger.active:
+            self._hand_out.release(slot)
+        else:
+            self._settle_lost(slot)
+        return self._committer.waiter()
+
+    async def retry(self, slot: Slot, after: float) -> None:
+        """Hand `slot` out again after `after` seconds; its key stays blocked until then."""
+        if not slot.ledger.active:
+            return  # the partition's new owner delivers it again
+        self._hand_out.land(slot)
+        slot.not_before = time.time() + after
+        self._hand_out.consider(slot)
+        await self._committer.flush()
+
+    async def dead_letter(self, slot: Slot, reason: str) -> None:
+        """Produce `slot`'s record to the group's dead-letter topic, then settle it."""
+        record = slot.record
+        headers = dead_letter_headers(record, reason, slot.deliveries)
+        topic = self._cluster.config.dlq_topic(self.group)
+        try:
+            await self._cluster.send([Outgoing(topic, record.key, record.value or b"", headers)])
+        except TransportError:
+            if slot.ledger.active:  # not dead-lettered: deliver it again
+                self._hand_out.land(slot)
+                self._hand_out.consider(slot)
+            raise
+        await self.settle(slot)
+
+    def _settle_lost(self, slot: Slot) -> None:
+        """Settle a delivery whose partition was revoked: possible only if it came back to us."""
+        record = slot.record
+        ledger = self._ledgers.get(TopicPartition(record.topic, record.partition))
+        if ledger is None or not ledger.active:
+            raise TransportError(
+                f"group {self.group!r} lost partition {record.partition} in a rebalance; "
+                "the message will be delivered again"
+            )
+        again = ledger.slot_at(record.offset)
+        if again is None:
+            ledger.presettle(record.offset)
+        elif again.state is IN_FLIGHT:
+            raise TransportError(f"group {self.group!r} handed this message out again after a rebalance")
+        else:
+            self._hand_out.release(again)
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Leave the group. Unsettled deliveries go to the group's other consumers with attempt + 1."""
+        if self._hand_out.closed:
+            return
+        self._hand_out.close()
+        fetcher, committer = self._tasks or (None, None)
+        await _cancel(fetcher)
+        stop_handing_out(list(self._ledgers.values()))
+        with contextlib.suppress(Exception):
+            await self._committer.commit()
+        await _cancel(committer)
+        for ledger in self._ledgers.values():
+            ledger.active = ledger.handing_out = False
+        try:
+            await self._consumer.stop()
+        except Exception:
+            log.debug("group %s: stopping the consumer failed", self.group, exc_info=True)
+        self._committer.close(f"the subscription of group {self.group!r} is closed")
+        if self._on_close is not None:
+            self._on_close(self)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,160 @@
+"""The SQLite side of one transport: its worker thread and `Store`, group commit, lease renewal.
+
+All SQLite work of a transport runs on one worker thread, which owns the connection: the event
+loop never blocks on the database, and no connection is shared between threads. Settlements
+from all subscriptions of a transport are committed together by one flusher (group commit); a
+heartbeat renews the leases of everything the subscriptions hold. Both the transport and its
+subscriptions use the worker; neither knows the other's internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from functools import partial
+from typing import Protocol, TypeVar
+
+from tidings.errors import TransportError
+from tidings.transport.sqlite.config import SqliteConfig
+from tidings.transport.sqlite.store import Lease, Settlement, Store
+
+_log = logging.getLogger("tidings.transport.sqlite")
+T = TypeVar("T")
+
+
+class Busy(TransportError):
+    """Another process held the write lock for longer than `busy_timeout`; worth trying again."""
+
+
+class Holder(Protocol):
+    """What the worker needs of a subscription: wake it, renew what it holds, close it."""
+
+    def _poke(self) -> None: ...
+
+    def _leases(self) -> list[Lease]: ...
+
+    async def close(self) -> None: ...
+
+
+_neighbours: dict[str, weakref.WeakSet[Worker]] = {}
+"""Open workers per database file in this process, so a publish or settlement wakes idle
+consumers of the same file at once instead of at their next poll."""
+
+
+class Worker:
+    """One transport's thread, connection and background tasks; `open()` it, `close()` it."""
+
+    def __init__(self, config: SqliteConfig) -> None:
+        self.config = config
+        self.subscriptions: set[Holder] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-sqlite")
+        self._store: Store | None = None
+        self._pending: list[tuple[Settlement, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closing = False
+        self._file = os.path.realpath(config.path)
+
+    async def open(self) -> None:
+        """Open (creating if needed) the broker file and its schema."""
+        config = self.config
+        try:
+            self._store = await self.run(partial(Store, config.path, busy_timeout=config.busy_timeout))
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+        _neighbours.setdefault(self._file, weakref.WeakSet()).add(self)
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """Run `call` on the worker thread; SQLite errors become `TransportError`."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # incl. extended codes
+                raise Busy(f"SQLite broker {self.config.path!r} is busy: {error}") from error
+            raise TransportError(f"SQLite broker {self.config.path!r}: {error}") from error
+        except (sqlite3.Error, RuntimeError) as error:  # RuntimeError: the executor is shut down
+            raise TransportError(f"SQLite broker {self.config.path!r}: {error}") from error
+
+    @property
+    def store(self) -> Store:
+        """The store, to pass to `run`; raises `TransportError` once the worker is closed."""
+        if self._store is None:
+            raise TransportError(f"the SQLite broker transport for {self.config.path!r} is closed")
+        return self._store
+
+    def poke(self) -> None:
+        """Wake every idle consumer of this file in this process."""
+        for worker in list(_neighbours.get(self._file, ())):
+            for subscription in list(worker.subscriptions):
+                subscription._poke()
+
+    def watch(self, subscription: Holder) -> None:
+        """Keep `subscription`'s leases renewed (and wake it with the others) until it leaves."""
+        self.subscriptions.add(subscription)
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(), name="tidings-sqlite-heartbeat")
+
+    async def close(self) -> None:
+        """Close the subscriptions, commit pending settlements, close the file. Idempotent."""
+        if self._store is None or self._closing:
+            return
+        self._closing = True
+        for subscription in list(self.subscriptions):
+            await subscription.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._flusher is not None:
+            await self._flusher
+        store, self._store = self._store, None
+        with suppress(TransportError):
+            await self.run(store.close)
+        self._executor.shutdown(wait=False)
+        _neighbours.get(self._file, weakref.WeakSet()).discard(self)
+
+    # -- settlement and leases ---------------------------------------------------------------
+
+    async def settle(self, settlement: Settlement) -> bool:
+        """Queue a settlement for the next group commit; True once committed, False if the lease was lost."""
+        if self._store is None:
+            raise TransportError("the transport is closed: the delivery returns to its group when its lease ends")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((settlement, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="tidings-sqlite-flusher")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                done = await self.run(partial(self.store.settle, [item for item, _ in batch], time.time()))
+            except TransportError as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), ok in zip(batch, done, strict=True):
+                    if not future.done():
+                        future.set_result(ok)
+            self.poke()
+
+    async def _beat(self) -> None:
+        """Renew held leases every third of the lease, so only a dead (or frozen) process loses them."""
+        while True:
+            await asyncio.sleep(self.config.lease / 3)
+            leases = [lease for subscription in self.subscriptions for lease in subscription._leases()]
+            if leases:
+                try:
+                    await self.run(partial(self.store.extend, leases, time.time() + self.config.lease))
+                except TransportError as error:
+                    _log.warning("could not renew %d leases: %s", len(leases), error)
