@@ -26,11 +26,11 @@ from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
 from tidings.events import Event, Registry
 from tidings.observe import ServiceMetrics, Telemetry
-from tidings.observe.http import serve
 from tidings.retry import RetryPolicy
 from tidings.runtime import chain, health
 from tidings.runtime.consumer import Consumer
 from tidings.runtime.hooks import Component, Hooks
+from tidings.runtime.pipeline import HANDOVER
 from tidings.runtime.routing import Routes
 from tidings.runtime.signals import run_until_stopped
 from tidings.runtime.supervisor import BackgroundTaskFailed, CrashPolicy, Restart, Stop, Supervisor
@@ -71,6 +71,7 @@ class Service:
         registry: Registry | None = None,
         concurrency: int = 16,
         retry: RetryPolicy | None = None,
+        handover: RetryPolicy | None = None,
         drain_timeout: float = 30.0,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
@@ -85,6 +86,7 @@ class Service:
         self.registry = registry or Registry()
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
+        self.handover = handover or HANDOVER  # how long what only other members know is given back
         self.drain_timeout = drain_timeout
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
@@ -137,8 +139,7 @@ class Service:
         return saga_class
 
     def on_startup(self, hook: Hook) -> Hook:
-        """Run `await hook(service)` at start, once the database is ready and before anything
-        consumes or relays (seed reference data); hooks run in registration order."""
+        """Run `await hook(service)` at start, once the database is ready, before anything consumes."""
         self.hooks.startup.append(hook)
         return hook
 
@@ -197,15 +198,14 @@ class Service:
             self._start_store_tasks(self._store, self._unit)
         if self.routes:
             subscription = await self.transport.subscribe(self.group, self.routes.types, prefetch=self.concurrency * 2)
-            pipeline = chain.pipeline(self.group, self.routes, self._unit, self.retry, self.telemetry, self.stats)
+            shared = not self.transport.capabilities.member_types
+            pipeline = chain.pipeline(self, self._unit, members_share_types=shared)
             self._consumer = Consumer(subscription, pipeline.process, concurrency=self.concurrency)
             self.supervisor.start("consumer", self._consumer.run, on_crash=Stop())
         for name, run, policy in self.hooks.background:
             self.supervisor.start(name, run, on_crash=policy)
-        if self.metrics_port is not None:
-            self._endpoint = await serve(self.scrape, self.health, self.metrics_host, self.metrics_port)
-            self.metrics_port = self._endpoint.sockets[0].getsockname()[1]  # the real one, if 0 was asked
-            log.info("service %s serves /metrics on %s:%d", self.name, self.metrics_host, self.metrics_port)
+        if self.metrics_port is not None:  # the port really bound, if 0 was asked
+            self._endpoint, self.metrics_port = await health.serve_endpoint(self, self.metrics_host, self.metrics_port)
         await self.hooks.start_components(self)
         self._phase = "running"
         log.info("service %s started on %s handling %s", self.name, redact(self.broker_url), self.routes.types)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Protocol
 
 from tidings.observe import ServiceMetrics
+from tidings.observe.http import serve
 from tidings.runtime.supervisor import Supervisor
 from tidings.store import Store, outbox
 from tidings.transport.base import Transport
@@ -35,6 +38,22 @@ async def scrape(
         except Exception as error:
             log.warning("%s: consumer backlog unavailable for /metrics: %r", owner, error)
     return metrics.render(outbox_pending=pending, backlog=backlog)
+
+
+class Observable(Protocol):
+    name: str
+
+    async def scrape(self) -> str: ...
+
+    def health(self) -> dict[str, object]: ...
+
+
+async def serve_endpoint(service: Observable, host: str, port: int) -> tuple[asyncio.Server, int]:
+    """Serve `GET /metrics` and `GET /health` of `service` on `host:port`; the server and its port."""
+    server = await serve(service.scrape, service.health, host, port)
+    bound: int = server.sockets[0].getsockname()[1]
+    log.info("service %s serves /metrics on %s:%d", service.name, host, bound)
+    return server, bound
 
 
 def report(owner: str, *, phase: str, supervisor: Supervisor, stats: dict[str, int]) -> dict[str, object]:

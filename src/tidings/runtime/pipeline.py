@@ -23,7 +23,7 @@ from tidings.envelope import Envelope
 from tidings.errors import MalformedMessage
 from tidings.events import Event
 from tidings.retry import RetryPolicy
-from tidings.runtime.routing import Routes
+from tidings.runtime.routing import HandledElsewhere, Routes
 from tidings.transport.base import Delivery
 
 log = logging.getLogger("tidings.service")
@@ -45,6 +45,10 @@ class Outcome:
     """`dead_lettered`: why, as stored with the dead letter."""
     error: BaseException | None = None
 
+
+HANDOVER = RetryPolicy(max_attempts=30, base=1.0, factor=1.5, max_delay=60.0)
+"""The default `Service(handover=...)`: about a quarter of an hour of handing a delivery back to
+its group (a rolling deploy's window), then a dead letter."""
 
 HANDLED = Outcome("handled")
 DUPLICATE = Outcome("duplicate")
@@ -116,20 +120,44 @@ def reject(policy: RetryPolicy) -> Handle:
     return handle
 
 
-class Pipeline:
-    """Decodes each delivery and runs it through `handle` (or `malformed` when decoding raised)."""
+def hand_over(group: str, policy: RetryPolicy) -> Handle:
+    """The `Handle` of a delivery another member of the group may handle (`HandledElsewhere`):
+    give it back to the group after `policy.delay(attempt)`, so that a member that knows it takes
+    it, for as long as `policy` allows (a rolling deploy's window); then dead-letter it."""
 
-    def __init__(self, owner: str, routes: Routes, handle: Handle, malformed: Handle) -> None:
+    async def handle(message: Message) -> Outcome:
+        error = message.malformed
+        assert error is not None
+        if message.attempt < policy.max_attempts:
+            return Outcome("retried", delay=policy.delay(message.attempt), error=error)
+        reason = f"unknown-type: {error}; no member of group {group!r} took it in {message.attempt} attempts"
+        return Outcome("dead_lettered", reason=reason, error=error)
+
+    return handle
+
+
+class Pipeline:
+    """Decodes each delivery and runs it through `handle`, or `malformed` when decoding raised, or
+    `elsewhere` when another member of the group may handle it."""
+
+    def __init__(
+        self, owner: str, routes: Routes, handle: Handle, malformed: Handle, elsewhere: Handle, *, shared: bool
+    ) -> None:
         self.owner = owner
         self._routes = routes
         self._handle = handle
         self._malformed = malformed
+        self._elsewhere = elsewhere
+        self._shared = shared
 
     async def process(self, delivery: Delivery) -> None:
         """Take one delivery to its settlement; never raises (an unsettled delivery comes back)."""
         try:
             try:
-                envelope, event = self._routes.decode(delivery)
+                envelope, event = self._routes.decode(delivery, members_share_types=self._shared)
+            except HandledElsewhere as elsewhere:
+                await self._elsewhere(Message(delivery, None, None, elsewhere))
+                return
             except MalformedMessage as malformed:
                 await self._malformed(Message(delivery, None, None, malformed))
                 return

@@ -21,7 +21,9 @@ from tidings.transport.sqlite.worker import Worker
 class SqliteTransport(Transport):
     """A connection to a SQLite broker file. Safe to share between tasks of one event loop."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(durable=True, multi_process=True, per_key_ordering=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        durable=True, multi_process=True, per_key_ordering=True, member_types=True
+    )
 
     def __init__(self, config: SqliteConfig) -> None:
         """Prefer `await SqliteTransport.open(url)` or `await connect(url)`, which also open the file."""
