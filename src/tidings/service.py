@@ -92,8 +92,8 @@ class Service:
         self.metrics_host = metrics_host
         self.stats: Counter[str] = Counter()
         self.telemetry = Telemetry(name, broker)
-        self.published_types: list[str] = []
-        """What `publishes` declared: documentation (`tidings asyncapi`), not enforced."""
+        self.published_types: list[str] = []  # what `publishes` declared: for documents, not enforced
+        self.connector: Callable[[str], Awaitable[Transport]] = connect  # the test kit wraps it (faults)
         self.supervisor = Supervisor(name)
         self.routes = Routes(name, self.registry)
         self._sagas: dict[str, type[saga.Saga]] = {}
@@ -187,7 +187,7 @@ class Service:
             raise
 
     async def _start(self) -> None:
-        self._transport = await connect(self.broker_url)
+        self._transport = await self.connector(self.broker_url)
         if self.database_url is not None:
             # A connection per concurrent handler plus the relay's: an overflow connection is
             # closed when it is returned, so a smaller pool would reconnect (TLS, auth) per event.
