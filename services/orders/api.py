@@ -23,6 +23,7 @@ from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
 from services.orders.limits import BodySizeLimit
 from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
+from services.orders.saga import begin_order
 from services.orders.schemas import CatalogEntry, OrderList, OrderRequest, OrderView
 from services.settings import Settings
 from tidings.service import Service
@@ -75,6 +76,7 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
             ctx.session.add(order)
             await ctx.session.flush()
             ctx.session.add_all(rows)
+            await begin_order(ctx, order)
         response.headers["Location"] = f"/orders/{order_id}"
         return OrderView.of(order, rows)
 

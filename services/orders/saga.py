@@ -1,18 +1,18 @@
 """The order process as a `tidings.saga.Saga`: confirm on payment, cancel on stock or payment
 failure, cancel when the deadline passes (docs/sagas.md).
 
-The saga starts on the orders service's own `OrderCreated`, whose correlation id is the order's
-business transaction (`Order.correlation_id`): every follow-up event carries it, so each finds
-the instance, and what the saga publishes carries it too. Its timeout is the order row's
-`deadline`, which the API computed from the shop settings, so the deadline the API shows is the
-one that applies; the library's timeout sweeper then calls `timed_out`.
+The API begins the saga (`tidings.saga.begin`) in the transaction that creates the order and
+publishes `OrderCreated`, under the order's business transaction (`Order.correlation_id`): every
+follow-up event carries it, so each finds the instance, and what the saga publishes carries it
+too. It exists exactly when the order does, so no reply can overtake it, and the orders service
+does not consume its own `OrderCreated`. Its timeout is the order's deadline, which the API
+shows; the library's timeout sweeper then calls `timed_out`.
 
 Each step also locks the order row and settles it only if it is still pending (`settle`), so an
 event for an order that is already settled changes nothing, and a step ends the saga once the
 order is settled (later events are acked without running a step). Compensation happens where
 the work was done: inventory releases and payments refunds on the `OrderCancelled` that settled
-the order, whichever order the events arrive in. An event that overtakes the `OrderCreated` step
-raises `SagaNotStarted`, which the runtime retries.
+the order, whichever order the events arrive in.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from services.contracts import (
     LineItem,
     OrderCancelled,
     OrderConfirmed,
-    OrderCreated,
     PaymentCompleted,
     PaymentFailed,
     StockReservationFailed,
 )
-from services.kit.db import utcnow
 from services.orders.models import Order, OrderLine, OrderStatus, settle
+from tidings import saga
+from tidings.context import Context
 from tidings.errors import PermanentError
-from tidings.saga import Saga, SagaContext, handles, starts
+from tidings.saga import Saga, SagaContext, handles
 
 log = logging.getLogger("services.orders")
 
@@ -43,21 +43,11 @@ CONFIRMED, CANCELLED, TIMED_OUT = "confirmed", "cancelled", "timed-out"
 """How an order saga ends (its status in `tidings_sagas`)."""
 
 
-class OrderProcess(Saga, name="order"):
-    """One order from `OrderCreated` to confirmed or cancelled; the state is the order's id."""
+class OrderProcess(Saga, name="order", begun=True):
+    """One order from its creation to confirmed or cancelled; the state is the order's id. The API
+    begins it in the transaction that creates the order (`begin_order`)."""
 
     order_id: str = ""
-
-    @starts(OrderCreated)
-    async def created(self, event: OrderCreated, ctx: SagaContext) -> None:
-        self.order_id = event.order_id
-        order = await _order(ctx.session, event.order_id)
-        if order.correlation_id != ctx.correlation:
-            log.warning("order %s: saga %s, order row %s", order.order_id, ctx.correlation, order.correlation_id)
-        if order.status != OrderStatus.PENDING:
-            ctx.finish(order.status)
-            return
-        ctx.set_timeout((order.deadline - utcnow()).total_seconds())  # past already: times out at once
 
     @handles(StockReservationFailed)
     async def out_of_stock(self, event: StockReservationFailed, ctx: SagaContext) -> None:
@@ -90,6 +80,12 @@ class OrderProcess(Saga, name="order"):
         detail = f"not settled within {allowed:g}s"
         if await cancel(ctx, order, CancelReason.DEADLINE_EXCEEDED, detail, status=TIMED_OUT):
             log.warning("cancelled order %s: past its deadline", order.order_id)
+
+
+async def begin_order(ctx: Context, order: Order) -> None:
+    """Begin the order's saga in the transaction that creates `order`, timing out at its deadline."""
+    seconds = (order.deadline - order.created_at).total_seconds()
+    await saga.begin(ctx, OrderProcess(order_id=order.order_id), correlation=order.correlation_id, times_out_in=seconds)
 
 
 async def cancel(

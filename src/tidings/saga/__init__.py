@@ -22,7 +22,7 @@ docs/decisions/0010-sagas.md.
 """
 
 from tidings.saga.model import RUNNING, Saga, SagaContext, SagaNotStarted, handles, starts
-from tidings.saga.state import instance
+from tidings.saga.state import begin, instance
 from tidings.saga.steps import steps
 from tidings.saga.timeouts import TimeoutSweeper
 
@@ -32,6 +32,7 @@ __all__ = [
     "SagaContext",
     "SagaNotStarted",
     "TimeoutSweeper",
+    "begin",
     "handles",
     "instance",
     "starts",

@@ -53,14 +53,18 @@ def _mark(event_class: type[Event], *, starting: bool) -> Callable[[Step], Step]
 
 class Saga(BaseModel):
     """Subclass with `name=` (unique per service database) and optionally `timeout=` seconds;
-    the model's fields are the state kept between events."""
+    the model's fields are the state kept between events. An instance starts with a `@starts`
+    step, or — with `begun=True` — by `tidings.saga.begin(ctx, ...)` in the unit of work that
+    does the first step itself (an HTTP request), which saves a round trip through the broker."""
 
     saga_name: ClassVar[str]
     saga_timeout: ClassVar[float | None]
     saga_steps: ClassVar[dict[str, tuple[type[Event], str, bool]]]
     """Event type -> (event class, method name, whether it starts the saga)."""
 
-    def __init_subclass__(cls, *, name: str | None = None, timeout: float | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, *, name: str | None = None, timeout: float | None = None, begun: bool = False, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
         if name is None:
             raise ConfigurationError(f"saga {cls.__qualname__} needs a name: class {cls.__name__}(Saga, name=...)")
@@ -75,8 +79,11 @@ class Saga(BaseModel):
             if event_class.event_type in cls.saga_steps:
                 raise ConfigurationError(f"saga {name!r} handles {event_class.event_type!r} twice")
             cls.saga_steps[event_class.event_type] = (event_class, attribute, starting)
-        if not any(starting for _, _, starting in cls.saga_steps.values()):
-            raise ConfigurationError(f"saga {name!r} has no @starts step, so it could never begin")
+        if not begun and not any(starting for _, _, starting in cls.saga_steps.values()):
+            raise ConfigurationError(
+                f"saga {name!r} has no @starts step, so it could never begin "
+                "(or declare begun=True and start it with tidings.saga.begin in a unit of work)"
+            )
 
     async def timed_out(self, ctx: SagaContext) -> None:
         """The deadline passed while running; by default compensate and end as `timed-out`."""

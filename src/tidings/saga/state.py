@@ -11,6 +11,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.context import Context
+from tidings.events import Registry
 from tidings.saga.model import S, Saga, SagaContext
 from tidings.store.dialect import dialect_for
 from tidings.store.tables import sagas
@@ -39,6 +41,17 @@ async def save(session: AsyncSession, name: str, saga: Saga, ctx: SagaContext, *
         await session.execute(
             update(sagas).where(sagas.c.saga == name, sagas.c.correlation == ctx.correlation).values(**values)
         )
+
+
+async def begin(ctx: Context, saga: Saga, *, correlation: str, times_out_in: float | None = None) -> None:
+    """Start an instance of `saga` (its initial state) for `correlation` in the caller's unit of
+    work, `ctx` (`service.transaction()`): it exists exactly when that transaction commits, so the
+    events published in it find it. It times out `times_out_in` seconds from now (default: the
+    class's `timeout`)."""
+    seconds = type(saga).saga_timeout if times_out_in is None else times_out_in
+    deadline = None if seconds is None else time.time() + seconds
+    started = SagaContext(ctx, Registry(), correlation, [], deadline)
+    await save(ctx.session, type(saga).saga_name, saga, started, new=True)
 
 
 def compensations_of(row: Row[Any]) -> list[dict[str, Any]]:

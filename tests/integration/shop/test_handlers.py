@@ -30,7 +30,7 @@ from services.inventory.models import Reservation, Stock
 from services.kit.db import utcnow
 from services.orders import service as orders
 from services.orders.models import Order, OrderStatus
-from services.orders.saga import OrderProcess
+from services.orders.saga import OrderProcess, begin_order
 from services.payments import service as payments
 from services.payments.models import Account, Charge
 from services.seed import STOCK
@@ -151,26 +151,23 @@ async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(star
         past = utcnow() - timedelta(seconds=5)
         placed = ctx.publish(created("o1", ("SKU-TEA", 1)))
         correlation = placed.correlationid or placed.id
-        ctx.session.add(
-            Order(
-                order_id="o1",
-                customer_id="customer-001",
-                status=OrderStatus.PENDING,
-                total=Decimal("4.50"),
-                correlation_id=correlation,
-                created_at=past,
-                deadline=past,
-            )
+        order = Order(
+            order_id="o1",
+            customer_id="customer-001",
+            status=OrderStatus.PENDING,
+            total=Decimal("4.50"),
+            correlation_id=correlation,
+            created_at=past,
+            deadline=past,
         )
+        ctx.session.add(order)
+        await begin_order(ctx, order)
 
     async def instance() -> tuple[str, OrderProcess] | None:
         async with service.store.session() as session:
             return await saga.instance(session, OrderProcess, correlation)
 
-    async def started() -> bool:  # the service consumed its own OrderCreated
-        return await instance() is not None
-
-    await until(started, "the order saga started")
+    assert await instance() is not None  # begun with the order, in its transaction
     sweeper = saga.TimeoutSweeper(
         service.name, service.store, service.transaction, service.registry, {OrderProcess.saga_name: OrderProcess}
     )
