@@ -21,7 +21,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 
 ## run: the reference shop on the embedded SQLite broker and SQLite databases (no server needed)
 run: $(RUN_STAMP)
-	$(BIN)/shop demo
+	$(BIN)/shop demo --fresh
 
 ## test: install the test dependencies and run the whole suite
 test: $(TEST_STAMP)

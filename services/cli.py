@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(demo)
     _load_arguments(demo, orders=200, rate=50.0)
     demo.add_argument("--keep", action="store_true", help="keep the shop running afterwards (Ctrl-C stops)")
+    demo.add_argument("--fresh", action="store_true", help="delete the data dir's shop databases first (make run does)")
     demo.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     demo.add_argument("--log-level", default="INFO")
     return parser
@@ -132,10 +133,29 @@ async def _check(settings: Settings, wait: float) -> int:
     return 1 if found else 0
 
 
+def _start_clean(settings: Settings, console: Console, *, fresh: bool) -> None:
+    """Say whether the demo starts from empty databases; with `fresh`, delete the old ones first."""
+    if settings.database is not None or not settings.data_dir.is_dir():
+        return
+    old = sorted(path for path in settings.data_dir.iterdir() if path.suffix in (".db", ".db-wal", ".db-shm"))
+    if not old:
+        return
+    if fresh:
+        for path in old:
+            path.unlink()
+        console.print(
+            f"\\[shop] starting clean: deleted {len(old)} database file(s) of an earlier run in {settings.data_dir}/"
+        )
+    else:
+        note = "totals include earlier runs; --fresh starts clean"
+        console.print(f"\\[shop] reusing the databases in {settings.data_dir}/ ({note})")
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.supervisor import Supervisor
 
     console = Console()
+    _start_clean(settings, console, fresh=args.fresh)
     services = (*SERVICES, "dashboard") if args.dashboard else SERVICES
     supervisor = Supervisor(
         settings, services=services, log_level=args.log_level, say=lambda line: console.print(f"\\[shop] {line}")

@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,15 +19,20 @@ from tidings.transport.base import connect
 
 
 def load_service(target: str) -> Service:
-    """Import `module:attribute` and check that it names a `Service`."""
+    """Import `module:attribute` and check that it names a `Service`. The working directory is on
+    the import path, as with `python -m`, so `tidings run mymodule:svc` works where mymodule.py is."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"expected module:attribute, got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ConfigurationError(f"cannot import {module_name!r} for {target}: {error}") from None
-    service = getattr(module, attribute, None)
+        raise ConfigurationError(f"cannot import {module_name!r} for {target} (from {os.getcwd()}): {error}") from None
+    if not hasattr(module, attribute):
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r}")
+    service = getattr(module, attribute)
     if not isinstance(service, Service):
         raise ConfigurationError(f"{target} is not a tidings.Service (got {type(service).__name__})")
     return service
@@ -154,4 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_demo(args.events, args.data_dir))
     except TidingsError as error:
         print(f"tidings: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as error:  # a server that is down or refuses us: one line, no repr
+        print(f"tidings: cannot connect: {error.strerror or error}", file=sys.stderr)
         return 2
