@@ -41,6 +41,12 @@ class Aborted(Exception):
     pass
 
 
+async def begin_then_abort(service: Service) -> None:
+    async with service.transaction() as ctx:
+        await begin(ctx, Approval(ref="r-2"), correlation="never")
+        raise Aborted
+
+
 async def test_a_begun_saga_takes_its_replies_and_a_rolled_back_one_does_not_exist(database_url: str) -> None:
     broker = f"memory://saga-begin-{next(_names)}"
     service = Service("approvals", broker=broker, database=database_url)
@@ -53,9 +59,7 @@ async def test_a_begun_saga_takes_its_replies_and_a_rolled_back_one_does_not_exi
             await begin(ctx, Approval(ref="r-1"), correlation=sent.correlationid or sent.id, times_out_in=60)
         correlation = sent.correlationid or sent.id
         with pytest.raises(Aborted):
-            async with service.transaction() as ctx:
-                await begin(ctx, Approval(ref="r-2"), correlation="never")
-                raise Aborted
+            await begin_then_abort(service)
         await transport.publish([Envelope.wrap(Approved(ref="r-1"), source="test", correlationid=correlation)])
         deadline = asyncio.get_running_loop().time() + 10
         while True:
