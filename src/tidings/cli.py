@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--version", default="1.0.0", help="the document's (the API's) version")
     spec.add_argument("--output", "-o", type=Path, help="write here instead of standard output")
 
+    new = commands.add_parser("new", help="write a new, runnable service package (with a test)")
+    new.add_argument("kind", choices=["service"])
+    new.add_argument("name", help="the package and service name, e.g. loyalty")
+    new.add_argument("--consumes", default="shop.order.confirmed", help="the event type it handles")
+    new.add_argument("--directory", type=Path, default=Path("."), help="where to write it (default: here)")
     dashboard = commands.add_parser("dashboard", help="record events and serve the web dashboard")
     dashboard.add_argument("--broker", required=True, help="broker URL, e.g. sqlite:///data/broker.db")
     dashboard.add_argument("--database", required=True, help="the dashboard's own database URL")
@@ -147,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_outbox_status(args))
         if args.command == "asyncapi":
             return _asyncapi(args)
+        if args.command == "new":
+            from tidings.scaffold import new_service
+
+            written = new_service(args.name, args.directory, consumes=args.consumes)
+            print(f"wrote {len(written)} files in {args.directory / args.name}/")
+            print(f"test: pytest {args.directory / args.name}/tests; run: tidings run {args.name}.service:service")
+            return 0
         if args.command == "dashboard":
             from tidings.dashboard.server import serve_dashboard
 
