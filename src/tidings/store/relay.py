@@ -214,6 +214,17 @@ class Relay:
             failures = 0
             if published < self.config.batch_size:
                 await self._idle()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """On a graceful stop, publish what was committed up to now (a service that publishes and
+        stops at once, like a script, must not leave its events behind); a failure leaves the rows
+        for the next relay. The supervisor's grace bounds how long this may take."""
+        try:
+            while await self.run_once() >= self.config.batch_size:
+                pass
+        except Exception as error:
+            log.warning("relay %s: could not publish everything before stopping; rows stay: %r", self.source, error)
 
     async def _idle(self) -> None:
         if self._listener is not None:

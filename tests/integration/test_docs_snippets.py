@@ -1,0 +1,42 @@
+"""The documentation's code runs: the getting-started example end to end, every Python block of
+the README executed, and every Python block of the docs pages at least compiled (fragments with
+`...` cannot run on their own; docs/examples/*.py hold the runnable ones, which pytest collects)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def blocks(path: Path) -> list[str]:
+    return [block for block in BLOCK.findall(path.read_text()) if "--8<--" not in block]
+
+
+async def test_the_getting_started_example_reserves_stock(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("first_service", ROOT / "docs" / "examples" / "first_service.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert await module.main(tmp_path) == 0
+
+
+def test_every_python_block_of_the_readme_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    found = blocks(ROOT / "README.md")
+    assert found, "the README has Python examples"
+    for block in found:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.md")), ids=lambda page: page.name)
+def test_every_python_block_of_a_docs_page_compiles(page: Path) -> None:
+    for block in blocks(page):
+        compile(block, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
