@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tidings.commands import declare, events, publish, trace
+from tidings.commands.output import add_json_flag, emit
 from tidings.errors import ConfigurationError, TidingsError
 from tidings.runtime.supervisor import BackgroundTaskFailed
 from tidings.service import Service
@@ -19,13 +21,10 @@ from tidings.transport.base import connect
 
 
 def load_service(target: str) -> Service:
-    """Import `module:attribute` and check that it names a `Service`. The working directory is on
-    the import path, as with `python -m`, so `tidings run mymodule:svc` works where mymodule.py is."""
+    """Import `module:attribute` and check that it names a `Service`."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"expected module:attribute, got {target!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -42,10 +41,12 @@ async def _dead_letters(args: argparse.Namespace) -> int:
     async with await connect(args.broker) as transport:
         if args.action == "list":
             letters = await transport.dead_letters(args.group, limit=args.limit)
-            for letter in letters:
-                fields = (letter.id, letter.type or "?", letter.event_id or "?", f"attempts={letter.attempts}")
-                print("\t".join((*fields, letter.reason)))
-            print(f"{len(letters)} dead letter(s) in group {args.group}")
+            rows = [
+                {"id": x.id, "type": x.type, "event_id": x.event_id, "attempts": x.attempts, "reason": x.reason}
+                for x in letters
+            ]
+            title = f"{len(letters)} dead letter(s) in group {args.group}"
+            emit(args, rows, title=title, columns=["id", "type", "event_id", "attempts", "reason"])
         elif args.action == "replay":
             print(f"replayed {await transport.replay(args.group, args.ids or None)} dead letter(s)")
         else:
@@ -55,8 +56,8 @@ async def _dead_letters(args: argparse.Namespace) -> int:
 
 async def _backlog(args: argparse.Namespace) -> int:
     async with await connect(args.broker) as transport:
-        for group, count in sorted((await transport.backlog()).items()):
-            print(f"{group}\t{count}")
+        rows = [{"group": group, "backlog": count} for group, count in sorted((await transport.backlog()).items())]
+    emit(args, rows, title="unacked messages per group", columns=["group", "backlog"])
     return 0
 
 
@@ -97,9 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--group", required=True)
     dead.add_argument("--id", dest="ids", action="append", help="only these dead letters (repeatable)")
     dead.add_argument("--limit", type=int, default=100)
+    add_json_flag(dead)
 
     backlog = commands.add_parser("backlog", help="messages each consumer group has not yet acked")
     backlog.add_argument("--broker", required=True)
+    add_json_flag(backlog)
 
     outbox = commands.add_parser("outbox", help="outbox state of a service database")
     outbox.add_argument("action", choices=["status"])
@@ -126,14 +129,23 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--events", required=True, help="module of the Event classes to record")
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=8080)
+    for command in (publish, declare, events, trace):
+        command.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script. The working directory is on the import path, as with `python -m`, so
+    `tidings run mymodule:svc` and `--events mymodule` find the modules where the user is."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))  # its INFO is setup noise
     try:
+        if hasattr(args, "handler"):
+            status: int = args.handler(args)
+            return status
         if args.command == "run":
             service = load_service(args.target)
             if args.metrics_port is not None:
