@@ -3,10 +3,9 @@ from `tidings.runtime` (docs/architecture.md follows one delivery through it).
 
 What runs beside the handlers is declared, never subclassed: business tables (`tables=`),
 `on_startup` / `on_shutdown` hooks, `component`s started once the service consumes (an HTTP app
-in the same loop), and supervised `background` tasks. Every background task (consumer, relay,
-saga timeouts, inbox retention, the user's) is owned by one `Supervisor`; `/health` reports each.
-Without a database, follow-up events are published straight after the handler returns and
-before the ack: still at-least-once, but a redelivery runs the handler again.
+in the same loop), and supervised `background` tasks; one `Supervisor` owns every background task
+(consumer, relay, saga timeouts, inbox retention, the user's) and `/health` reports each. Without
+a database, follow-ups are published after the handler returns, before the ack (at-least-once).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from tidings.errors import ConfigurationError
 from tidings.events import Event, Registry
 from tidings.observe import ServiceMetrics, Telemetry
 from tidings.retry import RetryPolicy
-from tidings.runtime import chain, health
+from tidings.runtime import activity, chain, health
 from tidings.runtime.consumer import Consumer
 from tidings.runtime.hooks import Component, Hooks
 from tidings.runtime.pipeline import HANDOVER
@@ -144,7 +143,7 @@ class Service:
         return hook
 
     def on_shutdown(self, hook: Hook) -> Hook:
-        """Run `await hook(service)` at stop, after the drain and before the database closes."""
+        """Run `await hook(service)` at stop, after the drain, before the database closes."""
         self.hooks.shutdown.append(hook)
         return hook
 
@@ -202,6 +201,7 @@ class Service:
             pipeline = chain.pipeline(self, self._unit, members_share_types=shared)
             self._consumer = Consumer(subscription, pipeline.process, concurrency=self.concurrency)
             self.supervisor.start("consumer", self._consumer.run, on_crash=Stop())
+        self.supervisor.start("activity-log", activity.reporter(self.name, self.stats), on_crash=Restart())
         for name, run, policy in self.hooks.background:
             self.supervisor.start(name, run, on_crash=policy)
         if self.metrics_port is not None:  # the port really bound, if 0 was asked

@@ -24,6 +24,8 @@ def with_settlement(owner: str, stats: Counter[str]) -> Callable[[Handle], Handl
             delivery = message.delivery
             if outcome.kind == "handled" or outcome.kind == "duplicate":
                 await delivery.ack()
+                if log.isEnabledFor(logging.DEBUG) and message.envelope is not None:
+                    log.debug("%s %s %s %s", owner, outcome.kind, message.envelope.type, message.envelope.id)
             elif outcome.kind == "retried":
                 await delivery.retry(outcome.delay)
             else:
