@@ -41,6 +41,8 @@ class Capabilities:
     """Several OS processes can publish to and consume from the same broker and group."""
     per_key_ordering: bool
     """Events with one partition key reach a group in publish order, one at a time."""
+    member_types: bool = False
+    """Each member of a group is handed only the types it subscribed itself."""
 
 
 @dataclass(frozen=True, slots=True)
