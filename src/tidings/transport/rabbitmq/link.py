@@ -7,7 +7,7 @@ the registered hooks in order (the transport re-declares its topology, each subs
 a new channel and consumes again). `generation` counts connections, so a delivery can tell it
 came over a connection that is gone: the broker has already put it back in its queue.
 
-Both retry with exponential backoff and full jitter (`tidings.retry.RetryPolicy`, capped at
+Both retry with exponential backoff and jitter (`tidings.retry.RetryPolicy`, capped at
 `reconnect_max`), and log a warning with the attempt count for attempts 1, 2, 4, 8... and every
 60th (debug for the others). While the connection is down, whoever needs a channel (a publish,
 an admin call) waits for the next connection instead of trying the dead one again, and is woken
