@@ -167,6 +167,8 @@ class Worker:
             if loop.time() >= renew_at:
                 renew_at = loop.time() + renew_every
                 await self._renew()
+            if not self.subscriptions:
+                continue  # nothing here would claim what a dead process held
             try:
                 released = await self.run(partial(members.reap, self.store, time.time()))
             except TransportError as error:
@@ -178,6 +180,8 @@ class Worker:
 
     async def _renew(self) -> None:
         holders = list(self.subscriptions)
+        if not holders:
+            return
         until = time.time() + self.config.lease
         leases = [lease for subscription in holders for lease in subscription._leases()]
         try:
