@@ -42,7 +42,10 @@ class Capabilities:
     per_key_ordering: bool
     """Events with one partition key reach a group in publish order, one at a time."""
     member_types: bool = False
-    """Each member of a group is handed only the types it subscribed itself."""
+    """Each member of a group is handed only the types it subscribed itself. Without it, members
+    share one stream of the group's types (a RabbitMQ queue, a Kafka topic), so during a rolling
+    deploy an old member may receive a type, or a version, that only a new member handles; the
+    runtime then hands the delivery back for another member instead of dead-lettering it."""
 
 
 @dataclass(frozen=True, slots=True)
