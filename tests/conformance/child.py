@@ -1,8 +1,9 @@
 """A consumer or publisher that the conformance tests run as a separate OS process and SIGKILL.
 
-    python -m tests.conformance.child consume URL GROUP
-        subscribes GROUP to pings, prints "ready", then "received <event-id> <attempt>" for the
-        first delivery, and blocks forever without settling it.
+    python -m tests.conformance.child consume URL GROUP [PREFETCH]
+        subscribes GROUP to pings (holding at most PREFETCH deliveries, 1 by default), prints
+        "ready", then "received <event-id> <attempt>" for the first delivery, and blocks forever
+        without settling it.
     python -m tests.conformance.child publish URL COUNT
         publishes COUNT pings in one call, prints "published <event-id>..." once `publish`
         returned, and blocks forever.
@@ -23,9 +24,9 @@ def say(*words: str) -> None:
     print(*words, flush=True)
 
 
-async def consume(url: str, group: str) -> None:
+async def consume(url: str, group: str, prefetch: int = 1) -> None:
     transport = await connect(url)
-    subscription = await transport.subscribe(group, [PING], prefetch=1)
+    subscription = await transport.subscribe(group, [PING], prefetch=prefetch)
     say("ready")
     async for delivery in subscription:
         say("received", delivery.envelope().id, str(delivery.attempt))
@@ -45,6 +46,8 @@ def main(argv: list[str]) -> None:
     match argv:
         case ["consume", url, group]:
             asyncio.run(consume(url, group))
+        case ["consume", url, group, prefetch]:
+            asyncio.run(consume(url, group, int(prefetch)))
         case ["publish", url, count]:
             asyncio.run(publish(url, int(count)))
         case _:

@@ -15,6 +15,9 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = 0
         self.connections = 0
+        """Connections let through to the target so far."""
+        self.refused = 0
+        """Connection attempts turned away (while refusing, or when the target refused them)."""
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,11 +60,13 @@ class TcpProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refusing:
+            self.refused += 1
             writer.transport.abort()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
+            self.refused += 1
             writer.transport.abort()
             return
         self.connections += 1

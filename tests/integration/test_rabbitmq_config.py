@@ -52,6 +52,9 @@ def test_defaults() -> None:
     assert config.management() == ("http://127.0.0.1:15672", "guest", "guest")
     explicit = RabbitConfig.from_url("amqp://h/?management_url=http://admin:8080/")
     assert explicit.management()[0] == "http://admin:8080"
+    assert (config.connect_timeout, config.reconnect_max) == (60.0, 1.0)
+    waiting = RabbitConfig.from_url("amqp://h/?connect_timeout=0&reconnect_max=3")
+    assert (waiting.connect_timeout, waiting.reconnect_max, waiting.url) == (0.0, 3.0, "amqp://h/")
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,7 @@ def test_defaults() -> None:
         ("amqp://h/?queue_type=stream", "queue_type must be quorum or classic"),
         ("amqp://h/?ordering=global", "ordering must be none or key"),
         ("amqp://h/?publish_timeout=soon", "must be a number"),
+        ("amqp://h/?connect_timeout=-1", "connect_timeout must be >= 0"),
         ("amqp://h/?delivery_limit=5&queue_type=classic", "needs queue_type=quorum"),
         ("amqp://h/?namespace=a:b", "namespace"),
         ("amqp://h/?legacy_types=A:b", "need legacy_queue"),

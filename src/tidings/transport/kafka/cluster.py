@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from tidings.envelope import STRUCTURED
 from tidings.errors import PublishError, TransportError
 from tidings.transport.kafka.config import CE_PREFIX, HEADER_GROUP, KafkaConfig
+from tidings.transport.kafka.retrying import raise_retriable, retrying
 
 log = logging.getLogger("tidings.transport.kafka")
 
@@ -67,18 +68,21 @@ class Cluster:
         try:
             for client in (self.admin, self.producer, self.reader):
                 await client.start()
-            if self.config.replication_factor:
-                self._replicas = self.config.replication_factor
-            else:
-                brokers = (await self.admin.describe_cluster())["brokers"]
-                self._replicas = min(3, len(brokers))
-            await self.ensure_topic(self.config.events_topic, self.config.partitions)
-            await self.ensure_topic(self.config.registry_topic, 1, {"cleanup.policy": "compact"})
+            await retrying(self._create_topics, "creating the Kafka topics", self.config.declare_timeout)
         except BaseException as error:
             await self.stop()  # every client, started or not: aiokafka warns about unclosed ones
             if isinstance(error, KafkaError | OSError):
                 raise TransportError(f"cannot reach Kafka at {','.join(self.config.bootstrap)}: {error}") from error
             raise
+
+    async def _create_topics(self) -> None:
+        if self.config.replication_factor:
+            self._replicas = self.config.replication_factor
+        else:
+            brokers = (await self.admin.describe_cluster())["brokers"]
+            self._replicas = min(3, len(brokers))
+        await self.ensure_topic(self.config.events_topic, self.config.partitions)
+        await self.ensure_topic(self.config.registry_topic, 1, {"cleanup.policy": "compact"})
 
     async def stop(self) -> None:
         for client in (self.reader, self.producer, self.admin):
@@ -94,6 +98,7 @@ class Cluster:
         response = await self.admin.create_topics([topic])
         for _, code, *detail in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
+                raise_retriable(code, detail)  # e.g. NOT_CONTROLLER: `retrying` asks again
                 raise TransportError(f"cannot create Kafka topic {name!r}: error {code} {detail}")
         for _ in range(100):  # a new topic's metadata reaches the brokers shortly after creation
             (described,) = await self.admin.describe_topics([name])

@@ -48,7 +48,7 @@ _INTS = (
     "linger_ms",
     "max_batch_size",
 )
-_FLOATS = ("revoke_grace",)
+_FLOATS = ("revoke_grace", "declare_timeout")
 _BOOLS = ("ssl_check_hostname",)
 _WHAT = "Kafka"
 
@@ -77,6 +77,9 @@ class KafkaConfig:
     """Seconds a consumer losing partitions in a rebalance waits for deliveries in flight to
     be settled before handing the partitions over (the rest are redelivered elsewhere)."""
     request_timeout_ms: int = 30_000
+    declare_timeout: float = 60.0
+    """Seconds `open` and `subscribe` keep retrying retriable errors while they create topics and
+    declare a group (a group coordinator not available yet, a controller moving); 0 tries once."""
     linger_ms: int = 0
     max_batch_size: int = 1_048_576
     """Bytes of records per partition in one produce request."""
@@ -101,8 +104,12 @@ class KafkaConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"Kafka option {name} must be >= 1, got {getattr(self, name)}")
-        if self.replication_factor < 0 or self.linger_ms < 0 or self.max_batch_size < 1 or self.revoke_grace < 0:
-            raise ConfigurationError("Kafka options replication_factor, linger_ms, revoke_grace must be >= 0")
+        if min(self.replication_factor, self.linger_ms, self.revoke_grace, self.declare_timeout) < 0:
+            raise ConfigurationError(
+                "Kafka options replication_factor, linger_ms, revoke_grace, declare_timeout must be >= 0"
+            )
+        if self.max_batch_size < 1:
+            raise ConfigurationError(f"Kafka option max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ConfigurationError("Kafka option heartbeat_interval_ms must be below session_timeout_ms")
         if self.security_protocol not in _SECURITY:

@@ -14,6 +14,7 @@ from tidings.transport.base import Capabilities, DeadLetter, Subscription, Trans
 from tidings.transport.kafka.admin import Admin
 from tidings.transport.kafka.cluster import Cluster, Outgoing
 from tidings.transport.kafka.config import CE_PREFIX, KafkaConfig, check_group
+from tidings.transport.kafka.retrying import retrying
 from tidings.transport.kafka.subscription import KafkaSubscription
 
 log = logging.getLogger("tidings.transport.kafka")
@@ -57,6 +58,9 @@ class KafkaTransport(Transport):
     async def subscribe(self, group: str, types: Collection[str], *, prefetch: int = 64) -> Subscription:
         """Declare `group` for `types` durably, join its consumer group and return a member of it.
 
+        Retriable errors while declaring (a coordinator not available yet...) are retried with
+        backoff for up to `declare_timeout` seconds; then, or for any other error, `TransportError`.
+
         `prefetch` bounds the records this member holds unsettled (read ahead, in flight, or
         waiting for a retry).
         """
@@ -64,10 +68,14 @@ class KafkaTransport(Transport):
         check_group(group)
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
-        try:
+
+        async def declare() -> None:  # every step is idempotent, so a retry starts it over
             await self._cluster.ensure_topic(self.config.dlq_topic(group), 1, {"retention.ms": "-1"})
             await self._cluster.register(group, types)
             await self._cluster.declare(group)
+
+        try:
+            await retrying(declare, f"declaring group {group!r}", self.config.declare_timeout)
         except KafkaError as error:
             raise TransportError(f"cannot declare group {group!r} on Kafka: {error!r}") from error
         subscription = KafkaSubscription(self._cluster, group, types, prefetch, self._subscriptions.discard)

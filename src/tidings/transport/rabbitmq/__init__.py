@@ -2,8 +2,8 @@
 
 `amqp://user:pass@host:5672/vhost` (`amqps://` with `cafile`, `certfile`, `keyfile`,
 `no_verify_ssl` in the query). Options, all in the query: `queue_type=quorum|classic`,
-`ordering=none|key`, `namespace=tidings`, `publish_timeout=30`, `reconnect_max=5`,
-`delivery_limit=N`, `management_url=http://host:15672`, and one legacy mapping with
+`ordering=none|key`, `namespace=tidings`, `publish_timeout=30`, `reconnect_max=1`,
+`connect_timeout=60`, `delivery_limit=N`, `management_url=http://host:15672`, and one legacy mapping with
 `legacy_queue=order_events&legacy_types=OrderCreated:shop.order.created` (see `LegacyMapping`).
 
 What it promises, on top of the port's contract (`tidings.transport.base`):
@@ -13,8 +13,10 @@ What it promises, on top of the port's contract (`tidings.transport.base`):
 - Each group is a durable quorum queue bound to the events exchange by event type; consumers
   of a group compete for its messages. Topology is declared idempotently at `subscribe`, and
   again after every reconnect.
-- The connection comes back by itself (backoff up to `reconnect_max`); subscriptions consume
-  again, and deliveries taken over the lost connection are redelivered by the broker.
+- `open` waits for a broker that is not reachable yet (backoff, up to `connect_timeout`).
+- The connection comes back by itself (backoff with jitter up to `reconnect_max`); publishers
+  waiting meanwhile are woken when it is up, subscriptions consume again, and deliveries taken
+  over the lost connection are redelivered by the broker.
 - Order: a group's queue is FIFO, but competing consumers, prefetch and retries reorder what
   handlers see, so `per_key_ordering` is off. `ordering=key` opens a `KeyOrderedRabbitTransport`:
   one active consumer per group (single-active-consumer queues) and per-key hold-back, which

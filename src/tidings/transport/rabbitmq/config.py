@@ -36,7 +36,9 @@ _PASSTHROUGH = frozenset(
         "happy_eyeballs_delay",
     }
 )
-_OWN = frozenset({"namespace", "queue_type", "ordering", "management_url", "publish_timeout", "reconnect_max"})
+_OWN = frozenset(
+    {"namespace", "queue_type", "ordering", "management_url", "publish_timeout", "reconnect_max", "connect_timeout"}
+)
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _WHAT = "RabbitMQ"
 
@@ -102,8 +104,12 @@ class RabbitConfig:
     (one consumer of a group works at a time, the others stand by)."""
     publish_timeout: float = 30.0
     """Seconds `publish` waits for a connection and for the broker's confirms."""
-    reconnect_max: float = 5.0
-    """Upper bound of the reconnection backoff, in seconds."""
+    reconnect_max: float = 1.0
+    """Upper bound of the (re)connection backoff, in seconds: once the broker is back, the
+    connection is back within about this long."""
+    connect_timeout: float = 60.0
+    """Seconds `open` keeps trying to reach an unreachable broker before it raises; 0 tries once.
+    (A broker that refuses the credentials or the vhost fails at once.)"""
     delivery_limit: int | None = None
     """Quorum queues only: dead-letter a message the broker delivered this many times."""
     management_url: str | None = None
@@ -119,6 +125,8 @@ class RabbitConfig:
             raise ConfigurationError(f"ordering must be none or key, got {self.ordering!r}")
         if not (self.publish_timeout > 0 and self.reconnect_max > 0):
             raise ConfigurationError("publish_timeout and reconnect_max must be > 0")
+        if not self.connect_timeout >= 0:
+            raise ConfigurationError("connect_timeout must be >= 0")
         if self.delivery_limit is not None and (self.delivery_limit < 1 or self.queue_type != "quorum"):
             raise ConfigurationError("delivery_limit must be >= 1 and needs queue_type=quorum")
         queues = [mapping.queue for mapping in self.legacy]
@@ -139,7 +147,7 @@ class RabbitConfig:
                 legacy_options[name.removeprefix("legacy_")] = value
             elif name in ("namespace", "queue_type", "ordering", "management_url"):
                 options[name] = value
-            elif name in ("publish_timeout", "reconnect_max"):
+            elif name in ("publish_timeout", "reconnect_max", "connect_timeout"):
                 options[name] = urls.number(url, name, value, _WHAT)
             elif name == "delivery_limit":
                 options[name] = urls.number(url, name, value, _WHAT, int)

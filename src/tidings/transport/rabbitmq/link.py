@@ -1,10 +1,17 @@
 """One AMQP connection kept up, and publishing with confirms over it.
 
-`Link` connects once at start (failing loudly), then watches the connection: when it closes
-for any reason but `close()`, it reconnects with capped exponential backoff and jitter and runs
+`Link` connects at start -- retrying while the broker is unreachable, for up to
+`connect_timeout` seconds, but failing at once when it refuses the credentials or the vhost --
+then watches the connection: when it closes for any reason but `close()`, it reconnects and runs
 the registered hooks in order (the transport re-declares its topology, each subscription opens
 a new channel and consumes again). `generation` counts connections, so a delivery can tell it
 came over a connection that is gone: the broker has already put it back in its queue.
+
+Both retry with exponential backoff and jitter (`tidings.retry.RetryPolicy`, capped at
+`reconnect_max`), and log a warning with the attempt count for attempts 1, 2, 4, 8... and every
+60th (debug for the others). While the connection is down, whoever needs a channel (a publish,
+an admin call) waits for the next connection instead of trying the dead one again, and is woken
+the moment it is up.
 
 Publishing uses one confirm-mode channel: a batch is written without waiting for each frame
 to drain and its confirms are gathered, so a batch costs about one round trip.
@@ -14,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -24,6 +30,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 
 from tidings.errors import PublishError, TransportError
+from tidings.retry import RetryPolicy
 from tidings.transport.rabbitmq.config import RabbitConfig
 
 log = logging.getLogger("tidings.transport.rabbitmq")
@@ -41,6 +48,12 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 """What a broker operation raises when the connection or channel is gone or refuses."""
 _RECONNECT_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
+_REFUSED: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AuthenticationError,
+    aiormq.exceptions.ProbableAuthenticationError,  # 403 ACCESS_REFUSED: wrong user or password
+    aiormq.exceptions.ConnectionNotAllowed,  # 530 NOT_ALLOWED: no such vhost, or no access to it
+)
+"""What the broker answers when it is there but will not have us: waiting does not help."""
 
 
 class Link:
@@ -57,6 +70,7 @@ class Link:
         self._supervisor: asyncio.Task[None] | None = None
         self._publisher: tuple[AbstractChannel, aiormq.Channel] | None = None
         self._publisher_lock = asyncio.Lock()
+        self._backoff = RetryPolicy(base=0.1, factor=2.0, max_delay=config.reconnect_max, jitter=0.5)
 
     def add_hook(self, hook: Hook) -> None:
         """Run `hook` after every (re)connection, after the hooks added before it."""
@@ -67,11 +81,32 @@ class Link:
             self._hooks.remove(hook)
 
     async def start(self) -> None:
-        """Connect now; raise `TransportError` if the broker cannot be reached."""
-        try:
-            await self._connect()
-        except BROKER_ERRORS as error:
-            raise TransportError(f"cannot connect to {self.config.redacted()}: {error!r}") from error
+        """Connect, trying again with backoff while the broker is unreachable; raise
+        `TransportError` after `connect_timeout` seconds, or at once if the broker refuses us."""
+        loop = asyncio.get_running_loop()
+        timeout = self.config.connect_timeout
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 5.0)):  # one attempt may hang
+                    await self._connect()
+                break
+            except _REFUSED as error:
+                raise TransportError(f"{self.config.redacted()} refused the connection: {error!r}") from error
+            except _RECONNECT_ERRORS as error:
+                left = deadline - loop.time()
+                if left <= 0:
+                    where = self.config.redacted()
+                    raise TransportError(
+                        f"cannot connect to {where} after {attempt} attempt(s) in {timeout:g}s: {error!r}"
+                    ) from error
+                delay = min(self._backoff.delay(attempt), left)  # the last attempt at the deadline
+                self._attempt_failed("connecting", attempt, error, delay)
+                await asyncio.sleep(delay)
+        if attempt > 1:
+            log.warning("connected to %s at attempt %d", self.config.redacted(), attempt)
         self._supervisor = asyncio.create_task(self._supervise(), name="tidings-rabbitmq-link")
 
     async def close(self) -> None:
@@ -109,19 +144,21 @@ class Link:
         connection being set up while they run; they (and anything holding a lock a hook needs)
         pass `wait=False`, which raises `ChannelInvalidStateError` instead of waiting."""
         while True:
-            connection = self.connection
-            if connection is None or connection.is_closed:
-                if not wait:
-                    raise aiormq.exceptions.ChannelInvalidStateError("not connected")
-                connection = await self.wait_up()
+            # with `wait`, never the connection that just failed: no spin while it is down
+            connection = await self.wait_up() if wait else self._being_set_up()
             try:
                 return await connection.channel(publisher_confirms=confirms)
             except RuntimeError as error:  # "<Connection ...> closed": its socket is gone already
                 log.debug("opening a channel failed (%r): waiting for the next connection", error)
-                self._on_close(connection, error)
+                self._on_close(connection, error)  # marks it down, so `wait_up` waits for the next
                 if not wait:
                     raise aiormq.exceptions.ChannelInvalidStateError(str(error)) from error
-                await asyncio.sleep(0)
+
+    def _being_set_up(self) -> AbstractConnection:
+        connection = self.connection
+        if connection is None or connection.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("not connected")
+        return connection
 
     # -- (re)connecting ---------------------------------------------------------------------------
 
@@ -141,30 +178,51 @@ class Link:
         self._up.set()
 
     def _on_close(self, sender: Any, error: BaseException | None = None) -> None:
+        """The connection `sender` is gone: mark it down (once) and wake the supervisor."""
         if sender is self.connection:
+            was_up = self._up.is_set()
             self._up.clear()
             self._lost.set()
-            if not self._closing:
+            if was_up and not self._closing:
                 log.warning("connection to %s lost: %r", self.config.redacted(), error)
 
     async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._lost.wait()
             if self._closing:
                 return
-            delay = 0.1
+            lost_at, attempt = loop.time(), 0
             while not self._closing:
+                attempt += 1
                 try:
                     await self._connect()
                 except _RECONNECT_ERRORS as error:
-                    log.warning(
-                        "reconnecting to %s failed (%r), next try in %.1fs", self.config.redacted(), error, delay
-                    )
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                    delay = min(delay * 2, self.config.reconnect_max)
+                    delay = self._backoff.delay(attempt)
+                    self._attempt_failed("reconnecting", attempt, error, delay)
+                    await asyncio.sleep(delay)
                 else:
-                    log.info("reconnected to %s (connection %d)", self.config.redacted(), self.generation)
+                    log.warning(
+                        "reconnected to %s at attempt %d, %.1fs after the connection was lost (connection %d)",
+                        self.config.redacted(),
+                        attempt,
+                        loop.time() - lost_at,
+                        self.generation,
+                    )
                     break
+
+    def _attempt_failed(self, doing: str, attempt: int, error: BaseException, delay: float) -> None:
+        """Log a failed attempt: a warning for attempts 1, 2, 4, 8... and every 60th, else debug."""
+        loud = attempt & (attempt - 1) == 0 or attempt % 60 == 0
+        log.log(
+            logging.WARNING if loud else logging.DEBUG,
+            "%s to %s failed (attempt %d: %r), next attempt in %.2fs",
+            doing,
+            self.config.redacted(),
+            attempt,
+            error,
+            delay,
+        )
 
     # -- publishing ---------------------------------------------------------------------------------
 

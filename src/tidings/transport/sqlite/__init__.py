@@ -7,18 +7,24 @@
   subscribed to each type (fan-out); it returns after the commit. A type no group subscribes to
   is not stored, as an exchange without bindings drops it.
 - A subscription claims up to `prefetch` deliveries at a time with a lease. A heartbeat renews
-  the leases of everything it holds, so a slow handler keeps its delivery; when its process dies
-  the lease runs out and another consumer gets the delivery with `attempt + 1`. Closing a
-  subscription hands its unsettled deliveries back at once.
+  the leases of everything it holds, so a slow handler keeps its delivery. When its process
+  dies, the other consumers on the machine notice within about half a second and its
+  deliveries are claimable again at once, with `attempt + 1`; a process that is alive but
+  frozen loses them when the lease runs out. Closing a subscription hands its unsettled
+  deliveries back at once.
+- Each subscription is a *member* of its group and records the types it subscribes (`members`):
+  it claims those, and any type no live member of the group subscribes any more, so a type a
+  deploy stopped handling is dead-lettered by the runtime instead of blocking its key.
 - Settlements from all subscriptions of a transport are committed together by one flusher
   (group commit); `await delivery.ack()` returns only after its commit.
 
 All SQLite work runs on one worker thread per transport, which owns the connection: the event
 loop never blocks on the database, and no connection is shared between threads.
 
-Modules: `config` (URL and options), `codec` (envelope <-> row), `store` (tables, and the
-statements that publish, claim and settle), `admin` (dead letters, backlog), `worker` (thread,
-group commit, lease renewal), `consumer` (subscription, delivery), `transport` (the port).
+Modules: `config` (URL and options), `codec` (envelope <-> row), `schema` (tables, versions),
+`store` (the statements that publish, claim and settle), `members` (who subscribes what, dead
+processes), `admin` (dead letters, backlog), `worker` (thread, group commit, lease renewal),
+`consumer` (subscription, delivery), `transport` (the port).
 Only the names below are public.
 """
 

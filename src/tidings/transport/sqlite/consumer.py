@@ -21,7 +21,9 @@ from typing import Self
 from tidings.envelope import Envelope
 from tidings.errors import TransportError
 from tidings.transport.base import Delivery, Subscription
+from tidings.transport.sqlite import members
 from tidings.transport.sqlite.codec import decode_row
+from tidings.transport.sqlite.members import Member
 from tidings.transport.sqlite.store import Claimed, Kind, Lease, Settlement
 from tidings.transport.sqlite.worker import Busy, Worker
 
@@ -48,6 +50,10 @@ class SqliteSubscription(Subscription):
         self._fetching: asyncio.Task[None] | None = None
         self._error: TransportError | None = None
         self._closed = False
+
+    @property
+    def member(self) -> Member:
+        return Member(self.owner, self.group, self.types)
 
     def __aiter__(self) -> Self:
         return self
@@ -143,12 +149,13 @@ class SqliteSubscription(Subscription):
         self._buffer.clear()
         self._held.clear()
         self._worker.subscriptions.discard(self)
-        if leases:
-            try:
+        try:
+            if leases:
                 await self._worker.run(partial(self._worker.store.release, leases, time.time()))
-            except TransportError as error:
-                _log.warning("could not hand back %d deliveries (they return after the lease): %s", len(leases), error)
-            self._worker.poke()
+            await self._worker.run(partial(members.leave, self._worker.store, [self.owner]))
+        except TransportError as error:
+            _log.warning("could not hand back %d deliveries (they return after the lease): %s", len(leases), error)
+        self._worker.poke()
 
 
 class SqliteDelivery(Delivery):

@@ -1,5 +1,6 @@
-"""The synchronous half of the SQLite broker: its tables, and the statements that publish,
-claim and settle, run on one thread (the dead-letter and backlog statements are in `admin`).
+"""The synchronous half of the SQLite broker: the statements that publish, claim and settle,
+run on one thread (the tables are in `schema`, members in `members`, the dead-letter and backlog
+statements in `admin`).
 
 `Store` owns one `sqlite3` connection and is only ever called from the transport's single
 worker thread, so no connection is shared between threads. Every write runs in its own
@@ -17,69 +18,26 @@ A delivery row is one (group, message) pair, created by fan-out in the publish t
 
 At most one delivery per (group, partition key) is ever not `waiting`, which is how per-key
 order is kept with a claim query that costs O(rows claimed), not O(backlog).
+
+A consumer claims the types it subscribed, and also any type that no live member of its group
+subscribes (see `members`): a type the group stopped handling reaches a member, whose runtime
+dead-letters it, instead of holding back every later delivery of its partition key.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from tidings.errors import ConfigurationError
+from tidings.transport.sqlite.schema import migrate
 
-SCHEMA_VERSION = 1
 BLOCKED = float("inf")
 """`available_at` of a `waiting` delivery: never claimable until promoted."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- publish order, never reused
-    event_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    partition_key TEXT,
-    headers TEXT NOT NULL,                 -- CloudEvents binary mode: ce_* attributes as JSON
-    body BLOB NOT NULL,
-    published_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    grp TEXT NOT NULL,
-    type TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (grp, type)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    grp TEXT NOT NULL,
-    message_id INTEGER NOT NULL,
-    partition_key TEXT,
-    state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'waiting')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    available_at REAL NOT NULL,
-    lease_owner TEXT
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (grp, available_at);
-CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries (message_id);
-CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (grp, partition_key, state, message_id)
-    WHERE partition_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    grp TEXT NOT NULL,
-    message_id INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    partition_key TEXT,
-    headers TEXT NOT NULL,
-    body BLOB NOT NULL,
-    published_at REAL NOT NULL,
-    reason TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    dead_lettered_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_group ON dead_letters (grp, id);
-"""
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, event_id, type, partition_key, headers, body, published_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -88,8 +46,11 @@ INSERT_DELIVERY = "INSERT INTO deliveries (grp, message_id, partition_key, state
 _CLAIM = """
 SELECT d.id, d.message_id, d.partition_key, d.attempts + 1, m.headers, m.body
 FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id
-WHERE d.grp = ? AND d.available_at <= ? AND m.type IN ({types})
-ORDER BY d.available_at LIMIT ?
+WHERE d.grp = ?1 AND d.available_at <= ?2 AND (m.type IN ({types}) OR NOT EXISTS (
+    SELECT 1 FROM member_types AS t JOIN members AS p ON p.owner = t.owner
+    WHERE t.grp = ?1 AND t.type = m.type AND p.alive_until > ?2
+))
+ORDER BY d.available_at LIMIT ?3
 """
 _LEASE = "UPDATE deliveries SET state = 'leased', attempts = ?, available_at = ?, lease_owner = ? WHERE id = ?"
 _MINE = "id = ? AND lease_owner = ? AND attempts = ?"
@@ -155,7 +116,8 @@ class Store:
             # WAL + NORMAL: a commit survives the death of any process; only power loss or an OS
             # crash can lose the last transactions (never corrupt the file).
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate(path)
+            with self.write() as db:
+                migrate(db, path)
         except BaseException:
             self._db.close()
             raise
@@ -178,25 +140,7 @@ class Store:
                 self._db.execute("ROLLBACK")
             raise
 
-    def _migrate(self, path: str) -> None:
-        with self.write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigurationError(f"{path!r} has broker schema {version}; this tidings knows {SCHEMA_VERSION}")
-            if version < SCHEMA_VERSION:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    # -- publish and subscribe ---------------------------------------------------------------
-
-    def subscribe(self, group: str, types: Collection[str], now: float) -> None:
-        with self.write() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO subscriptions (grp, type, created_at) VALUES (?, ?, ?)",
-                [(group, type, now) for type in types],
-            )
+    # -- publish ---------------------------------------------------------------------------------
 
     def publish(self, rows: Sequence[Row], now: float) -> int:
         """Insert the messages some group subscribes to, and fan them out; returns how many."""
@@ -231,9 +175,10 @@ class Store:
     def claim(
         self, group: str, types: Sequence[str], owner: str, limit: int, now: float, until: float
     ) -> list[Claimed]:
-        """Lease up to `limit` claimable deliveries of `types` to `owner` until `until`."""
-        sql = _CLAIM.format(types=", ".join("?" * len(types)))
-        params = (group, now, *types, limit)
+        """Lease up to `limit` claimable deliveries of `types` (or of types no live member of
+        `group` subscribes) to `owner` until `until`."""
+        sql = _CLAIM.format(types=", ".join(f"?{n}" for n in range(4, 4 + len(types))))
+        params = (group, now, limit, *types)
         if self._db.execute(sql, params).fetchone() is None:
             return []  # idle poll: a plain read, no write lock taken
         with self.write() as db:

@@ -11,7 +11,7 @@ from typing import ClassVar, Self
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, PublishError, TransportError
 from tidings.transport.base import Capabilities, DeadLetter, Transport
-from tidings.transport.sqlite import admin
+from tidings.transport.sqlite import admin, members
 from tidings.transport.sqlite.codec import encode
 from tidings.transport.sqlite.config import SqliteConfig
 from tidings.transport.sqlite.consumer import SqliteSubscription
@@ -53,16 +53,21 @@ class SqliteTransport(Transport):
         worker.poke()
 
     async def subscribe(self, group: str, types: Collection[str], *, prefetch: int = 64) -> SqliteSubscription:
-        """Record (group, type) rows durably, then return a consumer holding at most `prefetch` deliveries."""
+        """Record (group, type) rows durably and join the group as a member subscribing `types`,
+        then return a consumer holding at most `prefetch` deliveries.
+
+        The consumer gets deliveries of `types`, and of any type no live member of the group
+        subscribes any more (a handler a deploy removed): the runtime dead-letters those at once
+        (`capabilities.member_types`), so they never hold back their partition key."""
         if not group or isinstance(types, str) or not types or prefetch < 1:
             raise ConfigurationError(
                 f"subscribe needs a group name, a collection of type names and prefetch >= 1; "
                 f"got {group!r}, {types!r}, {prefetch!r}"
             )
-        names = tuple(sorted(set(types)))
         worker = self._worker
-        await worker.run(partial(worker.store.subscribe, group, names, time.time()))
-        subscription = SqliteSubscription(worker, group, names, prefetch)
+        subscription = SqliteSubscription(worker, group, tuple(sorted(set(types))), prefetch)
+        now = time.time()
+        await worker.run(partial(members.join, worker.store, subscription.member, now, now + self.config.lease))
         worker.watch(subscription)
         return subscription
 

@@ -3,8 +3,9 @@
 All SQLite work of a transport runs on one worker thread, which owns the connection: the event
 loop never blocks on the database, and no connection is shared between threads. Settlements
 from all subscriptions of a transport are committed together by one flusher (group commit); a
-heartbeat renews the leases of everything the subscriptions hold. Both the transport and its
-subscriptions use the worker; neither knows the other's internals.
+heartbeat renews the leases of everything the subscriptions hold, and their membership of
+their groups (`members`), and hands back at once what consumers of this host that died held.
+Both the transport and its subscriptions use the worker; neither knows the other's internals.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from tidings.errors import TransportError
+from tidings.transport.sqlite import members
 from tidings.transport.sqlite.config import SqliteConfig
+from tidings.transport.sqlite.members import Member
 from tidings.transport.sqlite.store import Lease, Settlement, Store
 
 _log = logging.getLogger("tidings.transport.sqlite")
 T = TypeVar("T")
+REAP_EVERY = 0.5
+"""Seconds between two looks for consumers of this host whose process has died."""
 
 
 class Busy(TransportError):
@@ -35,6 +40,9 @@ class Busy(TransportError):
 
 class Holder(Protocol):
     """What the worker needs of a subscription: wake it, renew what it holds, close it."""
+
+    @property
+    def member(self) -> Member: ...
 
     def _poke(self) -> None: ...
 
@@ -149,12 +157,36 @@ class Worker:
             self.poke()
 
     async def _beat(self) -> None:
-        """Renew held leases every third of the lease, so only a dead (or frozen) process loses them."""
+        """Renew held leases and memberships every third of the lease, so only a dead (or frozen)
+        process loses them; every `REAP_EVERY` seconds take back what dead processes held."""
+        loop = asyncio.get_running_loop()
+        renew_every = self.config.lease / 3
+        renew_at = loop.time() + renew_every
         while True:
-            await asyncio.sleep(self.config.lease / 3)
-            leases = [lease for subscription in self.subscriptions for lease in subscription._leases()]
+            await asyncio.sleep(min(REAP_EVERY, renew_every))
+            if loop.time() >= renew_at:
+                renew_at = loop.time() + renew_every
+                await self._renew()
+            if not self.subscriptions:
+                continue  # nothing here would claim what a dead process held
+            try:
+                released = await self.run(partial(members.reap, self.store, time.time()))
+            except TransportError as error:
+                _log.debug("could not look for dead consumers: %s", error)
+            else:
+                if released:
+                    _log.info("%d deliveries held by consumers whose process died are claimable again", released)
+                    self.poke()
+
+    async def _renew(self) -> None:
+        holders = list(self.subscriptions)
+        if not holders:
+            return
+        until = time.time() + self.config.lease
+        leases = [lease for subscription in holders for lease in subscription._leases()]
+        try:
+            await self.run(partial(members.renew, self.store, [holder.member for holder in holders], until))
             if leases:
-                try:
-                    await self.run(partial(self.store.extend, leases, time.time() + self.config.lease))
-                except TransportError as error:
-                    _log.warning("could not renew %d leases: %s", len(leases), error)
+                await self.run(partial(self.store.extend, leases, until))
+        except TransportError as error:
+            _log.warning("could not renew %d leases: %s", len(leases), error)

@@ -1,0 +1,162 @@
+"""RabbitMQ unreachable, made without touching the shared server: the transport goes through a
+`TcpProxy` that cuts its connections and turns new ones away. Reconnecting backs off instead of
+spinning, publishing resumes promptly once the broker is back, and `connect()` waits for a
+broker that is not there yet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conformance.events import PING, ping
+from tests.integration.rabbitmq_support import AMQP_PORT, HOST, amqp_url, fresh_vhost
+from tests.integration.tcp_proxy import TcpProxy
+from tidings.errors import PublishError, TransportError
+from tidings.transport import Transport, connect
+
+pytestmark = pytest.mark.rabbitmq
+LOGGER = "tidings.transport.rabbitmq"
+
+
+@pytest.fixture
+async def vhost() -> AsyncIterator[str]:
+    async with fresh_vhost() as name:
+        yield name
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[TcpProxy]:
+    async with TcpProxy(HOST, AMQP_PORT) as running:
+        yield running
+
+
+async def wait_for(check: object, within: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():  # type: ignore[operator]
+        assert loop.time() < deadline, f"{what} not within {within}s"
+        await asyncio.sleep(0.01)
+
+
+class Publisher:
+    """Publishes one ping after another, as a relay does, noting when each publish returned."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.confirmed: list[float] = []
+        self.failures = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            try:
+                await self.transport.publish([ping(n)])
+            except PublishError:
+                self.failures += 1
+            else:
+                self.confirmed.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def test_an_unreachable_broker_is_retried_with_backoff_not_in_a_spin(
+    vhost: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: every publish attempt on the dead connection logged 'connection lost' in a busy
+    loop (about 10,000 warnings in 5 s); now the link logs a few numbered attempts."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    transport = await connect(amqp_url(vhost, "publish_timeout=1", port=proxy.port))
+    try:
+        subscription = await transport.subscribe("g", [PING])
+        publisher = Publisher(transport)
+        await wait_for(lambda: publisher.confirmed, 10, "a first publish")
+        caplog.clear()
+        proxy.refuse()
+        proxy.cut()
+        await asyncio.sleep(3)  # an outage of a fixed length is the scenario itself
+        warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING]
+        attempts = proxy.refused
+        proxy.accept()
+        await publisher.stop()
+        await subscription.close()
+    finally:
+        await transport.close()
+    assert 2 <= attempts <= 20, f"{attempts} connection attempts in 3 s"
+    assert len(warnings) <= 8, warnings[:20]
+    reconnecting = [w for w in warnings if w.startswith("reconnecting to")]
+    assert reconnecting, warnings
+    assert all(re.search(r"\(attempt \d+: ", w) for w in reconnecting), reconnecting
+
+
+async def test_publishing_resumes_within_a_second_of_the_broker_coming_back(vhost: str, proxy: TcpProxy) -> None:
+    """With the default backoff cap, a publisher blocked in `publish` during a 6 s outage gets
+    its confirm within about a second of the broker being reachable again."""
+    transport = await connect(amqp_url(vhost, port=proxy.port))
+    try:
+        await transport.subscribe("g", [PING])
+        publisher = Publisher(transport)
+        await wait_for(lambda: publisher.confirmed, 10, "a first publish")
+        proxy.refuse()
+        proxy.cut()
+        await asyncio.sleep(6)
+        before = len(publisher.confirmed)
+        loop = asyncio.get_running_loop()
+        back = loop.time()
+        proxy.accept()
+        await wait_for(lambda: len(publisher.confirmed) > before, 10, "a publish after the outage")
+        resumed = publisher.confirmed[before] - back
+        await publisher.stop()
+    finally:
+        await transport.close()
+    assert resumed < 1.5, f"publishing resumed {resumed:.2f}s after the broker came back"
+
+
+async def test_open_waits_for_a_broker_that_is_not_reachable_yet(vhost: str, proxy: TcpProxy) -> None:
+    """Before: `connect()` raised `TransportError` at once, so a service started during an outage
+    exited 1. Now it keeps trying (with backoff) and returns once the broker is reachable."""
+    proxy.refuse()
+    opening = asyncio.ensure_future(connect(amqp_url(vhost, port=proxy.port)))
+    try:
+        await wait_for(lambda: proxy.refused >= 3 or opening.done(), 10, "three connection attempts")
+        assert not opening.done(), f"connect() gave up: {opening.exception()!r}"
+        proxy.accept()
+        transport = await asyncio.wait_for(opening, 5)
+    finally:
+        if not opening.done():
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+    try:
+        await transport.subscribe("g", [PING])
+        await transport.publish([ping(1)])
+    finally:
+        await transport.close()
+
+
+async def test_open_gives_up_after_connect_timeout(vhost: str, proxy: TcpProxy) -> None:
+    proxy.refuse()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TransportError, match=r"after \d+ attempt\(s\) in 1s"):
+        await connect(amqp_url(vhost, "connect_timeout=1", port=proxy.port))
+    elapsed = loop.time() - started
+    assert 0.9 <= elapsed < 3, elapsed
+    assert proxy.refused >= 2
+
+
+async def test_open_fails_at_once_on_refused_credentials(vhost: str) -> None:
+    """Waiting does not fix a wrong password: no 60 s of retries for that."""
+    url = amqp_url(vhost).replace("guest:guest@", "guest:wrong@")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TransportError, match="refused"):
+        await connect(url)
+    assert loop.time() - started < 5
