@@ -4,5 +4,5 @@ Each module has `register(commands)`, which adds its subparser with `handler=` s
 of the parsed arguments returning the exit status. Output is a readable table by default and
 JSON with `--json`, for scripts. Argparse and Rich rather than Typer: the CLI already was
 argparse, Rich is already a dependency, and the commands need nothing Typer adds
-(docs/decisions/0014-cli.md).
+(docs/decisions/0016-cli-and-test-kit.md).
 """
