@@ -26,3 +26,19 @@ def test_a_missing_attribute_is_named(tmp_path: Path) -> None:
     result = run(tmp_path, "run", "mymodule:nosuch")
     assert result.returncode == 2
     assert result.stderr.strip() == "tidings: module 'mymodule' has no attribute 'nosuch'"
+
+
+def test_a_missing_data_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "mymodule.py").write_text(
+        "from tidings.service import Service\n"
+        "inventory = Service('inventory', broker='sqlite:///data/broker.db', database='sqlite:///data/inventory.db')\n"
+    )
+    result = run(tmp_path, "run", "mymodule:inventory")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tidings: the folder 'data' of the SQLite broker does not exist: create it first"
+    )
+    (tmp_path / "data").mkdir()
+    backlog = run(tmp_path, "outbox", "status", "--database", "sqlite:///nowhere/inventory.db")
+    assert backlog.returncode == 2
+    assert "the folder 'nowhere' of the SQLite database does not exist: create it first" in backlog.stderr

@@ -22,6 +22,7 @@ beside Tidings' (which lives in `tidings_alembic_version`), or calls `store.run_
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, MetaData
@@ -58,6 +59,14 @@ def normalise_url(url: str | URL) -> URL:
     if driver.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
         raise ConfigurationError("an in-memory SQLite database cannot be shared: give a file, sqlite:///path.db")
     return parsed.set(drivername=driver)
+
+
+def check_folder(url: URL) -> None:
+    """An SQLite file's folder must exist: SQLite's own error ("unable to open database file")
+    never says that this is what is wrong."""
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).parent.is_dir():
+        folder = str(Path(str(url.database)).parent)
+        raise ConfigurationError(f"the folder {folder!r} of the SQLite database does not exist: create it first")
 
 
 class Store:
@@ -134,5 +143,6 @@ def create_engine(
 ) -> AsyncEngine:
     """The async engine for `url`, set up by its database's dialect (`StoreDialect.create_engine`)."""
     parsed = normalise_url(url)
+    check_folder(parsed)
     dialect = dialect_named(parsed.get_backend_name())
     return dialect.create_engine(parsed, pool_size=pool_size, busy_timeout=busy_timeout, read_only=read_only)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tidings.errors import ConfigurationError
-from tidings.store.database import Store, normalise_url
+from tidings.store.database import Store, check_folder, normalise_url
 from tidings.store.tables import outbox, relay
 
 
@@ -50,6 +50,7 @@ async def outbox_status(database_url: str | URL) -> OutboxStatus:
     Raises `ConfigurationError` when the database has no Tidings tables (no service ran on it).
     """
     url = normalise_url(database_url)
+    check_folder(url)
     if url.drivername.startswith("sqlite") and not await asyncio.to_thread(os.path.exists, url.database or ""):
         raise ConfigurationError(f"no SQLite database at {url.database!r}")
     store = await Store.open(url, migrate=False, pool_size=1, read_only=True)

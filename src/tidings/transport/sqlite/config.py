@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from tidings.errors import ConfigurationError
 from tidings.transport import urls
@@ -32,6 +33,9 @@ class SqliteConfig:
     def __post_init__(self) -> None:
         if not self.path:
             raise ConfigurationError("the SQLite broker URL names no file: use sqlite:///path/to/broker.db")
+        folder = Path(self.path).parent
+        if not folder.is_dir():
+            raise ConfigurationError(f"the folder {str(folder)!r} of the SQLite broker does not exist: create it first")
         for name in ("lease", "busy_timeout", "poll_min", "poll_max"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"sqlite broker option {name} must be > 0, got {getattr(self, name)!r}")
