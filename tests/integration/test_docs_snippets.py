@@ -28,6 +28,15 @@ async def test_the_getting_started_example_reserves_stock(tmp_path: Path) -> Non
     assert await module.main(tmp_path) == 0
 
 
+def test_the_upcasting_example_reads_version_1() -> None:
+    spec = importlib.util.spec_from_file_location("upcasting", ROOT / "docs" / "examples" / "upcasting.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main() == module.PriceSet(sku="SKU-TEA", amount_cents=450)
+
+
 def test_every_python_block_of_the_readme_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     found = blocks(ROOT / "README.md")
@@ -36,7 +45,16 @@ def test_every_python_block_of_the_readme_runs(tmp_path: Path, monkeypatch: pyte
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
 
 
-@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.md")), ids=lambda page: page.name)
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").rglob("*.md")), ids=lambda page: page.name)
 def test_every_python_block_of_a_docs_page_compiles(page: Path) -> None:
     for block in blocks(page):
         compile(block, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def test_every_command_of_the_cli_is_in_its_reference_page() -> None:
+    from tidings.cli import _parser
+
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    subparsers = next(action for action in _parser()._actions if action.dest == "command")
+    missing = [name for name in subparsers.choices if f"`tidings {name}" not in page]  # type: ignore[attr-defined]
+    assert missing == []
