@@ -30,12 +30,15 @@ class SqliteConfig:
     """An idle consumer polls after `poll_min`, doubling up to `poll_max` (publishes and
     settlements in the same process wake it at once)."""
 
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigurationError("the SQLite broker URL names no file: use sqlite:///path/to/broker.db")
+    def check_folder(self) -> None:
+        """The file's folder must exist (SQLite's own error never says that this is what is wrong)."""
         folder = Path(self.path).parent
         if not folder.is_dir():
             raise ConfigurationError(f"the folder {str(folder)!r} of the SQLite broker does not exist: create it first")
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigurationError("the SQLite broker URL names no file: use sqlite:///path/to/broker.db")
         for name in ("lease", "busy_timeout", "poll_min", "poll_max"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"sqlite broker option {name} must be > 0, got {getattr(self, name)!r}")

@@ -34,6 +34,7 @@ class SqliteTransport(Transport):
     async def open(cls, url: str, *, lease: float | None = None) -> Self:
         """Open (creating if needed) the broker file; `lease` overrides the URL's `?lease=`."""
         config = SqliteConfig.from_url(url)
+        config.check_folder()
         transport = cls(config if lease is None else replace(config, lease=lease))
         await transport._worker.open()
         return transport
