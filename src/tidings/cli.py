@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tidings import cli_outbox
 from tidings.errors import ConfigurationError, TidingsError
 from tidings.runtime.supervisor import BackgroundTaskFailed
 from tidings.service import Service
@@ -54,14 +55,6 @@ async def _backlog(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _outbox_status(args: argparse.Namespace) -> int:
-    from tidings.store import outbox_status
-
-    status = await outbox_status(args.database)
-    print(status)
-    return 0
-
-
 def _asyncapi(args: argparse.Namespace) -> int:
     from tidings.asyncapi import document
 
@@ -95,9 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     backlog = commands.add_parser("backlog", help="messages each consumer group has not yet acked")
     backlog.add_argument("--broker", required=True)
 
-    outbox = commands.add_parser("outbox", help="outbox state of a service database")
-    outbox.add_argument("action", choices=["status"])
-    outbox.add_argument("--database", required=True, help="the service's database URL")
+    cli_outbox.add_parser(commands)
 
     demo = commands.add_parser("demo", help="two services exchanging events on the embedded broker")
     demo.add_argument("--events", type=int, default=500)
@@ -138,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backlog":
             return asyncio.run(_backlog(args))
         if args.command == "outbox":
-            return asyncio.run(_outbox_status(args))
+            return asyncio.run(cli_outbox.run(args))
         if args.command == "asyncapi":
             return _asyncapi(args)
         if args.command == "dashboard":

@@ -30,6 +30,20 @@ outbox = Table(
 )
 Index("ix_tidings_outbox_source_id", outbox.c.source, outbox.c.id)
 
+outbox_parked = Table(
+    "tidings_outbox_parked",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True, comment="Order of parking."),
+    Column("outbox_id", BigInteger, nullable=False, comment="The row's id in tidings_outbox."),
+    Column("source", String(200), nullable=False, comment="The service whose relay parked the row."),
+    Column("event_id", String(200), nullable=False, comment="The envelope's CloudEvents id, as stored."),
+    Column("headers", Text, nullable=False, comment="The outbox row's headers, unchanged."),
+    Column("body", LargeBinary, nullable=False, comment="The outbox row's body, unchanged."),
+    Column("created_at", Float, nullable=False, comment="Unix seconds when the outbox row was written."),
+    Column("reason", Text, nullable=False, comment="Why it cannot be published."),
+    Column("parked_at", Float, nullable=False, comment="Unix seconds when the relay parked it."),
+)
+
 inbox = Table(
     "tidings_inbox",
     metadata,

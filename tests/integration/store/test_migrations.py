@@ -17,7 +17,7 @@ from tidings.store import Store
 from tidings.store.migrate import VERSION_TABLE, alembic_config
 from tidings.store.tables import metadata as tidings_metadata
 
-HEAD = "0002"
+HEAD = "0003"
 """The newest revision in tidings/store/migrations/versions."""
 
 
