@@ -44,7 +44,7 @@ from tidings.store import lease, outbox, parked
 from tidings.store.database import Store
 from tidings.store.dialect import OutboxListener
 from tidings.store.outbox import OutboxRow
-from tidings.store.sending import Sent, send
+from tidings.store.sending import Sent, send, to_park
 from tidings.transport.base import Transport
 
 log = logging.getLogger("tidings.store.relay")
@@ -106,8 +106,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._listener: OutboxListener | None = None
         self._row_exists = False
-        self._read = 0
-        """Rows the last cycle read, parked ones included."""
+        self._read = 0  # rows the last cycle read, parked ones included
 
     # -- for a supervisor ------------------------------------------------------------------------
 
@@ -253,14 +252,12 @@ class Relay:
         if not len(batch):
             return 0
         sent = await self._send(batch)
-        if sent.published or _poison(batch, sent):
+        if sent.published or to_park(batch, sent):
             async with self._store.session() as session, session.begin():
                 await self._settle(session, batch, sent)
         return self._done(batch, sent)
 
     async def _send(self, batch: outbox.Batch) -> Sent:
-        if not batch.rows:
-            return Sent(confirmed_at=time.time())
         limit = self.config.publish_timeout
         return await send(self._transport, batch.rows, telemetry=self._telemetry, time_limit=limit)
 
@@ -271,14 +268,14 @@ class Relay:
             await outbox.remove(session, [row.id for row in sent.published])
             owner = self.owner if self._dialect.concurrent_writers else None
             await lease.record(session, self.source, len(sent.published), now=time.time(), owner=owner)
-        poison = _poison(batch, sent)
+        poison = to_park(batch, sent)
         if poison:
             await parked.park(session, poison, now=time.time())
 
     def _done(self, batch: outbox.Batch, sent: Sent) -> int:
         """Account for a settled cycle; raise its transient failure, if any, for the loop's backoff."""
         self._read = len(batch)
-        for row_id, reason in _poison(batch, sent):
+        for row_id, reason in to_park(batch, sent):
             self.stats["parked"] += 1
             log.error("relay %s: parked outbox row %d, it cannot be published: %s", self.source, row_id, reason)
         if sent.failure is not None:
@@ -288,8 +285,3 @@ class Relay:
         if self.on_published is not None and sent.published:
             self.on_published(sent.published, sent.confirmed_at)
         return len(sent.published)
-
-
-def _poison(batch: outbox.Batch, sent: Sent) -> list[tuple[int, str]]:
-    """The rows of a cycle to park, (id, reason): those that do not decode and those refused."""
-    return [*batch.undecodable, *((row.id, reason) for row, reason in sent.refused)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from tidings.errors import EnvelopeRefused, PublishError
 from tidings.observe import Telemetry
-from tidings.store.outbox import OutboxRow
+from tidings.store.outbox import Batch, OutboxRow
 from tidings.transport.base import Transport
 
 
@@ -40,7 +40,8 @@ class Sent:
 
 async def send(transport: Transport, rows: Sequence[OutboxRow], *, telemetry: Telemetry, time_limit: float) -> Sent:
     """Publish `rows` in order, setting aside every envelope the broker refuses for good (see the
-    module docstring). Never raises but for cancellation: a transient failure is in `failure`."""
+    module docstring). Never raises but for cancellation: a transient failure is in `failure`.
+    No rows: nothing is published, `published` is empty and `confirmed_at` is now."""
     sent = Sent()
     remaining = list(rows)
     try:
@@ -65,3 +66,8 @@ async def send(transport: Transport, rows: Sequence[OutboxRow], *, telemetry: Te
     sent.published = remaining
     sent.confirmed_at = time.time()
     return sent
+
+
+def to_park(batch: Batch, sent: Sent) -> list[tuple[int, str]]:
+    """The rows of a cycle to park, as (id, reason): those that do not decode, then those refused."""
+    return [*batch.undecodable, *((row.id, reason) for row, reason in sent.refused)]
