@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tidings.commands import declare, events, publish, trace
+from tidings.commands import declare, events, outbox, publish, trace
 from tidings.commands.output import add_json_flag, emit
 from tidings.errors import ConfigurationError, TidingsError
 from tidings.runtime.supervisor import BackgroundTaskFailed
@@ -61,14 +61,6 @@ async def _backlog(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _outbox_status(args: argparse.Namespace) -> int:
-    from tidings.store import outbox_status
-
-    status = await outbox_status(args.database)
-    print(status)
-    return 0
-
-
 def _asyncapi(args: argparse.Namespace) -> int:
     from tidings.asyncapi import document
 
@@ -104,9 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     backlog.add_argument("--broker", required=True)
     add_json_flag(backlog)
 
-    outbox = commands.add_parser("outbox", help="outbox state of a service database")
-    outbox.add_argument("action", choices=["status"])
-    outbox.add_argument("--database", required=True, help="the service's database URL")
+    outbox.add_parser(commands)
 
     demo = commands.add_parser("demo", help="two services exchanging events on the embedded broker")
     demo.add_argument("--events", type=int, default=500)
@@ -161,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backlog":
             return asyncio.run(_backlog(args))
         if args.command == "outbox":
-            return asyncio.run(_outbox_status(args))
+            return asyncio.run(outbox.run(args))
         if args.command == "asyncapi":
             return _asyncapi(args)
         if args.command == "new":

@@ -27,6 +27,10 @@ JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
 MAX_MESSAGE_BYTES = 1024 * 1024
 """Bodies above this size are refused on publish and dead-lettered on receipt."""
+MAX_ID_LENGTH = 200
+MAX_SOURCE_LENGTH = 200
+"""Characters of `id` and `source`: what a service's inbox (keyed on group, source and id) holds on
+every database. CloudEvents sets no limit; a received envelope beyond it is malformed."""
 
 _REQUIRED = ("id", "source", "type", "specversion")
 _OPTIONAL = (
@@ -196,6 +200,18 @@ def decode(headers: Mapping[str, Any] | Iterable[tuple[str, Any]], body: bytes, 
     return _envelope(attributes, body)
 
 
+def check_identity(event_id: str, source: str) -> None:
+    """`MalformedMessage(INVALID_ATTRIBUTE)` if `event_id` or `source` is longer than a store can hold."""
+    if len(event_id) > MAX_ID_LENGTH:
+        raise MalformedMessage(
+            Malformation.INVALID_ATTRIBUTE, f"id is {len(event_id)} characters, the limit is {MAX_ID_LENGTH}"
+        )
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise MalformedMessage(
+            Malformation.INVALID_ATTRIBUTE, f"source is {len(source)} characters, the limit is {MAX_SOURCE_LENGTH}"
+        )
+
+
 def _check_size(body: bytes) -> None:
     if len(body) > MAX_MESSAGE_BYTES:
         raise MalformedMessage(Malformation.TOO_LARGE, f"body is {len(body)} bytes, the limit is {MAX_MESSAGE_BYTES}")
@@ -208,6 +224,7 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
         raise MalformedMessage(
             Malformation.MISSING_ATTRIBUTE, f"missing CloudEvents attribute(s): {', '.join(missing)}"
         )
+    check_identity(attributes["id"], attributes["source"])
     if attributes["specversion"] != SPEC_VERSION:
         raise MalformedMessage(
             Malformation.INVALID_ATTRIBUTE, f"specversion {attributes['specversion']!r} is not {SPEC_VERSION}"

@@ -109,6 +109,7 @@ async def test_metrics_endpoint_counts_what_the_service_did(tmp_path: Path) -> N
     reserved = frozenset({("service", "inventory"), ("type", StockReserved.event_type)})
     assert values[("tidings_messages_published_total", reserved)] == 2
     assert values[("tidings_outbox_pending", frozenset({("service", "inventory")}))] == 0
+    assert values[("tidings_outbox_parked", frozenset({("service", "inventory")}))] == 0
     assert values[("tidings_consumer_backlog", frozenset({("service", "inventory"), ("group", "inventory")}))] == 0
     assert health.status_code == 200
     assert health.json()["status"] == "up"

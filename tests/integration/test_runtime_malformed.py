@@ -12,7 +12,7 @@ import pytest
 from tests.conformance.events import PING, Ping, ping
 from tests.integration.sqlite_raw import binary_headers, inject_raw
 from tidings.context import Context
-from tidings.envelope import MAX_MESSAGE_BYTES
+from tidings.envelope import MAX_ID_LENGTH, MAX_MESSAGE_BYTES
 from tidings.service import Service
 
 
@@ -49,6 +49,12 @@ CASES = [
     ),
     ("schema mismatch", _headers(), b'{"n": "one"}', "schema-mismatch: data does not match 'conformance.ping': n:"),
     ("too large", _headers(), b" " * (MAX_MESSAGE_BYTES + 1), f"too-large: body is {MAX_MESSAGE_BYTES + 1} bytes"),
+    (
+        "id too long",
+        _headers(ce_id="i" * (MAX_ID_LENGTH + 1)),
+        GOOD_DATA,
+        f"invalid-attribute: id is {MAX_ID_LENGTH + 1} characters, the limit is {MAX_ID_LENGTH}",
+    ),
 ]
 
 

@@ -9,7 +9,9 @@ import pytest
 
 from tidings.envelope import (
     JSON,
+    MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
+    MAX_SOURCE_LENGTH,
     STRUCTURED,
     Envelope,
     decode,
@@ -154,6 +156,20 @@ def test_every_malformation_is_named() -> None:
     assert malformed(lambda: from_binary(headers, huge, "ce_")) is Malformation.TOO_LARGE
     assert malformed(lambda: from_structured(huge)) is Malformation.TOO_LARGE
     assert malformed(lambda: decode(headers, huge, "ce_")) is Malformation.TOO_LARGE
+
+
+def test_an_id_or_source_longer_than_a_store_holds_is_malformed_in_both_modes() -> None:
+    headers, body = to_binary(full(), "ce_")
+    for name, limit in (("id", MAX_ID_LENGTH), ("source", MAX_SOURCE_LENGTH)):
+        long = {**headers, f"ce_{name}": "x" * (limit + 1)}
+        with pytest.raises(MalformedMessage) as raised:
+            from_binary(long, body, "ce_")
+        assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
+        assert raised.value.detail == f"{name} is {limit + 1} characters, the limit is {limit}"
+        document = json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t", name: "x" * (limit + 1)})
+        assert malformed(lambda document=document: from_structured(document.encode())) is Malformation.INVALID_ATTRIBUTE
+        at_limit = {**headers, f"ce_{name}": "é" * limit}  # characters, not bytes
+        assert getattr(from_binary(at_limit, body, "ce_"), name) == "é" * limit
 
 
 def test_a_foreign_dataschema_means_version_one() -> None:

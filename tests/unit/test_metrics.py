@@ -23,7 +23,7 @@ def test_counters_histogram_and_gauges_parse_back() -> None:
     metrics.record_delivery("(malformed)", "dead_lettered")
     metrics.record_published(["shop.stock.reserved", "shop.stock.reserved"])
 
-    parsed = samples(metrics.render(outbox_pending=3, backlog={"inventory": 7}))
+    parsed = samples(metrics.render(outbox_pending=3, backlog={"inventory": 7}, outbox_parked=2))
 
     created = {("service", "inventory"), ("type", "shop.order.created")}
     assert parsed[("tidings_messages_handled_total", frozenset({*created, ("outcome", "handled")}))] == 5
@@ -42,6 +42,7 @@ def test_counters_histogram_and_gauges_parse_back() -> None:
     reserved = {("service", "inventory"), ("type", "shop.stock.reserved")}
     assert parsed[("tidings_messages_published_total", frozenset(reserved))] == 2
     assert parsed[("tidings_outbox_pending", frozenset({("service", "inventory")}))] == 3
+    assert parsed[("tidings_outbox_parked", frozenset({("service", "inventory")}))] == 2
     assert parsed[("tidings_consumer_backlog", frozenset({("service", "inventory"), ("group", "inventory")}))] == 7
 
 
@@ -50,6 +51,7 @@ def test_gauges_are_left_out_when_not_read_and_labels_are_escaped() -> None:
     metrics.record_delivery("t", "handled", 0.01)
     text = metrics.render()
     assert "tidings_outbox_pending" not in text
+    assert "tidings_outbox_parked" not in text
     assert "tidings_consumer_backlog" not in text
     parsed = samples(text)
     key = frozenset({("service", 'odd "name"\\x'), ("type", "t"), ("outcome", "handled")})

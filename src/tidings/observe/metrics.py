@@ -3,7 +3,7 @@
 Each `Service` owns one `ServiceMetrics`: no process-global registry, so several services in
 one process (tests, the demo) keep their figures apart. Counters and the handler-duration
 histogram are updated in memory on the hot path; gauges that cost a query (outbox backlog,
-consumer lag) are passed in when the endpoint is scraped.
+consumer lag, parked outbox rows) are passed in when the endpoint is scraped.
 """
 
 from __future__ import annotations
@@ -56,7 +56,13 @@ class ServiceMetrics:
     def record_published(self, event_types: Iterable[str]) -> None:
         self.published.update(event_types)
 
-    def render(self, *, outbox_pending: int | None = None, backlog: Mapping[str, int] | None = None) -> str:
+    def render(
+        self,
+        *,
+        outbox_pending: int | None = None,
+        backlog: Mapping[str, int] | None = None,
+        outbox_parked: int | None = None,
+    ) -> str:
         """The exposition text; the gauges appear only when their values are given."""
         service = _label(self.service)
         lines = [
@@ -92,6 +98,12 @@ class ServiceMetrics:
                 "# HELP tidings_outbox_pending Committed events the relay has not published yet.",
                 "# TYPE tidings_outbox_pending gauge",
                 f'tidings_outbox_pending{{service="{service}"}} {outbox_pending}',
+            ]
+        if outbox_parked is not None:
+            lines += [
+                "# HELP tidings_outbox_parked Outbox rows set aside because they cannot be published.",
+                "# TYPE tidings_outbox_parked gauge",
+                f'tidings_outbox_parked{{service="{service}"}} {outbox_parked}',
             ]
         if backlog is not None:
             lines += [

@@ -9,7 +9,7 @@ from typing import Protocol
 from tidings.observe import ServiceMetrics
 from tidings.observe.http import serve
 from tidings.runtime.supervisor import Supervisor
-from tidings.store import Store, outbox
+from tidings.store import Store, outbox, parked
 from tidings.transport.base import Transport
 
 log = logging.getLogger("tidings.service")
@@ -18,17 +18,20 @@ log = logging.getLogger("tidings.service")
 async def scrape(
     metrics: ServiceMetrics, owner: str, store: Store | None, transport: Transport | None, group: str | None
 ) -> str:
-    """The Prometheus text of a service, with its outbox backlog and (if it consumes) its group's lag.
+    """The Prometheus text of a service, with its outbox backlog and parked rows and (if it consumes)
+    its group's lag.
 
     A gauge whose source cannot be read (database or broker down) is left out, so the counters
     still reach the scraper.
     """
     pending: int | None = None
+    parked_rows: int | None = None
     backlog: dict[str, int] | None = None
     if store is not None:
         try:
             async with store.session() as session, session.begin():
                 pending = await outbox.pending_count(session, owner)
+                parked_rows = await parked.count(session, owner)
         except Exception as error:
             log.warning("%s: outbox backlog unavailable for /metrics: %r", owner, error)
     if transport is not None and group is not None:
@@ -37,7 +40,7 @@ async def scrape(
             backlog = {group: lag.get(group, 0)}
         except Exception as error:
             log.warning("%s: consumer backlog unavailable for /metrics: %r", owner, error)
-    return metrics.render(outbox_pending=pending, backlog=backlog)
+    return metrics.render(outbox_pending=pending, backlog=backlog, outbox_parked=parked_rows)
 
 
 class Observable(Protocol):

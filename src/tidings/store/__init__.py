@@ -5,12 +5,13 @@
   `dialect_for(session)`.
 - `inbox`: `claim(session, group, event_id)`, the idempotent consumer.
 - `outbox`: `add(session, envelopes)`, events that commit with the business rows.
+- `parked`: `list`, `replay`, `purge` the outbox rows the relay set aside (they cannot be published).
 - `tidings.store.relay.Relay`: publishes the outbox through the transport.
 - `tidings.store.retention.InboxRetention`: deletes old inbox ids.
 - `outbox_status(url)`: backlog and age of the oldest unsent event.
 """
 
-from tidings.store import inbox, outbox
+from tidings.store import inbox, outbox, parked
 from tidings.store.database import Store, normalise_url
 from tidings.store.dialect import StoreDialect, dialect_for
 from tidings.store.status import OutboxStatus, SourceStatus, outbox_status
@@ -25,4 +26,5 @@ __all__ = [
     "normalise_url",
     "outbox",
     "outbox_status",
+    "parked",
 ]

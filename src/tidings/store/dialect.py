@@ -58,8 +58,9 @@ class StoreDialect(Protocol):
         """Serialize migrations of several processes until `connection`'s transaction ends."""
         ...
 
-    async def claim(self, session: AsyncSession, group: str, event_id: str, claimed_at: float) -> bool:
-        """Insert the inbox row unless it exists; True if it was new. The caller's transaction."""
+    async def claim(self, session: AsyncSession, group: str, source: str, event_id: str, claimed_at: float) -> bool:
+        """Insert the inbox row `(group, source, event_id)` unless it, or a claim of `(group, event_id)`
+        from before migration 0004 (source ''), exists; True if it was new. The caller's transaction."""
         ...
 
     async def add_outbox(

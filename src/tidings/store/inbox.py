@@ -10,6 +10,12 @@ cannot both win: on PostgreSQL the second `INSERT` waits on the first transactio
 row and then sees the conflict; on SQLite the transactions are serialized. The insert itself is
 the dialect's (`StoreDialect.claim`).
 
+The key is (group, source, id): CloudEvents makes an id unique only within its source, so two
+producers may send the same id and both events must run. Claims made before migration 0004
+have source '' (their source was not recorded); `claim` still honours them, so an event handled
+just before the upgrade and redelivered after it is not applied twice. They are pruned with the
+rest after the retention.
+
 Ids are kept for `DEFAULT_RETENTION` (7 days) and then removed by `prune`, which the inbox
 retention job runs periodically (`tidings.store.retention.InboxRetention`). An event redelivered after its
 id was pruned would be handled again, so the retention must exceed the longest time a broker
@@ -25,6 +31,7 @@ import time
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.envelope import check_identity
 from tidings.store.dialect import dialect_for
 from tidings.store.tables import inbox
 
@@ -32,18 +39,25 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 """Seconds an inbox id is kept after its claim."""
 
 
-async def claim(session: AsyncSession, group: str, event_id: str) -> bool:
-    """Record that `group` handles `event_id` in `session`'s transaction; False if it already did.
+async def claim(session: AsyncSession, group: str, source: str, event_id: str) -> bool:
+    """Record that `group` handles the event `(source, event_id)` in `session`'s transaction; False
+    if it already did.
 
     Never opens or commits a transaction: call it inside `session.begin()`, before the handler.
-    One statement, one round trip.
+    One statement, one round trip. An id or source longer than the inbox holds raises
+    `MalformedMessage` (the envelope's decode refuses them first; this guards envelopes built in
+    code), so the delivery is dead-lettered at once instead of failing the insert as if transient.
     """
-    return await dialect_for(session).claim(session, group, event_id, time.time())
+    check_identity(event_id, source)
+    return await dialect_for(session).claim(session, group, source, event_id, time.time())
 
 
-async def contains(session: AsyncSession, group: str, event_id: str) -> bool:
-    """Whether `group` has a claim on `event_id` (for tests and admin tools); the caller's transaction."""
+async def contains(session: AsyncSession, group: str, event_id: str, *, source: str | None = None) -> bool:
+    """Whether `group` has a claim on `event_id` (from `source`, or from any source if None); for
+    tests and admin tools, in the caller's transaction."""
     statement = select(inbox.c.event_id).where(inbox.c.consumer_group == group, inbox.c.event_id == event_id)
+    if source is not None:
+        statement = statement.where(inbox.c.source == source)
     return (await session.execute(statement)).first() is not None
 
 
@@ -54,11 +68,12 @@ async def prune(session: AsyncSession, *, older_than: float, limit: int = 10_000
     short transactions (`InboxRetention.prune_once` does).
     """
     oldest = (
-        select(inbox.c.consumer_group, inbox.c.event_id)
+        select(inbox.c.consumer_group, inbox.c.source, inbox.c.event_id)
         .where(inbox.c.claimed_at < older_than)
         .order_by(inbox.c.claimed_at)
         .limit(limit)
     )
-    statement = delete(inbox).where(tuple_(inbox.c.consumer_group, inbox.c.event_id).in_(oldest))
+    key = tuple_(inbox.c.consumer_group, inbox.c.source, inbox.c.event_id)
+    statement = delete(inbox).where(key.in_(oldest))
     result = await session.execute(statement)
     return int(result.rowcount)  # type: ignore[attr-defined]

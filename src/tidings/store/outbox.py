@@ -35,6 +35,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.envelope import Envelope, from_binary, to_binary
+from tidings.errors import MalformedMessage
 from tidings.store.dialect import dialect_for
 from tidings.store.notify import CHANNEL as CHANNEL  # the PostgreSQL notification channel, kept here too
 from tidings.store.tables import outbox
@@ -75,6 +76,42 @@ async def pending(session: AsyncSession, source: str, *, limit: int) -> list[Out
     )
     result = await session.execute(statement)
     return [OutboxRow(id=row.id, envelope=decode(row.headers, row.body), created_at=row.created_at) for row in result]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What the relay read: the rows that decode, in `id` order, and those that do not."""
+
+    rows: list[OutboxRow]
+    undecodable: list[tuple[int, str]]
+    """(row id, why it does not decode): rows the relay parks (`tidings.store.parked`)."""
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.undecodable)
+
+
+async def read(session: AsyncSession, source: str, *, limit: int) -> Batch:
+    """Like `pending`, but a row that does not decode (edited by hand, over the data limit) is
+    set aside in `undecodable` with the reason instead of failing the whole read."""
+    statement = (
+        select(outbox.c.id, outbox.c.headers, outbox.c.body, outbox.c.created_at)
+        .where(outbox.c.source == source)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    batch = Batch([], [])
+    for row in await session.execute(statement):
+        try:
+            envelope = decode(row.headers, row.body)
+        except Exception as error:  # whatever is wrong with it, only this row is affected
+            batch.undecodable.append((row.id, f"cannot be decoded: {_explain(error)}"))
+        else:
+            batch.rows.append(OutboxRow(id=row.id, envelope=envelope, created_at=row.created_at))
+    return batch
+
+
+def _explain(error: Exception) -> str:
+    return str(error) if isinstance(error, MalformedMessage) else f"{type(error).__name__}: {error}"
 
 
 async def pending_count(session: AsyncSession, source: str) -> int:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 from tidings.errors import ConfigurationError
 from tidings.store.notify import CHANNEL, Listener
-from tidings.store.tables import inbox, relay
+from tidings.store.tables import relay
 
 if TYPE_CHECKING:
     from tidings.envelope import Envelope
@@ -33,7 +33,18 @@ LOCK_NAMESPACE = 0x7464  # first key of Tidings' two-int advisory locks ("td"), 
 MIGRATION_LOCK = 1
 
 # Built once: building a statement per call costs more CPU than executing it.
-_CLAIM = postgresql.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+# The WHERE skips an id claimed before migration 0004 (source ''): one more probe of the key's index.
+_CLAIM = text(
+    """
+INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at)
+SELECT CAST(:consumer_group AS varchar), CAST(:source AS varchar), CAST(:event_id AS varchar),
+       CAST(:claimed_at AS double precision)
+WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox
+                  WHERE consumer_group = :consumer_group AND source = '' AND event_id = :event_id)
+ON CONFLICT DO NOTHING
+RETURNING event_id
+"""
+)
 _ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
 _LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
 # The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
@@ -75,9 +86,9 @@ class PostgresDialect:
         transactional here, so the process that comes second finds the schema at head)."""
         await connection.execute(_LOCK_MIGRATIONS, {"namespace": LOCK_NAMESPACE, "key": MIGRATION_LOCK})
 
-    async def claim(self, session: AsyncSession, group: str, event_id: str, claimed_at: float) -> bool:
+    async def claim(self, session: AsyncSession, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """`INSERT ... ON CONFLICT DO NOTHING RETURNING`; True if a row came back (it was new)."""
-        parameters = {"consumer_group": group, "event_id": event_id, "claimed_at": claimed_at}
+        parameters = {"consumer_group": group, "source": source, "event_id": event_id, "claimed_at": claimed_at}
         return (await session.execute(_CLAIM, parameters)).first() is not None
 
     async def add_outbox(

@@ -12,6 +12,9 @@ confirmed them. Rows are deleted, not kept: the outbox stays small and the relay
   relay polls every `poll_interval`. A full batch is followed by the next one immediately.
 - Broker down: a failed or timed-out publish leaves the rows in place; the relay retries with
   exponential backoff (`backoff`) until the broker accepts them, in the same order.
+- Poison rows: a row that no longer decodes, or whose envelope the broker refuses for good
+  (`EnvelopeRefused`), is parked (`tidings.store.parked`) in the transaction that deletes the
+  published rows, and the rows behind it are published in the same cycle (`tidings.store.sending`).
 - Crash: rows that were published but not yet deleted are published again by the next relay
   (at-least-once); consumers' inboxes absorb the duplicates.
 
@@ -37,10 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.errors import ConfigurationError
 from tidings.observe import Telemetry
 from tidings.retry import RetryPolicy
-from tidings.store import lease, outbox
+from tidings.store import lease, outbox, parked
 from tidings.store.database import Store
 from tidings.store.dialect import OutboxListener
 from tidings.store.outbox import OutboxRow
+from tidings.store.sending import Sent, send, to_park
 from tidings.transport.base import Transport
 
 log = logging.getLogger("tidings.store.relay")
@@ -102,6 +106,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._listener: OutboxListener | None = None
         self._row_exists = False
+        self._read = 0  # rows the last cycle read, parked ones included
 
     # -- for a supervisor ------------------------------------------------------------------------
 
@@ -199,6 +204,7 @@ class Relay:
         failures = 0
         while not self._stopping.is_set():
             self._wakeup.clear()
+            self._read = 0
             try:
                 published = await self.run_once()
             except Exception as error:
@@ -212,7 +218,7 @@ class Relay:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 continue
             failures = 0
-            if published < self.config.batch_size:
+            if max(published, self._read) < self.config.batch_size:  # a full batch: the next one at once
                 await self._idle()
         await self._flush()
 
@@ -233,52 +239,60 @@ class Relay:
             await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval)
 
     async def _cycle_locked(self) -> int:
-        """Concurrent writers (PostgreSQL): read, publish and delete in one transaction holding the
-        source's row lock."""
+        """Concurrent writers (PostgreSQL): read, publish, then delete and park in one transaction
+        holding the source's row lock."""
         async with self._store.session() as session, session.begin():
             if not await lease.lock(session, self.source):
                 self.stats["not_leader"] += 1
                 return 0
-            rows = await outbox.pending(session, self.source, limit=self.config.batch_size)
-            if not rows:
+            batch = await outbox.read(session, self.source, limit=self.config.batch_size)
+            if not len(batch):
                 return 0
-            confirmed_at = await self._publish(rows)
-            await self._mark_sent(session, rows)
-        self._confirmed(rows, confirmed_at)
-        return len(rows)
+            sent = await self._send(batch)
+            await self._settle(session, batch, sent)
+        return self._done(batch, sent)
 
     async def _cycle_leased(self) -> int:
         """One writer at a time (SQLite): read under the lease, publish outside any transaction,
-        then delete."""
+        then delete and park."""
         async with self._store.session() as session, session.begin():
             if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
                 self.stats["not_leader"] += 1
                 return 0
-            rows = await outbox.pending(session, self.source, limit=self.config.batch_size)
-        if not rows:
+            batch = await outbox.read(session, self.source, limit=self.config.batch_size)
+        if not len(batch):
             return 0
-        confirmed_at = await self._publish(rows)
-        async with self._store.session() as session, session.begin():
-            await self._mark_sent(session, rows)
-        self._confirmed(rows, confirmed_at)
-        return len(rows)
+        sent = await self._send(batch)
+        if sent.published or to_park(batch, sent):
+            async with self._store.session() as session, session.begin():
+                await self._settle(session, batch, sent)
+        return self._done(batch, sent)
 
-    async def _publish(self, rows: Sequence[OutboxRow]) -> float:
-        """Publish and return the time (Unix seconds) the broker confirmed."""
-        async with asyncio.timeout(self.config.publish_timeout):
-            envelopes = [row.envelope for row in rows]
-            with self._telemetry.sending(envelopes):
-                await self._transport.publish(envelopes)
-        return time.time()
+    async def _send(self, batch: outbox.Batch) -> Sent:
+        limit = self.config.publish_timeout
+        return await send(self._transport, batch.rows, telemetry=self._telemetry, time_limit=limit)
 
-    async def _mark_sent(self, session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
-        """Delete the rows the broker confirmed (the step a crash between publish and commit skips)."""
-        await outbox.remove(session, [row.id for row in rows])
-        owner = self.owner if self._dialect.concurrent_writers else None
-        await lease.record(session, self.source, len(rows), now=time.time(), owner=owner)
+    async def _settle(self, session: AsyncSession, batch: outbox.Batch, sent: Sent) -> None:
+        """In one transaction: delete the rows the broker confirmed (the step a crash between
+        publish and commit skips) and park those that can never be published."""
+        if sent.published:
+            await outbox.remove(session, [row.id for row in sent.published])
+            owner = self.owner if self._dialect.concurrent_writers else None
+            await lease.record(session, self.source, len(sent.published), now=time.time(), owner=owner)
+        poison = to_park(batch, sent)
+        if poison:
+            await parked.park(session, poison, now=time.time())
 
-    def _confirmed(self, rows: Sequence[OutboxRow], confirmed_at: float) -> None:
-        self.stats["published"] += len(rows)
+    def _done(self, batch: outbox.Batch, sent: Sent) -> int:
+        """Account for a settled cycle; raise its transient failure, if any, for the loop's backoff."""
+        self._read = len(batch)
+        for row_id, reason in to_park(batch, sent):
+            self.stats["parked"] += 1
+            log.error("relay %s: parked outbox row %d, it cannot be published: %s", self.source, row_id, reason)
+        if sent.failure is not None:
+            raise sent.failure
+        self.stats["published"] += len(sent.published)
         self.stats["batches"] += 1
-        if self.on_published is not None:
-            self.on_published(rows, confirmed_at)
+        if self.on_published is not None and sent.published:
+            self.on_published(sent.published, sent.confirmed_at)
+        return len(sent.published)

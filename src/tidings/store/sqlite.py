@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 
 S = TypeVar("S", bound=GenerativeSelect)
 
+# The WHERE skips an id claimed before migration 0004 (source ''); it also keeps SQLite's parser
+# from reading ON CONFLICT as part of the SELECT.
 _CLAIM = (
-    "INSERT INTO tidings_inbox (consumer_group, event_id, claimed_at) VALUES (?, ?, ?)"
+    "INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at) SELECT ?1, ?2, ?3, ?4"
+    " WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox WHERE consumer_group = ?1 AND source = '' AND event_id = ?3)"
     " ON CONFLICT DO NOTHING RETURNING event_id"
 )
 _ADD = "INSERT INTO tidings_outbox (source, event_id, headers, body, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -66,10 +69,10 @@ class SQLiteDialect:
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """Nothing to do: the migration's `BEGIN IMMEDIATE` transaction holds the write lock."""
 
-    async def claim(self, session: AsyncSession, group: str, event_id: str, claimed_at: float) -> bool:
+    async def claim(self, session: AsyncSession, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """Insert-or-ignore the inbox row on the raw connection; True if it was new."""
         driver = await driver_connection(session)
-        return bool(await driver.execute_fetchall(_CLAIM, (group, event_id, claimed_at)))
+        return bool(await driver.execute_fetchall(_CLAIM, (group, source, event_id, claimed_at)))
 
     async def add_outbox(
         self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float

@@ -1,4 +1,5 @@
-"""Admin view of a service database's outbox: backlog, age of the oldest unsent row, sent count.
+"""Admin view of a service database's outbox: backlog, age of the oldest unsent row, sent count,
+parked rows.
 
 `tidings outbox status --database URL` prints `await outbox_status(URL)`.
 """
@@ -15,6 +16,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tidings.errors import ConfigurationError
+from tidings.store import parked
 from tidings.store.database import Store, check_folder, normalise_url
 from tidings.store.tables import outbox, relay
 
@@ -32,6 +34,8 @@ class SourceStatus:
     last_published_age: float | None
     relay_owner: str | None
     """The relay holding the lease (SQLite) or that published last (PostgreSQL)."""
+    parked: int = 0
+    """Rows the relay set aside because they cannot be published (`tidings outbox parked`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class OutboxStatus:
     oldest_pending_age: float | None
     published: int
     sources: tuple[SourceStatus, ...]
+    parked: int = 0
 
 
 async def outbox_status(database_url: str | URL) -> OutboxStatus:
@@ -62,14 +67,20 @@ async def outbox_status(database_url: str | URL) -> OutboxStatus:
             pending = {row[0]: (int(row[1]), float(row[2])) for row in backlog}
             relays = {row.source: row for row in await session.execute(select(relay))}
     except DBAPIError as error:
+        await store.close()
         raise ConfigurationError(
             f"{database_url!s} has no Tidings outbox (has a service run on it?): {error.orig}"
         ) from None
+    try:
+        async with store.session() as session, session.begin():
+            parked_counts = await parked.counts(session)
+    except DBAPIError:  # a database an older Tidings migrated: it parks nothing
+        parked_counts = {}
     finally:
         await store.close()
     now = time.time()
     sources = []
-    for name in sorted(pending.keys() | relays.keys()):
+    for name in sorted(pending.keys() | relays.keys() | parked_counts.keys()):
         count, oldest = pending.get(name, (0, None))
         row = relays.get(name)
         last = row.last_published_at if row is not None else None
@@ -81,6 +92,7 @@ async def outbox_status(database_url: str | URL) -> OutboxStatus:
                 published=int(row.published) if row is not None else 0,
                 last_published_age=None if last is None else max(0.0, now - last),
                 relay_owner=row.owner if row is not None else None,
+                parked=parked_counts.get(name, 0),
             )
         )
     ages = [s.oldest_pending_age for s in sources if s.oldest_pending_age is not None]
@@ -89,4 +101,5 @@ async def outbox_status(database_url: str | URL) -> OutboxStatus:
         oldest_pending_age=max(ages) if ages else None,
         published=sum(s.published for s in sources),
         sources=tuple(sources),
+        parked=sum(parked_counts.values()),
     )

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Self
 
-from tidings.envelope import Envelope, to_binary
+from tidings.envelope import MAX_MESSAGE_BYTES, Envelope, to_binary
+from tidings.errors import EnvelopeRefused
 from tidings.transport import urls
 from tidings.transport.base import Capabilities, DeadLetter, Delivery, Subscription, Transport
 from tidings.transport.keys import KeyGate
@@ -165,7 +166,12 @@ class MemoryTransport(Transport):
         return cls(_brokers.setdefault(name, _Broker()), lease=lease)
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Hand each envelope to its groups in turn; one over the size limit is refused for good
+        (`EnvelopeRefused`), the envelopes before it are published and those after it are not."""
         for envelope in envelopes:
+            if len(envelope.data) > MAX_MESSAGE_BYTES:
+                detail = f"event data is {len(envelope.data)} bytes, the limit is {MAX_MESSAGE_BYTES}"
+                raise EnvelopeRefused(envelope.id, detail)
             for group in self._broker.groups.values():
                 if envelope.type in group.types:
                     group.add(_Entry(next(self._broker.sequence), envelope))

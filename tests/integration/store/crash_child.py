@@ -34,7 +34,7 @@ def install_crash_point(point: str) -> None:
     if point == "after-commit":
         Delivery.ack = _die  # type: ignore[assignment, method-assign]
     elif point == "after-publish":
-        Relay._mark_sent = _die  # type: ignore[assignment, method-assign]
+        Relay._settle = _die  # type: ignore[assignment, method-assign]
     elif point:
         raise SystemExit(f"unknown crash point {point!r}")
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from tidings.errors import Malformation, MalformedMessage
 from tidings.store import Store, inbox
 from tidings.store.tables import inbox as inbox_table
 
@@ -16,9 +17,9 @@ class Rollback(Exception):
     pass
 
 
-async def _claim(store: Store, group: str, event_id: str) -> bool:
+async def _claim(store: Store, group: str, event_id: str, source: str = "test") -> bool:
     async with store.session() as session, session.begin():
-        return await inbox.claim(session, group, event_id)
+        return await inbox.claim(session, group, source, event_id)
 
 
 async def test_an_id_is_claimed_once_per_group(store: Store) -> None:
@@ -31,7 +32,7 @@ async def test_an_id_is_claimed_once_per_group(store: Store) -> None:
 async def test_a_rolled_back_claim_is_not_kept(store: Store) -> None:
     async def claim_then_fail() -> None:
         async with store.session() as session, session.begin():
-            assert await inbox.claim(session, "orders", "e-1")
+            assert await inbox.claim(session, "orders", "test", "e-1")
             raise Rollback
 
     with pytest.raises(Rollback):
@@ -52,7 +53,7 @@ async def test_concurrent_claims_of_one_id_have_one_winner(database_url: str) ->
 async def test_prune_removes_only_claims_older_than_the_cutoff(store: Store) -> None:
     async with store.session() as session, session.begin():
         for number in range(5):
-            await inbox.claim(session, "orders", f"old-{number}")
+            await inbox.claim(session, "orders", "test", f"old-{number}")
     cutoff = time.time()
     await _claim(store, "orders", "new")
     async with store.session() as session, session.begin():
@@ -61,3 +62,34 @@ async def test_prune_removes_only_claims_older_than_the_cutoff(store: Store) -> 
         assert await inbox.prune(session, older_than=cutoff) == 2
         assert await inbox.contains(session, "orders", "new")
         assert (await session.execute(select(func.count()).select_from(inbox_table))).scalar() == 1
+
+
+async def test_an_id_is_claimed_once_per_source(store: Store) -> None:
+    """CloudEvents makes (source, id) unique: one id from two producers is two events."""
+    assert await _claim(store, "orders", "e-1", source="billing")
+    assert await _claim(store, "orders", "e-1", source="shipping")
+    assert not await _claim(store, "orders", "e-1", source="billing")
+    async with store.session() as session, session.begin():
+        assert await inbox.contains(session, "orders", "e-1", source="shipping")
+        assert not await inbox.contains(session, "orders", "e-1", source="other")
+
+
+async def test_a_claim_made_before_the_source_was_recorded_is_still_honoured(store: Store) -> None:
+    """Migration 0004 gives earlier claims source '': an event handled just before the upgrade and
+    redelivered after it must not run again, whatever its source."""
+    async with store.session() as session, session.begin():
+        await session.execute(
+            inbox_table.insert().values(consumer_group="orders", source="", event_id="e-1", claimed_at=0)
+        )
+    assert not await _claim(store, "orders", "e-1", source="billing")
+    assert await _claim(store, "payments", "e-1", source="billing")  # another group's claim is its own
+    assert await _claim(store, "orders", "e-2", source="billing")
+
+
+async def test_an_id_or_source_longer_than_the_inbox_holds_is_malformed(store: Store) -> None:
+    with pytest.raises(MalformedMessage, match="id is 201 characters, the limit is 200") as raised:
+        await _claim(store, "orders", "e" * 201)
+    assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
+    with pytest.raises(MalformedMessage, match="source is 201 characters, the limit is 200"):
+        await _claim(store, "orders", "e-1", source="s" * 201)
+    assert await _claim(store, "orders", "e" * 200, source="s" * 200)

@@ -13,12 +13,18 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
 from tests.integration.store.shop import effects, metadata
-from tidings.store import Store
+from tidings.envelope import Envelope
+from tidings.events import Event
+from tidings.store import Store, inbox, outbox
 from tidings.store.migrate import VERSION_TABLE, alembic_config
 from tidings.store.tables import metadata as tidings_metadata
 
-HEAD = "0002"
+HEAD = "0004"
 """The newest revision in tidings/store/migrations/versions."""
+
+
+class Effect(Event, type="test.migrations.effect", version=1):
+    n: int
 
 
 async def _version(store: Store) -> list[str]:
@@ -47,6 +53,29 @@ async def test_a_database_of_an_older_tidings_is_brought_to_head(database_url: s
         async with store.engine.connect() as connection:
             tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
         assert {"tidings_outbox", "tidings_inbox", "tidings_relay", "tidings_sagas"} <= set(tables)
+    finally:
+        await store.close()
+
+
+async def test_claims_made_before_0004_survive_it_and_are_honoured(database_url: str) -> None:
+    """0004 rebuilds the inbox's key (SQLite: a new table): earlier claims keep their meaning."""
+    store = await Store.open(database_url, migrate=False)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
+            await connection.execute(
+                text("INSERT INTO tidings_inbox (consumer_group, event_id, claimed_at) VALUES ('orders', 'e-1', 1.5)")
+            )
+        await store.migrate()
+        async with store.session() as session, session.begin():
+            rows = (
+                await session.execute(text("SELECT consumer_group, source, event_id, claimed_at FROM tidings_inbox"))
+            ).all()
+            assert [tuple(row) for row in rows] == [("orders", "", "e-1", 1.5)]
+            assert not await inbox.claim(session, "orders", "billing", "e-1")
+            assert await inbox.claim(session, "orders", "billing", "e" * 200)
+            long_id = Envelope.wrap(Effect(n=1), source="orders").with_changes(id="o" * 200)
+            await outbox.add(session, [long_id])  # the outbox holds what the envelope allows, too
     finally:
         await store.close()
 

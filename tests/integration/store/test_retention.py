@@ -18,13 +18,18 @@ from tidings.store.tables import inbox as inbox_table
 async def _claim_ancient(store: Store, *event_ids: str, age: float = 8 * 86400) -> None:
     async with store.session() as session, session.begin():
         for event_id in event_ids:
-            values = {"consumer_group": "worker", "event_id": event_id, "claimed_at": time.time() - age}
+            values = {
+                "consumer_group": "worker",
+                "source": "test",
+                "event_id": event_id,
+                "claimed_at": time.time() - age,
+            }
             await session.execute(inbox_table.insert().values(values))
 
 
 async def test_prune_removes_inbox_ids_past_the_retention(store: Store) -> None:
     async with store.session() as session, session.begin():
-        await inbox.claim(session, "worker", "recent")
+        await inbox.claim(session, "worker", "test", "recent")
     await _claim_ancient(store, "ancient")
     assert await InboxRetention(store).prune_once() == 1
     async with store.session() as session, session.begin():

@@ -1,4 +1,4 @@
-"""The idempotent consumer: claim the event id inside the unit of work, skip what was handled."""
+"""The idempotent consumer: claim the event (source and id) inside the unit of work, skip what was handled."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from tidings.store import inbox
 
 def with_inbox(group: str) -> Callable[[Handle], Handle]:
     """Must run inside `with_unit_of_work` (it needs the transaction): the claim commits with the
-    handler's rows, so a redelivered event whose id is claimed is acked without running again."""
+    handler's rows, so a redelivered event whose (source, id) is claimed is acked without running again."""
 
     def middleware(next_: Handle) -> Handle:
         async def handle(message: Message) -> Outcome:
             assert message.context is not None
             assert message.envelope is not None
-            if not await inbox.claim(message.context.session, group, message.envelope.id):
+            envelope = message.envelope
+            if not await inbox.claim(message.context.session, group, envelope.source, envelope.id):
                 return DUPLICATE
             return await next_(message)
 

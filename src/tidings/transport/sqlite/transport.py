@@ -9,7 +9,7 @@ from functools import partial
 from typing import ClassVar, Self
 
 from tidings.envelope import Envelope
-from tidings.errors import ConfigurationError, PublishError, TransportError
+from tidings.errors import ConfigurationError, EnvelopeRefused, MalformedMessage, PublishError, TransportError
 from tidings.transport.base import Capabilities, DeadLetter, Transport
 from tidings.transport.sqlite import admin, members
 from tidings.transport.sqlite.codec import encode
@@ -42,10 +42,16 @@ class SqliteTransport(Transport):
     # -- the port ----------------------------------------------------------------------------
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Store all `envelopes` and their fan-out in one transaction; return after the commit."""
+        """Store all `envelopes` and their fan-out in one transaction; return after the commit. An
+        envelope over the size limit is refused for good (`EnvelopeRefused`) and nothing is stored."""
         if not envelopes:
             return
-        rows = [encode(envelope) for envelope in envelopes]
+        rows = []
+        for envelope in envelopes:
+            try:
+                rows.append(encode(envelope))
+            except MalformedMessage as error:
+                raise EnvelopeRefused(envelope.id, error.detail) from error
         worker = self._worker
         try:
             await worker.run(partial(worker.store.publish, rows, time.time()))

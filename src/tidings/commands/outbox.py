@@ -1,0 +1,83 @@
+"""`tidings outbox status|parked|replay|purge --database URL`: a service database's outbox.
+
+- `status`: backlog, oldest unsent age, published and parked counts per source.
+- `parked`: the rows the relay set aside because they cannot be published, with the reason.
+- `replay [ids]`: put parked rows (all, or those ids) back at the end of the outbox.
+- `purge ids`: delete parked rows for good (ids required).
+
+Nothing here migrates the database: a database no service of this version has opened is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from tidings.errors import ConfigurationError
+from tidings.store import Store, normalise_url, outbox_status, parked
+
+
+def add_parser(commands: Any) -> None:
+    """The `outbox` subcommand, on the `tidings` parser's subparsers `commands`."""
+    outbox = commands.add_parser("outbox", help="outbox of a service database: status, parked rows, replay, purge")
+    actions = outbox.add_subparsers(dest="action", required=True)
+    helps = {
+        "status": "backlog, oldest unsent age, published and parked counts per source",
+        "parked": "the rows set aside because they cannot be published, with the reason",
+        "replay": "put parked rows (all, or the ids given) back at the end of the outbox",
+        "purge": "delete the parked rows with the ids given, for good",
+    }
+    for name, text in helps.items():
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--database", required=True, help="the service's database URL")
+        if name != "status":
+            action.add_argument("--source", help="only the rows of this service")
+        if name == "parked":
+            action.add_argument("--limit", type=int, default=100, help="list at most this many")
+        if name in ("replay", "purge"):
+            action.add_argument("ids", nargs="*", type=int, help="parked row ids (`tidings outbox parked`)")
+
+
+async def run(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        print(await outbox_status(args.database))
+        return 0
+    if args.action == "purge" and not args.ids:
+        raise ConfigurationError(
+            "outbox purge needs the ids of the parked rows to delete (see `tidings outbox parked`)"
+        )
+    store = await _open(args.database, read_only=args.action == "parked")
+    try:
+        async with store.session() as session, session.begin():
+            if args.action == "parked":
+                rows = await parked.list(session, source=args.source, limit=args.limit)
+                for row in rows:
+                    when = datetime.fromtimestamp(row.parked_at, UTC).isoformat(timespec="seconds")
+                    fields = (str(row.id), row.source, row.event_id, row.type or "?", f"{row.size}B", when)
+                    print("\t".join((*fields, row.reason)))
+                print(f"{len(rows)} parked outbox row(s)")
+            elif args.action == "replay":
+                count = await parked.replay(session, args.ids or None, source=args.source)
+                print(f"replayed {count} parked row(s) into the outbox")
+            else:
+                count = await parked.purge(session, args.ids, source=args.source)
+                print(f"purged {count} parked row(s)")
+    except DBAPIError as error:
+        raise ConfigurationError(
+            f"{args.database} has no parked outbox rows table (has a service of this version run on it?): {error.orig}"
+        ) from None
+    finally:
+        await store.close()
+    return 0
+
+
+async def _open(database: str, *, read_only: bool) -> Store:
+    url = normalise_url(database)
+    if url.drivername.startswith("sqlite") and not await asyncio.to_thread(os.path.exists, url.database or ""):
+        raise ConfigurationError(f"no SQLite database at {url.database!r}")
+    return await Store.open(url, migrate=False, pool_size=1, read_only=read_only)
