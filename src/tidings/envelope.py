@@ -174,11 +174,13 @@ def from_structured(body: bytes) -> Envelope:
     _check_size(body)
     try:
         document = json.loads(body)
+        if not isinstance(document, dict):
+            raise MalformedMessage(Malformation.MISSING_ATTRIBUTE, "body is JSON but not a CloudEvents object")
+        data = json.dumps(document.pop("data"), separators=(",", ":")).encode() if "data" in document else b"null"
     except ValueError:
         raise MalformedMessage(Malformation.NOT_JSON, "body is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise MalformedMessage(Malformation.MISSING_ATTRIBUTE, "body is JSON but not a CloudEvents object")
-    data = json.dumps(document.pop("data"), separators=(",", ":")).encode() if "data" in document else b"null"
+    except RecursionError:
+        raise MalformedMessage(Malformation.TOO_LARGE, "body is JSON nested too deeply to decode") from None
     attributes = {key: value if isinstance(value, str) else json.dumps(value) for key, value in document.items()}
     return _envelope(attributes, data)
 

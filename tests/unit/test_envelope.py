@@ -164,3 +164,10 @@ def test_a_foreign_dataschema_means_version_one() -> None:
 def test_binary_mode_does_not_parse_the_data() -> None:
     headers, _ = to_binary(full(), "ce_")
     assert from_binary(headers, b"not json at all", "ce_").data == b"not json at all"
+
+
+def test_deeply_nested_structured_json_is_too_large_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert malformed(lambda: from_structured(deep)) is Malformation.TOO_LARGE
+    document = to_structured(full())
+    assert malformed(lambda: from_structured(document[:-1] + b',"x":' + deep + b"}")) is Malformation.TOO_LARGE

@@ -122,6 +122,16 @@ def test_schema_mismatch_names_the_field() -> None:
         registry.decode("test.price.set", 3, b'{"sku": "s", "currency": "EUR"}')
 
 
+def test_deeply_nested_data_is_too_large() -> None:
+    registry = registry_with_upcasters()
+    deep = b"[" * 5_000 + b"]" * 5_000
+    data = b'{"sku": "s", "amount_cents": 1, "currency": "EUR", "x": ' + deep + b"}"
+    assert kind_of(lambda: registry.decode("test.price.set", 3, data)) is Malformation.TOO_LARGE
+    assert kind_of(lambda: registry.decode("test.price.set", 1, b"[" * 100_000 + b"]" * 100_000)) is (
+        Malformation.TOO_LARGE
+    )
+
+
 def test_duplicate_registration() -> None:
     registry = Registry()
     assert registry.register(Other) is Other

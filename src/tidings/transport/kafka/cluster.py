@@ -249,7 +249,7 @@ def record_type(headers: Mapping[str, bytes], body: bytes | None) -> str | None:
         return None
     try:
         document = json.loads(body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # the consumer's decoding says what is wrong with it
         return None
     kind = document.get("type") if isinstance(document, dict) else None
     return kind if isinstance(kind, str) else None
