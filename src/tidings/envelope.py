@@ -6,7 +6,8 @@ what Tidings sends. *Structured mode* is one JSON document holding attributes an
 (`application/cloudevents+json`); it is accepted on input from any publisher.
 
 Every decoding problem raises `MalformedMessage` whose kind names it, so that the runtime can
-dead-letter the message with a reason a person can act on.
+dead-letter the message with a reason a person can act on. Event data is JSON: a
+`datacontenttype` that is not (`application/json`, `text/json`, `+json`) is refused on receipt.
 """
 
 from __future__ import annotations
@@ -203,6 +204,11 @@ def _check_size(body: bytes) -> None:
         raise MalformedMessage(Malformation.TOO_LARGE, f"body is {len(body)} bytes, the limit is {MAX_MESSAGE_BYTES}")
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media in (JSON, "text/json") or media.endswith("+json")
+
+
 def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
     get = attributes.get
     if not (get("id") and get("source") and get("type") and get("specversion")):
@@ -213,6 +219,12 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
     if attributes["specversion"] != SPEC_VERSION:
         raise MalformedMessage(
             Malformation.INVALID_ATTRIBUTE, f"specversion {attributes['specversion']!r} is not {SPEC_VERSION}"
+        )
+    content_type = get("datacontenttype")
+    if content_type is not None and not _is_json(content_type):
+        raise MalformedMessage(
+            Malformation.INVALID_ATTRIBUTE,
+            f"datacontenttype {content_type!r} is not JSON, and event data is read as JSON",
         )
     time = None
     if "time" in attributes:

@@ -166,6 +166,23 @@ def test_binary_mode_does_not_parse_the_data() -> None:
     assert from_binary(headers, b"not json at all", "ce_").data == b"not json at all"
 
 
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "text/json", "application/vnd.shop+json"])
+def test_json_content_types_are_accepted(content_type: str) -> None:
+    headers, body = to_binary(full(), "ce_")
+    assert decode({**headers, "content-type": content_type}, body, "ce_").datacontenttype == content_type
+
+
+@pytest.mark.parametrize("content_type", ["application/xml", "text/plain", "application/octet-stream"])
+def test_data_that_is_not_json_is_refused(content_type: str) -> None:
+    """Event data is read as JSON only: JSON bytes labelled otherwise are not what their sender said."""
+    headers, body = to_binary(full(), "ce_")
+    with pytest.raises(MalformedMessage, match="datacontenttype") as raised:
+        decode({**headers, "content-type": content_type}, body, "ce_")
+    assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
+    document = {**json.loads(to_structured(full())), "datacontenttype": content_type}
+    assert malformed(lambda: from_structured(json.dumps(document).encode())) is Malformation.INVALID_ATTRIBUTE
+
+
 def test_deeply_nested_structured_json_is_too_large_not_a_crash() -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     assert malformed(lambda: from_structured(deep)) is Malformation.TOO_LARGE
