@@ -28,6 +28,9 @@ JSON = "application/json"
 STRUCTURED = "application/cloudevents+json"
 MAX_MESSAGE_BYTES = 1024 * 1024
 """Bodies above this size are refused on publish and dead-lettered on receipt."""
+MAX_ATTRIBUTE_CHARS = 16 * 1024
+"""Received attributes longer than this in all (names and values) are dead-lettered: headers are
+for routing and tracing, and a broker limits them (RabbitMQ: one 128 KiB frame)."""
 
 _REQUIRED = ("id", "source", "type", "specversion")
 _OPTIONAL = (
@@ -211,6 +214,11 @@ def _is_json(content_type: str) -> bool:
 
 def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
     get = attributes.get
+    size = sum(len(name) + len(value) for name, value in attributes.items())
+    if size > MAX_ATTRIBUTE_CHARS:
+        raise MalformedMessage(
+            Malformation.TOO_LARGE, f"CloudEvents attributes are {size} characters, the limit is {MAX_ATTRIBUTE_CHARS}"
+        )
     if not (get("id") and get("source") and get("type") and get("specversion")):
         missing = [name for name in _REQUIRED if not get(name)]
         raise MalformedMessage(

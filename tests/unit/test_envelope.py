@@ -9,6 +9,7 @@ import pytest
 
 from tidings.envelope import (
     JSON,
+    MAX_ATTRIBUTE_CHARS,
     MAX_MESSAGE_BYTES,
     STRUCTURED,
     Envelope,
@@ -181,6 +182,17 @@ def test_data_that_is_not_json_is_refused(content_type: str) -> None:
     assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
     document = {**json.loads(to_structured(full())), "datacontenttype": content_type}
     assert malformed(lambda: from_structured(json.dumps(document).encode())) is Malformation.INVALID_ATTRIBUTE
+
+
+def test_attributes_over_the_limit_are_too_large() -> None:
+    headers, body = to_binary(full(), "ce_")
+    one = {**headers, "ce_comment": "x" * MAX_ATTRIBUTE_CHARS}
+    many = {**headers, **{f"ce_ext{n}": "v" * 100 for n in range(MAX_ATTRIBUTE_CHARS // 100)}}
+    for huge in (one, many):
+        with pytest.raises(MalformedMessage, match="attributes are") as raised:
+            decode(huge, body, "ce_")
+        assert raised.value.kind is Malformation.TOO_LARGE
+    assert decode({**headers, "ce_comment": "x" * 1000}, body, "ce_").extensions["comment"] == "x" * 1000
 
 
 def test_deeply_nested_structured_json_is_too_large_not_a_crash() -> None:

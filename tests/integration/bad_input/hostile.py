@@ -244,14 +244,15 @@ def deeply_nested(rng: random.Random, tag: str) -> Raw:
 
 
 def huge_headers(rng: random.Random, tag: str) -> Raw:
-    """Valid in every other way; attributes of 20 to 100 kB (a RabbitMQ frame holds 128 kB)."""
+    """Valid in every other way; attributes of 20 to 100 kB (a RabbitMQ frame holds 128 kB) in one
+    extension attribute, in hundreds of them, or in the subject."""
     message = _base(rng, tag, "huge_headers", "too-large")
     size = rng.randrange(20_000, 100_000)
     variant = rng.randrange(3)
     if variant == 0:
         extra = {"comment": "".join(rng.choices("abcdefghij", k=size))}
     elif variant == 1:
-        extra = {f"ext{n:05d}": "v" * 30 for n in range(size // 80)}
+        extra = {f"ext{n:05d}": "v" * 200 for n in range(size // 208)}
     else:
         extra = {"subject": PII * (size // len(PII))}
     return replace(message, attributes={**message.attributes, **extra})

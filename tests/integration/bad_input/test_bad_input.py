@@ -14,7 +14,7 @@ the test's report (`record_property`) and printed.
 
 Which kind names which problem: bytes that are not JSON and truncated JSON are `not-json`;
 JSON nested too deeply to parse, data over 1 MiB and CloudEvents attributes over
-`MAX_ATTRIBUTE_BYTES` are `too-large`; a content type that is not JSON, a bad `specversion`,
+`MAX_ATTRIBUTE_CHARS` are `too-large`; a content type that is not JSON, a bad `specversion`,
 `time` or `dataschema` are `invalid-attribute`; an unknown type, and a version that is newer
 than the handler's or has no upcaster, are `unknown-type`; amounts as a float, a string or
 negative fail the strict `amount_cents` and are `schema-mismatch` naming `amount_cents`.
