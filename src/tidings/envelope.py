@@ -111,7 +111,7 @@ class Envelope:
             return int(self.dataschema.rsplit(":", 1)[1])
         except ValueError:
             raise MalformedMessage(
-                Malformation.INVALID_ATTRIBUTE, f"dataschema {self.dataschema!r} does not end in a version number"
+                Malformation.INVALID_ATTRIBUTE, f"dataschema {_shown(self.dataschema)} does not end in a version number"
             ) from None
 
     def with_changes(self, **changes: Any) -> Envelope:
@@ -212,6 +212,11 @@ def _is_json(content_type: str) -> bool:
     return media in (JSON, "text/json") or media.endswith("+json")
 
 
+def _shown(value: str) -> str:
+    """An attribute's value for a reason: quoted, and cut short (a hostile one may be long)."""
+    return repr(value) if len(value) <= 64 else f"{value[:64]!r}..."
+
+
 def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
     get = attributes.get
     size = sum(len(name) + len(value) for name, value in attributes.items())
@@ -226,13 +231,13 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
         )
     if attributes["specversion"] != SPEC_VERSION:
         raise MalformedMessage(
-            Malformation.INVALID_ATTRIBUTE, f"specversion {attributes['specversion']!r} is not {SPEC_VERSION}"
+            Malformation.INVALID_ATTRIBUTE, f"specversion {_shown(attributes['specversion'])} is not {SPEC_VERSION}"
         )
     content_type = get("datacontenttype")
     if content_type is not None and not _is_json(content_type):
         raise MalformedMessage(
             Malformation.INVALID_ATTRIBUTE,
-            f"datacontenttype {content_type!r} is not JSON, and event data is read as JSON",
+            f"datacontenttype {_shown(content_type)} is not JSON, and event data is read as JSON",
         )
     time = None
     if "time" in attributes:
@@ -240,7 +245,7 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
             time = datetime.fromisoformat(attributes["time"])
         except ValueError:
             raise MalformedMessage(
-                Malformation.INVALID_ATTRIBUTE, f"time {attributes['time']!r} is not an RFC 3339 timestamp"
+                Malformation.INVALID_ATTRIBUTE, f"time {_shown(attributes['time'])} is not an RFC 3339 timestamp"
             ) from None
     extensions = {} if _KNOWN.issuperset(attributes) else {k: v for k, v in attributes.items() if k not in _KNOWN}
     return Envelope(  # positional: this runs for every message received

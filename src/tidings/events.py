@@ -142,10 +142,15 @@ def _json_object(data: bytes) -> Data:
 
 
 def _schema_error(type: str, error: ValidationError) -> MalformedMessage:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()[:5]
-    )
+    """Names each wrong field and what is wrong (pydantic's message states what was expected, not
+    the input's value); a field name taken from the input (an unexpected one) is cut short."""
+    problems = "; ".join(f"{_location(item['loc'])}: {item['msg']}" for item in error.errors()[:5])
     return MalformedMessage(Malformation.SCHEMA_MISMATCH, f"data does not match {type!r}: {problems}")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ".".join(str(part) for part in loc) or "<root>"
+    return path if len(path) <= 80 else f"{path[:80]}..."
 
 
 default_registry = Registry()

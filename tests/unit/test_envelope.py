@@ -200,3 +200,11 @@ def test_deeply_nested_structured_json_is_too_large_not_a_crash() -> None:
     assert malformed(lambda: from_structured(deep)) is Malformation.TOO_LARGE
     document = to_structured(full())
     assert malformed(lambda: from_structured(document[:-1] + b',"x":' + deep + b"}")) is Malformation.TOO_LARGE
+
+
+def test_reasons_cut_long_attribute_values_short() -> None:
+    headers, body = to_binary(full(), "ce_")
+    with pytest.raises(MalformedMessage) as raised:
+        decode({**headers, "ce_time": "t" * 10_000}, body, "ce_")
+    assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
+    assert len(str(raised.value)) < 200
