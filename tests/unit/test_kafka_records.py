@@ -21,6 +21,12 @@ def test_a_record_of_another_type_is_skipped_and_one_of_the_groups_is_not() -> N
     assert not relevant(record([("ce_type", b"shop.payment.captured")]), "g", TYPES)
 
 
+def test_a_record_whose_type_is_missing_or_empty_is_handed_out() -> None:
+    assert relevant(record([]), "g", TYPES)
+    assert relevant(record([("ce_type", b"")]), "g", TYPES)
+    assert relevant(record([("content-type", STRUCTURED.encode())], b'{"type": ""}'), "g", TYPES)
+
+
 def test_a_structured_body_nested_too_deeply_has_no_type_and_is_handed_out() -> None:
     deep = record([("content-type", STRUCTURED.encode())], b"[" * 100_000 + b"]" * 100_000)
     assert record_type({"content-type": STRUCTURED.encode()}, deep.value) is None

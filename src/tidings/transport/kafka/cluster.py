@@ -258,7 +258,8 @@ def record_type(headers: Mapping[str, bytes], body: bytes | None) -> str | None:
 def relevant(record: Any, group: str, types: Collection[str]) -> bool:
     """Whether `group` handles this record: a replay aimed at it, or a type it subscribes to.
 
-    A record whose type cannot be read is handed out, so the consumer dead-letters it with a reason.
+    A record whose type cannot be read (none, or empty) is handed out, so the consumer
+    dead-letters it with a reason.
     """
     kind: bytes | None = None
     for key, value in record.headers or ():  # no dict: this runs for every record of the topic
@@ -266,10 +267,10 @@ def relevant(record: Any, group: str, types: Collection[str]) -> bool:
             kind = value
         elif key == HEADER_GROUP:
             return bool(value.decode(errors="replace") == group)
-    if kind is not None:
+    if kind:
         return kind.decode(errors="replace") in types
     name = record_type(record_headers(record), record.value)
-    return name is None or name in types
+    return not name or name in types
 
 
 async def _stop(client: Any) -> None:
