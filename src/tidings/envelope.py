@@ -6,7 +6,8 @@ what Tidings sends. *Structured mode* is one JSON document holding attributes an
 (`application/cloudevents+json`); it is accepted on input from any publisher.
 
 Every decoding problem raises `MalformedMessage` whose kind names it, so that the runtime can
-dead-letter the message with a reason a person can act on.
+dead-letter the message with a reason a person can act on. Event data is JSON: a
+`datacontenttype` that is not (`application/json`, `text/json`, `+json`) is refused on receipt.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ MAX_ID_LENGTH = 200
 MAX_SOURCE_LENGTH = 200
 """Characters of `id` and `source`: what a service's inbox (keyed on group, source and id) holds on
 every database. CloudEvents sets no limit; a received envelope beyond it is malformed."""
+MAX_ATTRIBUTE_CHARS = 16 * 1024
+"""Received attributes longer than this in all (names and values) are dead-lettered: headers are
+for routing and tracing, and a broker limits them (RabbitMQ: one 128 KiB frame)."""
 
 _REQUIRED = ("id", "source", "type", "specversion")
 _OPTIONAL = (
@@ -111,7 +115,7 @@ class Envelope:
             return int(self.dataschema.rsplit(":", 1)[1])
         except ValueError:
             raise MalformedMessage(
-                Malformation.INVALID_ATTRIBUTE, f"dataschema {self.dataschema!r} does not end in a version number"
+                Malformation.INVALID_ATTRIBUTE, f"dataschema {_shown(self.dataschema)} does not end in a version number"
             ) from None
 
     def with_changes(self, **changes: Any) -> Envelope:
@@ -178,11 +182,13 @@ def from_structured(body: bytes) -> Envelope:
     _check_size(body)
     try:
         document = json.loads(body)
+        if not isinstance(document, dict):
+            raise MalformedMessage(Malformation.MISSING_ATTRIBUTE, "body is JSON but not a CloudEvents object")
+        data = json.dumps(document.pop("data"), separators=(",", ":")).encode() if "data" in document else b"null"
     except ValueError:
         raise MalformedMessage(Malformation.NOT_JSON, "body is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise MalformedMessage(Malformation.MISSING_ATTRIBUTE, "body is JSON but not a CloudEvents object")
-    data = json.dumps(document.pop("data"), separators=(",", ":")).encode() if "data" in document else b"null"
+    except RecursionError:
+        raise MalformedMessage(Malformation.TOO_LARGE, "body is JSON nested too deeply to decode") from None
     attributes = {key: value if isinstance(value, str) else json.dumps(value) for key, value in document.items()}
     return _envelope(attributes, data)
 
@@ -217,8 +223,23 @@ def _check_size(body: bytes) -> None:
         raise MalformedMessage(Malformation.TOO_LARGE, f"body is {len(body)} bytes, the limit is {MAX_MESSAGE_BYTES}")
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media in (JSON, "text/json") or media.endswith("+json")
+
+
+def _shown(value: str) -> str:
+    """An attribute's value for a reason: quoted, and cut short (a hostile one may be long)."""
+    return repr(value) if len(value) <= 64 else f"{value[:64]!r}..."
+
+
 def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
     get = attributes.get
+    size = sum(len(name) + len(value) for name, value in attributes.items())
+    if size > MAX_ATTRIBUTE_CHARS:
+        raise MalformedMessage(
+            Malformation.TOO_LARGE, f"CloudEvents attributes are {size} characters, the limit is {MAX_ATTRIBUTE_CHARS}"
+        )
     if not (get("id") and get("source") and get("type") and get("specversion")):
         missing = [name for name in _REQUIRED if not get(name)]
         raise MalformedMessage(
@@ -227,7 +248,13 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
     check_identity(attributes["id"], attributes["source"])
     if attributes["specversion"] != SPEC_VERSION:
         raise MalformedMessage(
-            Malformation.INVALID_ATTRIBUTE, f"specversion {attributes['specversion']!r} is not {SPEC_VERSION}"
+            Malformation.INVALID_ATTRIBUTE, f"specversion {_shown(attributes['specversion'])} is not {SPEC_VERSION}"
+        )
+    content_type = get("datacontenttype")
+    if content_type is not None and not _is_json(content_type):
+        raise MalformedMessage(
+            Malformation.INVALID_ATTRIBUTE,
+            f"datacontenttype {_shown(content_type)} is not JSON, and event data is read as JSON",
         )
     time = None
     if "time" in attributes:
@@ -235,7 +262,7 @@ def _envelope(attributes: dict[str, str], data: bytes) -> Envelope:
             time = datetime.fromisoformat(attributes["time"])
         except ValueError:
             raise MalformedMessage(
-                Malformation.INVALID_ATTRIBUTE, f"time {attributes['time']!r} is not an RFC 3339 timestamp"
+                Malformation.INVALID_ATTRIBUTE, f"time {_shown(attributes['time'])} is not an RFC 3339 timestamp"
             ) from None
     extensions = {} if _KNOWN.issuperset(attributes) else {k: v for k, v in attributes.items() if k not in _KNOWN}
     return Envelope(  # positional: this runs for every message received

@@ -22,6 +22,7 @@ from tidings.errors import ConfigurationError, Malformation, MalformedMessage
 Data = dict[str, Any]
 Upcaster = Callable[[Data], Data]
 E = TypeVar("E", bound="Event")
+_TOO_DEEP = "event data is JSON nested too deeply to decode"
 
 
 class Event(BaseModel):
@@ -118,7 +119,10 @@ class Registry:
         try:
             return event_class.model_validate_json(data)
         except ValidationError as error:
-            if any(item["type"] == "json_invalid" for item in error.errors()):
+            invalid = [item for item in error.errors() if item["type"] == "json_invalid"]
+            if any("recursion limit" in item["msg"] for item in invalid):
+                raise MalformedMessage(Malformation.TOO_LARGE, _TOO_DEEP) from None
+            if invalid:
                 raise MalformedMessage(Malformation.NOT_JSON, "event data is not valid JSON") from None
             raise _schema_error(event_class.event_type, error) from None
 
@@ -130,16 +134,23 @@ def _json_object(data: bytes) -> Data:
         payload = json.loads(data)
     except ValueError:
         raise MalformedMessage(Malformation.NOT_JSON, "event data is not valid JSON") from None
+    except RecursionError:
+        raise MalformedMessage(Malformation.TOO_LARGE, _TOO_DEEP) from None
     if not isinstance(payload, dict):
         raise MalformedMessage(Malformation.SCHEMA_MISMATCH, "event data must be a JSON object")
     return payload
 
 
 def _schema_error(type: str, error: ValidationError) -> MalformedMessage:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()[:5]
-    )
+    """Names each wrong field and what is wrong (pydantic's message states what was expected, not
+    the input's value); a field name taken from the input (an unexpected one) is cut short."""
+    problems = "; ".join(f"{_location(item['loc'])}: {item['msg']}" for item in error.errors()[:5])
     return MalformedMessage(Malformation.SCHEMA_MISMATCH, f"data does not match {type!r}: {problems}")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ".".join(str(part) for part in loc) or "<root>"
+    return path if len(path) <= 80 else f"{path[:80]}..."
 
 
 default_registry = Registry()

@@ -9,6 +9,7 @@ import pytest
 
 from tidings.envelope import (
     JSON,
+    MAX_ATTRIBUTE_CHARS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
     MAX_SOURCE_LENGTH,
@@ -180,3 +181,46 @@ def test_a_foreign_dataschema_means_version_one() -> None:
 def test_binary_mode_does_not_parse_the_data() -> None:
     headers, _ = to_binary(full(), "ce_")
     assert from_binary(headers, b"not json at all", "ce_").data == b"not json at all"
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "text/json", "application/vnd.shop+json"])
+def test_json_content_types_are_accepted(content_type: str) -> None:
+    headers, body = to_binary(full(), "ce_")
+    assert decode({**headers, "content-type": content_type}, body, "ce_").datacontenttype == content_type
+
+
+@pytest.mark.parametrize("content_type", ["application/xml", "text/plain", "application/octet-stream"])
+def test_data_that_is_not_json_is_refused(content_type: str) -> None:
+    """Event data is read as JSON only: JSON bytes labelled otherwise are not what their sender said."""
+    headers, body = to_binary(full(), "ce_")
+    with pytest.raises(MalformedMessage, match="datacontenttype") as raised:
+        decode({**headers, "content-type": content_type}, body, "ce_")
+    assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
+    document = {**json.loads(to_structured(full())), "datacontenttype": content_type}
+    assert malformed(lambda: from_structured(json.dumps(document).encode())) is Malformation.INVALID_ATTRIBUTE
+
+
+def test_attributes_over_the_limit_are_too_large() -> None:
+    headers, body = to_binary(full(), "ce_")
+    one = {**headers, "ce_comment": "x" * MAX_ATTRIBUTE_CHARS}
+    many = {**headers, **{f"ce_ext{n}": "v" * 100 for n in range(MAX_ATTRIBUTE_CHARS // 100)}}
+    for huge in (one, many):
+        with pytest.raises(MalformedMessage, match="attributes are") as raised:
+            decode(huge, body, "ce_")
+        assert raised.value.kind is Malformation.TOO_LARGE
+    assert decode({**headers, "ce_comment": "x" * 1000}, body, "ce_").extensions["comment"] == "x" * 1000
+
+
+def test_deeply_nested_structured_json_is_too_large_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert malformed(lambda: from_structured(deep)) is Malformation.TOO_LARGE
+    document = to_structured(full())
+    assert malformed(lambda: from_structured(document[:-1] + b',"x":' + deep + b"}")) is Malformation.TOO_LARGE
+
+
+def test_reasons_cut_long_attribute_values_short() -> None:
+    headers, body = to_binary(full(), "ce_")
+    with pytest.raises(MalformedMessage) as raised:
+        decode({**headers, "ce_time": "t" * 10_000}, body, "ce_")
+    assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
+    assert len(str(raised.value)) < 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -120,6 +122,27 @@ def test_schema_mismatch_names_the_field() -> None:
     registry = registry_with_upcasters()
     with pytest.raises(MalformedMessage, match="amount_cents"):
         registry.decode("test.price.set", 3, b'{"sku": "s", "currency": "EUR"}')
+
+
+def test_deeply_nested_data_is_too_large() -> None:
+    registry = registry_with_upcasters()
+    deep = b"[" * 5_000 + b"]" * 5_000
+    data = b'{"sku": "s", "amount_cents": 1, "currency": "EUR", "x": ' + deep + b"}"
+    assert kind_of(lambda: registry.decode("test.price.set", 3, data)) is Malformation.TOO_LARGE
+    assert kind_of(lambda: registry.decode("test.price.set", 1, b"[" * 100_000 + b"]" * 100_000)) is (
+        Malformation.TOO_LARGE
+    )
+
+
+def test_schema_mismatch_cuts_a_field_name_from_the_input_short() -> None:
+    registry = registry_with_upcasters()
+    data = json.dumps({"sku": "s", "amount_cents": 1, "currency": "EUR", "k" * 100_000: "secret"}).encode()
+    with pytest.raises(MalformedMessage) as raised:
+        registry.decode("test.price.set", 3, data)
+    assert raised.value.kind is Malformation.SCHEMA_MISMATCH
+    assert "kkkk" in str(raised.value)
+    assert len(str(raised.value)) < 300
+    assert "secret" not in str(raised.value)
 
 
 def test_duplicate_registration() -> None:

@@ -254,7 +254,7 @@ def record_type(headers: Mapping[str, bytes], body: bytes | None) -> str | None:
         return None
     try:
         document = json.loads(body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # the consumer's decoding says what is wrong with it
         return None
     kind = document.get("type") if isinstance(document, dict) else None
     return kind if isinstance(kind, str) else None
@@ -263,7 +263,8 @@ def record_type(headers: Mapping[str, bytes], body: bytes | None) -> str | None:
 def relevant(record: Any, group: str, types: Collection[str]) -> bool:
     """Whether `group` handles this record: a replay aimed at it, or a type it subscribes to.
 
-    A record whose type cannot be read is handed out, so the consumer dead-letters it with a reason.
+    A record whose type cannot be read (none, or empty) is handed out, so the consumer
+    dead-letters it with a reason.
     """
     kind: bytes | None = None
     for key, value in record.headers or ():  # no dict: this runs for every record of the topic
@@ -271,10 +272,10 @@ def relevant(record: Any, group: str, types: Collection[str]) -> bool:
             kind = value
         elif key == HEADER_GROUP:
             return bool(value.decode(errors="replace") == group)
-    if kind is not None:
+    if kind:
         return kind.decode(errors="replace") in types
     name = record_type(record_headers(record), record.value)
-    return name is None or name in types
+    return not name or name in types
 
 
 async def _stop(client: Any) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from tidings.envelope import Envelope, decode
+from tidings.envelope import MAX_MESSAGE_BYTES, Envelope, decode
 from tidings.transport.base import Delivery
 from tidings.transport.kafka.config import (
     CE_PREFIX,
@@ -16,6 +16,9 @@ from tidings.transport.kafka.config import (
     HEADER_REASON,
 )
 from tidings.transport.kafka.ledger import Slot
+
+COPY_LIMIT = MAX_MESSAGE_BYTES
+"""The largest record the transport's producer sends (aiokafka's `max_request_size`, 1 MiB)."""
 
 
 class Settler(Protocol):
@@ -80,13 +83,26 @@ class Deliveries:
         return KafkaDelivery(self._subscription, slot)
 
 
-def dead_letter_headers(record: Any, reason: str, attempts: int) -> list[tuple[str, bytes]]:
-    """The original record's headers (CloudEvents attributes) plus why, after how many attempts, from where."""
-    headers = [(key, value) for key, value in record.headers or () if not key.startswith("tidings-")]
-    return [
+def dead_letter_record(record: Any, reason: str, attempts: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Value and headers of `record`'s dead letter: its body, its headers (CloudEvents attributes)
+    plus why, after how many attempts, from where.
+
+    A copy over `COPY_LIMIT` keeps no body: a record compressed by its producer can hold more
+    than this transport's producer sends, and a copy that can never be produced would leave the
+    record handed out again and again. The reason then says so, and where the body still is (the
+    events topic keeps it for its retention).
+    """
+    origin = f"{record.topic}/{record.partition}/{record.offset}"
+    value = record.value or b""
+    headers = [(name, item) for name, item in record.headers or () if not name.startswith("tidings-")]
+    size = len(value) + len(record.key or b"") + len(reason) + sum(len(name) + len(item) for name, item in headers)
+    if size + 200 > COPY_LIMIT:  # 200: the headers added below and the record's framing
+        reason = f"{reason} (the body, {len(value)} bytes, is too large to copy; it is at {origin})"
+        value = b""
+    return value, [
         *headers,
         (HEADER_REASON, reason.encode()),
         (HEADER_ATTEMPTS, str(attempts).encode()),
         (HEADER_DEAD_AT, datetime.now(UTC).isoformat().encode()),
-        (HEADER_ORIGIN, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        (HEADER_ORIGIN, origin.encode()),
     ]

@@ -30,7 +30,7 @@ from tidings.errors import TransportError
 from tidings.transport.base import Delivery, Subscription
 from tidings.transport.kafka.cluster import Cluster, Outgoing
 from tidings.transport.kafka.commits import Committer
-from tidings.transport.kafka.delivery import Deliveries, dead_letter_headers
+from tidings.transport.kafka.delivery import Deliveries, dead_letter_record
 from tidings.transport.kafka.fetch import Fetcher
 from tidings.transport.kafka.handout import HandOut, stop_handing_out
 from tidings.transport.kafka.ledger import IN_FLIGHT, Ledger, Slot
@@ -117,10 +117,10 @@ class KafkaSubscription(Subscription):
     async def dead_letter(self, slot: Slot, reason: str) -> None:
         """Produce `slot`'s record to the group's dead-letter topic, then settle it."""
         record = slot.record
-        headers = dead_letter_headers(record, reason, slot.deliveries)
+        value, headers = dead_letter_record(record, reason, slot.deliveries)
         topic = self._cluster.config.dlq_topic(self.group)
         try:
-            await self._cluster.send([Outgoing(topic, record.key, record.value or b"", headers)])
+            await self._cluster.send([Outgoing(topic, record.key, value, headers)])
         except TransportError:
             if slot.ledger.active:  # not dead-lettered: deliver it again
                 self._hand_out.land(slot)
