@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from tidings.envelope import STRUCTURED
 from tidings.errors import PublishError, TransportError
 from tidings.transport.kafka.config import CE_PREFIX, HEADER_GROUP, KafkaConfig
+from tidings.transport.kafka.refusal import TOO_LARGE, RecordRefused
 from tidings.transport.kafka.retrying import raise_retriable, retrying
 
 log = logging.getLogger("tidings.transport.kafka")
@@ -140,8 +141,13 @@ class Cluster:
                 futures.append(await self.producer.send(topic, value, key=key, partition=partition, headers=headers))
         except Exception as error:
             await asyncio.gather(*futures, return_exceptions=True)
+            if isinstance(error, TOO_LARGE):
+                raise RecordRefused(len(futures), type(error).__name__) from error
             raise PublishError(f"Kafka refused a record: {error!r}") from error
         results = await asyncio.gather(*futures, return_exceptions=True)
+        for index, result in enumerate(results):
+            if isinstance(result, TOO_LARGE):
+                raise RecordRefused(index, type(result).__name__) from result
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             raise PublishError(f"Kafka did not acknowledge {len(failures)} of {len(results)} records: {failures[0]!r}")

@@ -9,11 +9,12 @@ from typing import ClassVar, Self, TypeVar
 from aiokafka.errors import KafkaError
 
 from tidings.envelope import Envelope, to_binary
-from tidings.errors import ConfigurationError, TransportError
+from tidings.errors import ConfigurationError, EnvelopeRefused, TransportError
 from tidings.transport.base import Capabilities, DeadLetter, Subscription, Transport
 from tidings.transport.kafka.admin import Admin
 from tidings.transport.kafka.cluster import Cluster, Outgoing
 from tidings.transport.kafka.config import CE_PREFIX, KafkaConfig, check_group
+from tidings.transport.kafka.refusal import RecordRefused
 from tidings.transport.kafka.retrying import retrying
 from tidings.transport.kafka.subscription import KafkaSubscription
 
@@ -53,7 +54,10 @@ class KafkaTransport(Transport):
             key = envelope.partitionkey.encode() if envelope.partitionkey is not None else None
             records.append(Outgoing(topic, key, body, [(name, value.encode()) for name, value in headers.items()]))
         if records:
-            await self._cluster.send(records)
+            try:
+                await self._cluster.send(records)
+            except RecordRefused as refused:
+                raise EnvelopeRefused(envelopes[refused.index].id, refused.reason) from refused
 
     async def subscribe(self, group: str, types: Collection[str], *, prefetch: int = 64) -> Subscription:
         """Declare `group` for `types` durably, join its consumer group and return a member of it.
