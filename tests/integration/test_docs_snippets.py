@@ -58,3 +58,15 @@ def test_every_command_of_the_cli_is_in_its_reference_page() -> None:
     subparsers = next(action for action in _parser()._actions if action.dest == "command")
     missing = [name for name in subparsers.choices if f"`tidings {name}" not in page]  # type: ignore[attr-defined]
     assert missing == []
+
+
+def test_every_test_the_guarantees_page_names_exists() -> None:
+    page = (ROOT / "docs" / "guarantees.md").read_text()
+    references = re.findall(r"`((?:unit|integration|conformance|system)/[\w/]+\.py)(?:::(\w+))?`", page)
+    assert len(references) > 20
+    missing = []
+    for path, name in references:
+        source = ROOT / "tests" / path
+        if not source.exists() or (name and not re.search(rf"def {name}\(", source.read_text())):
+            missing.append(f"{path}::{name}" if name else path)
+    assert missing == []
