@@ -8,30 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.conformance.events import PING, ping
-from tests.integration.rabbitmq_support import AMQP_PORT, HOST, amqp_url, fresh_vhost
+from tests.integration.rabbitmq_support import amqp_url
 from tests.integration.tcp_proxy import TcpProxy
 from tidings.errors import PublishError, TransportError
 from tidings.transport import Transport, connect
 
 pytestmark = pytest.mark.rabbitmq
 LOGGER = "tidings.transport.rabbitmq"
-
-
-@pytest.fixture
-async def vhost() -> AsyncIterator[str]:
-    async with fresh_vhost() as name:
-        yield name
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    async with TcpProxy(HOST, AMQP_PORT) as running:
-        yield running
 
 
 async def wait_for(check: object, within: float, what: str) -> None:

@@ -8,14 +8,13 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
 import pytest
 
 from tests.conformance.harness import until
-from tests.integration.rabbitmq_support import amqp_url, fresh_vhost, queue_counts
+from tests.integration.rabbitmq_support import amqp_url, queue_counts
 from tidings.context import Context
 from tidings.envelope import Envelope, to_structured
 from tidings.events import Event
@@ -36,12 +35,6 @@ class OrderCreated(Event, type="shop.order.created", version=1):
 
     def subject(self) -> str | None:
         return str(self.order_id)
-
-
-@pytest.fixture
-async def vhost() -> AsyncIterator[str]:
-    async with fresh_vhost() as name:
-        yield name
 
 
 async def run_adr_sample(vhost: str) -> None:

@@ -4,29 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.conformance.events import PING, ping
-from tests.integration.rabbitmq_support import AMQP_PORT, HOST, amqp_url, fresh_vhost, run_traffic
+from tests.integration.rabbitmq_support import amqp_url, run_traffic
 from tests.integration.tcp_proxy import TcpProxy
 from tidings.errors import PublishError
 from tidings.transport import Delivery, connect
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-async def vhost() -> AsyncIterator[str]:
-    async with fresh_vhost() as name:
-        yield name
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    async with TcpProxy(HOST, AMQP_PORT) as running:
-        yield running
 
 
 async def test_cutting_the_connection_mid_stream_loses_nothing(vhost: str, proxy: TcpProxy) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import aio_pika
@@ -14,19 +13,13 @@ import httpx
 import pytest
 
 from tests.conformance.events import PING, PONG, event_id, ping
-from tests.integration.rabbitmq_support import AUTH, MANAGEMENT, amqp_url, fresh_vhost
+from tests.integration.rabbitmq_support import AUTH, MANAGEMENT, amqp_url
 from tidings.errors import ConfigurationError, PublishError, TransportError
 from tidings.transport import connect
 from tidings.transport.rabbitmq import RabbitTransport
 from tidings.transport.rabbitmq.codec import DELAY_LEFT, encode
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-async def vhost() -> AsyncIterator[str]:
-    async with fresh_vhost() as name:
-        yield name
 
 
 async def queues(vhost: str) -> dict[str, dict[str, object]]:
