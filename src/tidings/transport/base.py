@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, TidingsError
+from tidings.transport.urls import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ async def connect(url: str) -> Transport:
     scheme = urlsplit(url).scheme
     if scheme not in _ADAPTERS:
         known = ", ".join(f"{name}://" for name in _ADAPTERS)
-        raise ConfigurationError(f"unknown broker URL scheme in {url!r}; use one of {known}")
+        raise ConfigurationError(f"unknown broker URL scheme in {redact(url)!r}; use one of {known}")
     module_name, class_name = _ADAPTERS[scheme]
     module = importlib.import_module(module_name)
     adapter: type[Transport] = getattr(module, class_name)

@@ -71,3 +71,13 @@ def test_credentials_of_an_authority_with_several_hosts() -> None:
     assert urls.credentials("alice:s%40cret@k1:9092,k2:9093") == ("alice", "s@cret", "k1:9092,k2:9093")
     assert urls.credentials("k1:9092") == (None, None, "k1:9092")
     assert urls.credentials("bob@h") == ("bob", None, "h")
+
+
+async def test_an_unknown_scheme_is_refused_without_echoing_the_password() -> None:
+    from tidings.transport import connect
+
+    with pytest.raises(ConfigurationError) as refused:
+        await connect("amqpx://shop:s3cret-pass@broker:5672/?token=abc123")
+    assert "s3cret-pass" not in str(refused.value)
+    assert "abc123" not in str(refused.value)
+    assert str(refused.value).startswith("unknown broker URL scheme in 'amqpx://shop:")
