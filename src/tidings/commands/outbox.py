@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from tidings.commands.output import add_json_flag, emit
 from tidings.errors import ConfigurationError
 from tidings.store import Store, normalise_url, outbox_status, parked
+
+STATUS_COLUMNS = ["source", "pending", "oldest_pending_age", "parked", "published", "last_published_age", "relay_owner"]
+PARKED_COLUMNS = ["id", "source", "event_id", "type", "size", "parked_at", "reason"]
 
 
 def add_parser(commands: Any) -> None:
@@ -41,11 +46,16 @@ def add_parser(commands: Any) -> None:
             action.add_argument("--limit", type=int, default=100, help="list at most this many")
         if name in ("replay", "purge"):
             action.add_argument("ids", nargs="*", type=int, help="parked row ids (`tidings outbox parked`)")
+        else:
+            add_json_flag(action)
 
 
 async def run(args: argparse.Namespace) -> int:
     if args.action == "status":
-        print(await outbox_status(args.database))
+        status = await outbox_status(args.database)
+        rows = [dataclasses.asdict(source) for source in status.sources]
+        title = f"outbox: {status.pending} pending, {status.parked} parked, {status.published} published"
+        emit(args, rows, title=title, columns=STATUS_COLUMNS)
         return 0
     if args.action == "purge" and not args.ids:
         raise ConfigurationError(
@@ -55,12 +65,12 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with store.session() as session, session.begin():
             if args.action == "parked":
-                rows = await parked.list(session, source=args.source, limit=args.limit)
-                for row in rows:
-                    when = datetime.fromtimestamp(row.parked_at, UTC).isoformat(timespec="seconds")
-                    fields = (str(row.id), row.source, row.event_id, row.type or "?", f"{row.size}B", when)
-                    print("\t".join((*fields, row.reason)))
-                print(f"{len(rows)} parked outbox row(s)")
+                found = await parked.list(session, source=args.source, limit=args.limit)
+                rows = [
+                    {**dataclasses.asdict(row), "parked_at": _when(row.parked_at), "created_at": _when(row.created_at)}
+                    for row in found
+                ]
+                emit(args, rows, title=f"{len(rows)} parked outbox row(s)", columns=PARKED_COLUMNS)
             elif args.action == "replay":
                 count = await parked.replay(session, args.ids or None, source=args.source)
                 print(f"replayed {count} parked row(s) into the outbox")
@@ -74,6 +84,10 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return 0
+
+
+def _when(stamp: float | None) -> str | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
 async def _open(database: str, *, read_only: bool) -> Store:
