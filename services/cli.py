@@ -101,7 +101,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> str:
 
 
 async def _load(settings: Settings, args: argparse.Namespace, console: Console) -> int:
-    from services.load import print_report, run_load, write_report
+    from services.load import ACCEPTED_FILE, print_report, run_load, write_report
 
     api = _api(settings, args)
     console.print(f"placing {args.orders} orders at {args.rate:g}/s through {api}")
@@ -113,6 +113,7 @@ async def _load(settings: Settings, args: argparse.Namespace, console: Console) 
         seed=args.seed,
         settle_timeout=args.settle_timeout,
         console=console,
+        accepted_file=settings.data_dir / ACCEPTED_FILE,
     )
     print_report(report, console)
     if args.out is not None:

@@ -3,7 +3,9 @@
 `POST /orders` prices the lines from the catalog and writes the pending order and its
 `OrderCreated` event in one transaction (`service.transaction()`): the event leaves through
 the outbox only if the order committed. Anything invalid is refused with a 4xx and a message
-before or inside that transaction, so nothing is written for a refused request.
+before or inside that transaction, so nothing is written for a refused request. With an
+`Idempotency-Key` header the key and the response are stored in that same transaction, and a
+retry gets the stored response back (`services.orders.idempotency`).
 """
 
 from __future__ import annotations
@@ -12,22 +14,33 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
+from services.orders.idempotency import HEADER, REPLAYED, IdempotencyKeys, check_same_request, fingerprint, parse_key
 from services.orders.limits import BodySizeLimit
 from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
-from services.orders.schemas import CatalogEntry, OrderList, OrderRequest, OrderView
+from services.orders.schemas import CatalogEntry, OrderList, OrderRequest, OrderView, Problem
 from services.settings import Settings
 from tidings.service import Service
 
 MAX_BODY = 64 * 1024
+KEY_DOC = (
+    "Makes the request safe to retry: the same key and body replay the first response (201, same order); "
+    "the same key with another body is a 422, a key whose request is still running a 409. Kept 24 h."
+)
+PLACE_ORDER_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "A request with this Idempotency-Key is still being processed"},
+    413: {"model": Problem, "description": "The body is larger than 64 KiB"},
+    422: {"model": Problem, "description": "Invalid order, unknown sku, or a key reused with another body"},
+}
 
 
 def create_app(service: Service, settings: Settings) -> FastAPI:
@@ -41,11 +54,38 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     deadline = timedelta(seconds=settings.deadline)  # the order saga times out then
 
-    @app.post("/orders", status_code=201, response_model=OrderView)
-    async def place_order(request: OrderRequest, response: Response) -> OrderView:
-        """Create a pending order; poll `GET /orders/{id}` until its status is confirmed or cancelled."""
+    keys = IdempotencyKeys(settings.idempotency_retention)
+    app.state.idempotency_keys = keys
+
+    @app.post("/orders", status_code=201, response_model=OrderView, responses=PLACE_ORDER_ERRORS)
+    async def place_order(
+        request: OrderRequest,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(alias=HEADER, description=KEY_DOC, max_length=1024)] = None,
+    ) -> OrderView:
+        """Create a pending order; poll `GET /orders/{id}` until its status is confirmed or cancelled.
+
+        Send an `Idempotency-Key` to make the request safe to retry (see docs/shop.md)."""
+        if idempotency_key is None:
+            return await _place(request, response, None, "")
+        key, digest = parse_key(idempotency_key), fingerprint(request)
+        async with keys.in_progress(key):
+            try:
+                return await _place(request, response, key, digest)
+            except IntegrityError:  # another process stored the key first: now it is there to replay
+                return await _place(request, response, key, digest)
+
+    async def _place(request: OrderRequest, response: Response, key: str | None, digest: str) -> OrderView:
         order_id = str(uuid.uuid4())
         async with service.transaction() as ctx:
+            now = utcnow()
+            stored = None if key is None else await keys.find(ctx.session, key, now)
+            if stored is not None:
+                check_same_request(stored, digest)
+                response.status_code = stored.status_code
+                response.headers["Location"] = f"/orders/{stored.order_id}"
+                response.headers[REPLAYED] = "true"
+                return OrderView.model_validate_json(stored.response)
             skus = [line.sku for line in request.lines]
             prices = {
                 item.sku: item.unit_price
@@ -56,7 +96,6 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
                 raise HTTPException(422, f"unknown sku(s): {', '.join(unknown)}")
             lines = [LineItem(sku=ln.sku, quantity=ln.quantity, unit_price=prices[ln.sku]) for ln in request.lines]
             total = sum((line.unit_price * line.quantity for line in lines), start=Decimal("0.00"))
-            now = utcnow()
             event = OrderCreated(order_id=order_id, customer_id=request.customer_id, lines=tuple(lines), total=total)
             envelope = ctx.publish(event)
             order = Order(
@@ -75,8 +114,11 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
             ctx.session.add(order)
             await ctx.session.flush()
             ctx.session.add_all(rows)
+            view = OrderView.of(order, rows)
+            if key is not None:
+                keys.record(ctx.session, key, digest, order_id, 201, view.model_dump_json(), now)
         response.headers["Location"] = f"/orders/{order_id}"
-        return OrderView.of(order, rows)
+        return view
 
     @app.get("/orders/{order_id}", response_model=OrderView)
     async def get_order(order_id: str) -> OrderView:

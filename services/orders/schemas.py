@@ -82,3 +82,10 @@ class OrderList(BaseModel):
 class CatalogEntry(BaseModel):
     sku: str
     unit_price: Decimal
+
+
+class Problem(BaseModel):
+    """What a refused request gets: one readable sentence, and for invalid input one per problem."""
+
+    detail: str
+    errors: list[str] | None = None
