@@ -274,12 +274,12 @@ class _Recorder:
             self._file.flush()
 
 
-def read_accepted(path: Path) -> list[str]:
-    """The order ids a load run was told were accepted; empty if it never ran here."""
+def read_accepted(path: Path) -> list[str] | None:
+    """The order ids the load runs were told were accepted; None if none ran here."""
     try:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except FileNotFoundError:
-        return []
+        return None
 
 
 def print_report(report: LoadReport, console: Console) -> None:

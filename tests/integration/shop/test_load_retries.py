@@ -96,5 +96,6 @@ async def test_the_load_records_every_accepted_order_once(app: FastAPI, orders: 
     assert report.replayed == 12  # each retry was answered from the stored response
     assert len(set(flaky.seen)) == 12  # a key per order
     recorded = read_accepted(accepted)
+    assert recorded is not None
     assert len(recorded) == 12
     assert sorted(recorded) == sorted(await order_ids(orders))
