@@ -116,3 +116,17 @@ async def test_catalog_and_health(client: httpx.AsyncClient) -> None:
 
 def _json() -> dict[str, str]:
     return {"content-type": "application/json"}
+
+
+async def test_a_wrong_method_is_405_naming_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/orders")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert (await client.post("/catalog")).headers["allow"] == "GET"
+
+
+async def test_a_body_that_is_not_utf8_is_malformed_json(client: httpx.AsyncClient, orders: Service) -> None:
+    response = await client.post("/orders", content=b'{"customer_id": "\xff\xfe"}', headers=_json())
+    assert response.status_code == 422
+    assert "not UTF-8" in response.json()["detail"]
+    assert await written(orders) == (0, 0, 0)
