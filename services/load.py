@@ -71,6 +71,8 @@ class LoadReport:
     """Requests sent again (same key) after a lost response, a 5xx or a 409."""
     replayed: int = 0
     """Accepted orders whose 201 was a replay of a response the client had not received."""
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    """Why requests were retried: an HTTP status, or the connection error's name."""
     settled: int = 0
     unsettled: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -117,6 +119,7 @@ async def run_load(
     `stop` set ends the placing early (`orders` in the report is then how many were tried);
     `transport` replaces the network (tests)."""
     report = LoadReport(orders=orders, rate=rate)
+    reasons: Counter[str] = Counter()
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:12]
     recorder = _Recorder(accepted_file)
@@ -144,7 +147,9 @@ async def run_load(
                 _, body = plan(index, rng)
                 async with gate:
                     sent = time.monotonic()
-                    response, attempts = await post_order(client, body, f"{run}-{index}", retry_for=retry_for)
+                    response, attempts = await post_order(
+                        client, body, f"{run}-{index}", retry_for=retry_for, reasons=reasons
+                    )
                     post_latency.append((time.monotonic() - sent) * 1000)
                 report.retried += attempts - 1
                 if isinstance(response, httpx.Response) and response.status_code == 201:
@@ -200,6 +205,7 @@ async def run_load(
         views = [feed.views[order_id] for order_id in placed if order_id in feed.views]
         views += await fetch(client, [order_id for order_id in placed if order_id not in feed.views])
     report.placed = len(placed)
+    report.retry_reasons = dict(reasons.most_common())
     report.post_latency_ms = percentiles(post_latency)
     report.duration_s = round(time.monotonic() - started, 2)
     _summarise(report, views)
@@ -230,11 +236,17 @@ RETRIED_STATUS = frozenset({409, 500, 502, 503, 504})
 
 
 async def post_order(
-    client: httpx.AsyncClient, body: dict[str, Any], key: str, *, retry_for: float = 60.0
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    key: str,
+    *,
+    retry_for: float = 60.0,
+    reasons: Counter[str] | None = None,
 ) -> tuple[httpx.Response | str, int]:
     """POST an order with `key` as its Idempotency-Key: the response, or why there was none, and
     how many requests it took. A lost response (connection error, timeout), a 5xx or a 409 is
-    retried with the same key, which cannot place the order twice, for up to `retry_for` seconds."""
+    retried with the same key, which cannot place the order twice, for up to `retry_for` seconds;
+    `reasons` counts why (an HTTP status or the error's name)."""
     give_up = time.monotonic() + retry_for
     attempt = 0
     while True:
@@ -244,10 +256,14 @@ async def post_order(
             if response.status_code not in RETRIED_STATUS:
                 return response, attempt
             outcome: httpx.Response | str = response
+            reason = str(response.status_code)
         except httpx.TransportError as error:  # refused, reset, timed out: maybe placed, maybe not
             outcome = f"no response: {type(error).__name__}: {error}"
+            reason = type(error).__name__
         if time.monotonic() >= give_up:
             return outcome, attempt
+        if reasons is not None:
+            reasons[reason] += 1
         await asyncio.sleep(min(1.0, 0.1 * attempt, max(0.0, give_up - time.monotonic())))
 
 

@@ -160,6 +160,7 @@ async def chaos_run(config: RunConfig, seed: int, root: Path, say: Callable[[str
             "in_database": len(snapshot.orders),
             "refused": load.refused,
             "requests_retried": load.retried,
+            "retry_reasons": load.retry_reasons,
             "responses_replayed": load.replayed,
             "outcomes": load.outcomes,
             "unsettled_at_load_end": load.unsettled,

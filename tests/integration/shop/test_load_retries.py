@@ -94,6 +94,7 @@ async def test_the_load_records_every_accepted_order_once(app: FastAPI, orders: 
     assert (report.placed, report.refused) == (12, 0)
     assert report.retried == 12  # one lost response per order
     assert report.replayed == 12  # each retry was answered from the stored response
+    assert report.retry_reasons == {"RemoteProtocolError": 12}
     assert len(set(flaky.seen)) == 12  # a key per order
     recorded = read_accepted(accepted)
     assert recorded is not None
