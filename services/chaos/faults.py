@@ -5,7 +5,9 @@
   restarts it once, around the middle. Each kill waits until the victim is ready (so it kills a
   working process) and then until the supervisor has a new one ready, before a pause.
 - The network lane meanwhile cuts or slows the connections through one of the run's TCP proxies
-  at random intervals, until the process lane is done.
+  at random intervals, until the process lane is done. On the API proxy it also loses responses:
+  slowed by 0.5 s per chunk for 1.5 s, so that requests reach the API and commit while their
+  responses wait in the proxy, then cut: the client must retry an order that exists.
 
 The plan (which victim, which proxy, how long) is the seed's; when the faults land relative to
 the load depends on timing, so a seed reproduces the plan, not the exact interleaving.
@@ -32,7 +34,7 @@ SLOW_DELAYS = (0.05, 0.2, 0.5)
 
 @dataclass
 class Fault:
-    kind: str  # kill, broker-restart, cut, slow
+    kind: str  # kill, broker-restart, cut, slow, lose-responses
     target: str
     at_s: float
     """Seconds after the injector started."""
@@ -157,9 +159,17 @@ class Injector:
             name = rng.choice(names)
             proxy = self.proxies[name]
             at = self._now()
-            if rng.random() < 0.5:
+            draw = rng.random()
+            if draw < 0.4:
                 cut = proxy.cut()
                 self._record(Fault("cut", name, at, 0.0, f"{cut} connection(s) reset"))
+                continue
+            if draw < 0.6 and name == "api":  # requests get through, their responses are held, then reset
+                proxy.slow(0.5)
+                await asyncio.sleep(1.5)
+                cut = proxy.cut()
+                proxy.fast()
+                self._record(Fault("lose-responses", name, at, self._now() - at, f"{cut} connection(s) reset"))
                 continue
             delay, length = rng.choice(SLOW_DELAYS), rng.uniform(2.0, 5.0)
             proxy.slow(delay)
