@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint docs services services-down bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test lint docs services services-down chaos bench bench-transport bench-reliable bench-shop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ services:
 
 services-down:
 	bash scripts/services.sh down
+
+## chaos: the shop under load while services are SIGKILLed, the broker restarted and connections cut and
+## slowed; then the strict `shop check` (docs/shop.md, "Chaos run"). Needs PostgreSQL on 127.0.0.1:5432 and
+## RabbitMQ installed (scripts/services.sh up postgres rabbitmq): it runs a private node of its own on 5673.
+## CHAOS_ARGS="--seed N" replays a fault plan. Report: data/chaos/report.json
+chaos: $(TEST_STAMP)
+	$(BIN)/python -m services.chaos --out data/chaos/report.json $(CHAOS_ARGS)
 
 ## bench: every benchmark; figures land in bench/results/*.json
 bench: bench-transport bench-reliable bench-shop

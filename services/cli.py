@@ -2,7 +2,7 @@
 
 shop up    [--data-dir D] [--broker URL] [--database postgresql://...]   run until Ctrl-C
 shop load  --orders N --rate R [--api URL] [--out FILE]                 place orders, measure
-shop check [--data-dir D | --database postgresql://...]                 verify invariants
+shop check [--data-dir D | --database postgresql://...] [--business-only]   verify invariants
 shop demo  [--orders 200 --rate 50] [--keep]                            up + load + check
 """
 
@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="verify the invariants across every service's database")
     add_arguments(check)
     check.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the shop to settle [30]")
+    check.add_argument(
+        "--business-only",
+        action="store_true",
+        help="only the business invariants: skip accepted orders, dead letters, backlog and outbox",
+    )
     demo = commands.add_parser("demo", help="start the shop, run a short load and a check, then stop")
     add_arguments(demo)
     _load_arguments(demo, orders=200, rate=50.0)
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "load":
                 return asyncio.run(_load(settings, args, Console()))
             if args.command == "check":
-                return asyncio.run(_check(settings, args.wait))
+                return asyncio.run(_check(settings, args.wait, delivery=not args.business_only))
             if args.command == "demo":
                 return asyncio.run(_demo(settings, args))
     except (ConfigurationError, TimeoutError) as error:
@@ -102,7 +107,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> str:
 
 
 async def _load(settings: Settings, args: argparse.Namespace, console: Console) -> int:
-    from services.load import print_report, run_load, write_report
+    from services.load import ACCEPTED_FILE, print_report, run_load, write_report
 
     api = _api(settings, args)
     console.print(f"placing {args.orders} orders at {args.rate:g}/s through {api}")
@@ -114,6 +119,7 @@ async def _load(settings: Settings, args: argparse.Namespace, console: Console) 
         seed=args.seed,
         settle_timeout=args.settle_timeout,
         console=console,
+        accepted_file=settings.data_dir / ACCEPTED_FILE,
     )
     print_report(report, console)
     if args.out is not None:
@@ -122,11 +128,11 @@ async def _load(settings: Settings, args: argparse.Namespace, console: Console) 
     return 0 if report.unsettled == 0 and report.placed > 0 else 1
 
 
-async def _check(settings: Settings, wait: float) -> int:
+async def _check(settings: Settings, wait: float, *, delivery: bool = True) -> int:
     from services.check import check
 
     try:
-        found, _ = await check(settings, wait=wait)
+        found, _ = await check(settings, wait=wait, delivery=delivery)
     except Exception as error:  # a database that is missing or unreachable: say which, plainly
         print(f"cannot read the shop's databases ({settings.database or settings.data_dir}): {error}")
         return 2

@@ -6,6 +6,10 @@ docs/shop.md): every order is settled; a confirmed order has exactly one capture
 its total, a committed reservation of exactly its lines, one shipment and one "confirmed"
 notification; a cancelled order has no captured payment, no held or committed stock, no
 shipment, and one "cancelled" notification; money and stock are conserved.
+
+Beyond the business rows, the delivery rules ("nothing lost, nothing stuck"): every order the
+load generator was told was accepted exists; no group holds dead letters or a backlog; no
+service database holds an unpublished outbox row.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from services.contracts import CancelReason
+
 
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
@@ -21,6 +27,7 @@ class OrderFacts:
     customer_id: str
     total: Decimal
     lines: dict[str, int]
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,16 @@ class Snapshot:
     """order -> number of shipments"""
     notifications: dict[str, list[str]] = field(default_factory=dict)
     """order -> kinds of the messages sent"""
+    accepted: list[str] | None = None
+    """Order ids the load generator got a 2xx for (None: no load run recorded any)."""
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    """group -> dead letters it holds"""
+    backlog: dict[str, int] = field(default_factory=dict)
+    """group -> messages not yet acked"""
+    outbox: dict[str, int] = field(default_factory=dict)
+    """service -> unpublished outbox rows in its database"""
+    unreadable: list[str] = field(default_factory=list)
+    """What could not be read, so could not be verified (the broker's backlog, say)."""
 
 
 def violations(snapshot: Snapshot) -> list[str]:
@@ -64,6 +81,26 @@ def violations(snapshot: Snapshot) -> list[str]:
     found += _orphans(snapshot)
     found += _stock_conserved(snapshot)
     found += _money_conserved(snapshot)
+    found += delivery_violations(snapshot)
+    return found
+
+
+def delivery_violations(snapshot: Snapshot) -> list[str]:
+    """Nothing lost (every accepted order exists), nothing stuck (no dead letter, no backlog, no
+    unpublished outbox row), nothing unverifiable."""
+    found = [f"cannot verify {what}" for what in snapshot.unreadable]
+    missing = sorted(set(snapshot.accepted or ()) - set(snapshot.orders))
+    for order_id in missing:
+        found.append(f"accepted order {order_id} (a 2xx to the load generator) is not in the orders database")
+    for group, count in sorted(snapshot.dead_letters.items()):
+        if count:
+            found.append(f"group {group} holds {count} dead letter(s)")
+    for group, count in sorted(snapshot.backlog.items()):
+        if count:
+            found.append(f"group {group} has a backlog of {count} message(s)")
+    for service, count in sorted(snapshot.outbox.items()):
+        if count:
+            found.append(f"service {service} has {count} unpublished outbox row(s)")
     return found
 
 
@@ -168,8 +205,24 @@ def totals(snapshot: Snapshot) -> dict[str, str]:
     balance = sum((b for _, b in snapshot.accounts.values()), Decimal(0))
     captured = sum((c.amount for c in snapshot.charges.values() if c.status == "captured"), Decimal(0))
     shipped = sum(initial - on_hand for initial, on_hand, _ in snapshot.stock.values())
-    return {
+    figures = {
         "orders": ", ".join(f"{status} {count}" for status, count in sorted(by_status.items())) or "none",
         "money": f"opening {opening} = balances {balance} + captured {captured}",
         "stock": f"{shipped} units shipped from {len(snapshot.stock)} skus",
+        "deadline": f"{deadline_cancelled(snapshot)} of {len(snapshot.orders)} orders cancelled by the deadline "
+        f"({deadline_share(snapshot):.1%})",
     }
+    if snapshot.accepted is not None:
+        found = len(set(snapshot.accepted) & set(snapshot.orders))
+        figures["accepted"] = f"{found} of {len(set(snapshot.accepted))} orders accepted by the load generator found"
+    return figures
+
+
+def deadline_cancelled(snapshot: Snapshot) -> int:
+    return sum(1 for order in snapshot.orders.values() if order.reason == CancelReason.DEADLINE_EXCEEDED)
+
+
+def deadline_share(snapshot: Snapshot) -> float:
+    """The share of orders the deadline cancelled (reported, not a violation: it is what a
+    deadline is for, and faults make it happen)."""
+    return deadline_cancelled(snapshot) / len(snapshot.orders) if snapshot.orders else 0.0

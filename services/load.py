@@ -4,6 +4,12 @@ The mix exercises every path of the flow (see `plan`): most orders can be filled
 want a sku with little or no stock, some come from customers who cannot pay or have no account.
 Latency is create-to-settled as the orders service recorded it (`created_at`, `settled_at`,
 both written in its own transactions), so client-side polling adds nothing to the figures.
+
+Each order is sent with its own `Idempotency-Key`, so a request whose response was lost
+(connection error, timeout) or that got a 5xx or a 409 is sent again with the same key for up to
+`retry_for` seconds: the orders API replays the first response instead of placing a second
+order. Every accepted order id is appended to `accepted_file` (`<data>/accepted-orders.txt`
+under `shop load`), which `shop check` reads to verify that each one exists.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import json
 import random
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +32,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.feed import SettledFeed, fetch
 from services.seed import BROKE_CUSTOMERS, REGULAR_SKUS, SOLVENT_CUSTOMERS
+
+KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+ACCEPTED_FILE = "accepted-orders.txt"
 
 
 def plan(index: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -56,6 +67,12 @@ class LoadReport:
     rate: float
     placed: int = 0
     refused: int = 0
+    retried: int = 0
+    """Requests sent again (same key) after a lost response, a 5xx or a 409."""
+    replayed: int = 0
+    """Accepted orders whose 201 was a replay of a response the client had not received."""
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    """Why requests were retried: an HTTP status, or the connection error's name."""
     settled: int = 0
     unsettled: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -91,10 +108,21 @@ async def run_load(
     settle_timeout: float = 120.0,
     console: Console | None = None,
     show_progress: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    accepted_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+    retry_for: float = 60.0,
+    request_timeout: float = 10.0,
 ) -> LoadReport:
-    """Place `orders` orders at `rate`/s (0: as fast as `concurrency` allows), wait until all settle."""
+    """Place `orders` orders at `rate`/s (0: as fast as `concurrency` allows), wait until all settle.
+
+    `stop` set ends the placing early (`orders` in the report is then how many were tried);
+    `transport` replaces the network (tests)."""
     report = LoadReport(orders=orders, rate=rate)
+    reasons: Counter[str] = Counter()
     rng = random.Random(seed)
+    run = uuid.uuid4().hex[:12]
+    recorder = _Recorder(accepted_file)
     placed: list[str] = []
     post_latency: list[float] = []
     gate = asyncio.Semaphore(concurrency)
@@ -107,7 +135,8 @@ async def run_load(
         console=console,
         disable=not show_progress,
     )
-    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30.0) as client:
+    client = httpx.AsyncClient(base_url=api, limits=limits, timeout=request_timeout, transport=transport)
+    async with client, recorder:
         feed = SettledFeed(client, since=datetime.now(UTC) - timedelta(seconds=1))
         with progress:
             placing = progress.add_task("placed", total=orders)
@@ -118,10 +147,15 @@ async def run_load(
                 _, body = plan(index, rng)
                 async with gate:
                     sent = time.monotonic()
-                    response = await _post(client, body)
+                    response, attempts = await post_order(
+                        client, body, f"{run}-{index}", retry_for=retry_for, reasons=reasons
+                    )
                     post_latency.append((time.monotonic() - sent) * 1000)
+                report.retried += attempts - 1
                 if isinstance(response, httpx.Response) and response.status_code == 201:
                     placed.append(response.json()["order_id"])
+                    recorder.add(placed[-1])
+                    report.replayed += response.headers.get(REPLAYED_HEADER) == "true"
                 else:
                     report.refused += 1
                     detail = response if isinstance(response, str) else f"{response.status_code} {response.text[:200]}"
@@ -148,6 +182,11 @@ async def run_load(
             follower = asyncio.create_task(follow())
             tasks = []
             for index in range(orders):
+                if stop is not None and stop.is_set():
+                    report.orders = index
+                    progress.update(placing, total=index)
+                    progress.update(settling, total=index)
+                    break
                 if rate > 0:
                     await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
                 else:
@@ -166,6 +205,7 @@ async def run_load(
         views = [feed.views[order_id] for order_id in placed if order_id in feed.views]
         views += await fetch(client, [order_id for order_id in placed if order_id not in feed.views])
     report.placed = len(placed)
+    report.retry_reasons = dict(reasons.most_common())
     report.post_latency_ms = percentiles(post_latency)
     report.duration_s = round(time.monotonic() - started, 2)
     _summarise(report, views)
@@ -192,24 +232,77 @@ def _summarise(report: LoadReport, views: list[dict[str, Any]]) -> None:
         report.orders_per_second = round(len(settled) / span, 1) if span > 0 else 0.0
 
 
-async def _post(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response | str:
-    """POST an order, or say why there was no response. Retried only when the connection was
-    refused: then the request never arrived, and sending it again cannot place it twice."""
-    for attempt in range(60):
+RETRIED_STATUS = frozenset({409, 500, 502, 503, 504})
+
+
+async def post_order(
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    key: str,
+    *,
+    retry_for: float = 60.0,
+    reasons: Counter[str] | None = None,
+) -> tuple[httpx.Response | str, int]:
+    """POST an order with `key` as its Idempotency-Key: the response, or why there was none, and
+    how many requests it took. A lost response (connection error, timeout), a 5xx or a 409 is
+    retried with the same key, which cannot place the order twice, for up to `retry_for` seconds;
+    `reasons` counts why (an HTTP status or the error's name)."""
+    give_up = time.monotonic() + retry_for
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            return await client.post("/orders", json=body)
-        except httpx.ConnectError:
-            await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
-        except httpx.HTTPError as error:
-            return f"no response: {type(error).__name__}: {error}"
-    return "no response: connection refused for a minute"
+            response = await client.post("/orders", json=body, headers={KEY_HEADER: key})
+            if response.status_code not in RETRIED_STATUS:
+                return response, attempt
+            outcome: httpx.Response | str = response
+            reason = str(response.status_code)
+        except httpx.TransportError as error:  # refused, reset, timed out: maybe placed, maybe not
+            outcome = f"no response: {type(error).__name__}: {error}"
+            reason = type(error).__name__
+        if time.monotonic() >= give_up:
+            return outcome, attempt
+        if reasons is not None:
+            reasons[reason] += 1
+        await asyncio.sleep(min(1.0, 0.1 * attempt, max(0.0, give_up - time.monotonic())))
+
+
+class _Recorder:
+    """Appends each accepted order id to a file, one per line, as soon as it is accepted."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: Any = None
+
+    async def __aenter__(self) -> _Recorder:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def add(self, order_id: str) -> None:
+        if self._file is not None:
+            self._file.write(order_id + "\n")
+            self._file.flush()
+
+
+def read_accepted(path: Path) -> list[str] | None:
+    """The order ids the load runs were told were accepted; None if none ran here."""
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return None
 
 
 def print_report(report: LoadReport, console: Console) -> None:
     latency = report.latency_ms
     console.print(
-        f"placed {report.placed}/{report.orders} (refused {report.refused}), settled {report.settled}, "
-        f"unsettled {report.unsettled} in {report.duration_s}s"
+        f"placed {report.placed}/{report.orders} (refused {report.refused}, retried {report.retried}, "
+        f"replayed {report.replayed}), settled {report.settled}, unsettled {report.unsettled} in {report.duration_s}s"
     )
     console.print("outcomes: " + ", ".join(f"{name} {count}" for name, count in report.outcomes.items()))
     if latency:

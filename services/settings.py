@@ -33,6 +33,8 @@ _ENV = {
     "deadline": "SHOP_DEADLINE",
     "concurrency": "SHOP_CONCURRENCY",
     "dashboard_port": "SHOP_DASHBOARD_PORT",
+    "idempotency_retention": "SHOP_IDEMPOTENCY_RETENTION",
+    "metrics_port": "SHOP_METRICS_PORT",
 }
 
 
@@ -55,10 +57,17 @@ class Settings:
     concurrency: int = 32
     dashboard_port: int = 8080
     """Where the dashboard serves, when it runs; 0 picks a free port (reported in its ready file)."""
+    idempotency_retention: float = 24 * 3600.0
+    """Seconds a `POST /orders` Idempotency-Key and its response are kept for replay."""
+    metrics_port: int | None = None
+    """Each service serves `/metrics` and `/health` here when set; 0 gives each a free port
+    (reported in its ready file as `metrics`), the only choice for more than one service."""
 
     def __post_init__(self) -> None:
-        if self.deadline <= 0:
-            raise ConfigurationError("the deadline must be positive")
+        if self.deadline <= 0 or self.idempotency_retention <= 0:
+            raise ConfigurationError("the deadline and the idempotency retention must be positive")
+        if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
+            raise ConfigurationError("the metrics port must be in 0..65535")
         if self.concurrency < 1 or not 0 <= self.api_port < 65536 or not 0 <= self.dashboard_port < 65536:
             raise ConfigurationError("concurrency must be >= 1 and the API and dashboard ports in 0..65535")
         if self.database is not None and not self.database.startswith("postgresql"):
@@ -119,6 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=float, help="seconds before a pending order is cancelled [30]")
     parser.add_argument("--concurrency", type=int, help="deliveries each service handles at once [32]")
     parser.add_argument("--dashboard-port", type=int, help="dashboard port, when it runs [8080]")
+    parser.add_argument(
+        "--idempotency-retention", type=float, help="seconds an Idempotency-Key is kept for replay [86400]"
+    )
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics and /health per service; 0 = free ports [off]")
 
 
 def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,6 +141,8 @@ def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
         "deadline": float,
         "concurrency": int,
         "dashboard_port": int,
+        "idempotency_retention": float,
+        "metrics_port": int,
     }
     try:
         return {name: types.get(name, str)(value) for name, value in values.items()}

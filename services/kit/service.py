@@ -64,6 +64,7 @@ def shop_service(
         database=settings.database_url(name),
         tables=tables,
         concurrency=settings.concurrency,
+        metrics_port=settings.metrics_port,
     )
     if seeders:
         service.on_startup(_seeding(tuple(seeders)))
@@ -109,6 +110,8 @@ class ReadyFile:
 
     async def start(self) -> None:
         info: dict[str, Any] = {"pid": os.getpid(), "service": self.service.name}
+        if self.service.metrics_port is not None:  # bound by now: the endpoint starts before components
+            info["metrics"] = f"http://{self.service.metrics_host}:{self.service.metrics_port}"
         for _, component in sorted(self.components.items()):
             info.update(component.describe())
         self.path.parent.mkdir(parents=True, exist_ok=True)

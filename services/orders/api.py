@@ -3,7 +3,9 @@
 `POST /orders` prices the lines from the catalog and writes the pending order and its
 `OrderCreated` event in one transaction (`service.transaction()`): the event leaves through
 the outbox only if the order committed. Anything invalid is refused with a 4xx and a message
-before or inside that transaction, so nothing is written for a refused request.
+before or inside that transaction, so nothing is written for a refused request. With an
+`Idempotency-Key` header the key and the response are stored in that same transaction, and a
+retry gets the stored response back (`services.orders.idempotency`).
 """
 
 from __future__ import annotations
@@ -12,23 +14,49 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
+from services.orders.idempotency import HEADER, REPLAYED, IdempotencyKeys, check_same_request, fingerprint, parse_key
 from services.orders.limits import BodySizeLimit
 from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
 from services.orders.saga import begin_order
-from services.orders.schemas import CatalogEntry, OrderList, OrderRequest, OrderView
+from services.orders.schemas import (
+    NAME_PATTERN,
+    CatalogEntry,
+    Name,
+    OrderList,
+    OrderRequest,
+    OrderView,
+    Problem,
+    as_utc,
+)
 from services.settings import Settings
 from tidings.service import Service
 
 MAX_BODY = 64 * 1024
+KEY_DOC = (
+    "Makes the request safe to retry: the same key and body replay the first response (201, same order); "
+    "the same key with another body is a 422, a key whose request is still running a 409. Kept 24 h."
+)
+INVALID: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description": "Invalid parameters"}}
+PLACE_ORDER_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "A request with this Idempotency-Key is still being processed"},
+    413: {"model": Problem, "description": "The body is larger than 64 KiB"},
+    422: {"model": Problem, "description": "Invalid order, unknown sku, or a key reused with another body"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such order"}, **INVALID}
 
 
 def create_app(service: Service, settings: Settings) -> FastAPI:
@@ -40,13 +68,41 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, limit=MAX_BODY)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     deadline = timedelta(seconds=settings.deadline)  # the order saga times out then
 
-    @app.post("/orders", status_code=201, response_model=OrderView)
-    async def place_order(request: OrderRequest, response: Response) -> OrderView:
-        """Create a pending order; poll `GET /orders/{id}` until its status is confirmed or cancelled."""
+    keys = IdempotencyKeys(settings.idempotency_retention)
+    app.state.idempotency_keys = keys
+
+    @app.post("/orders", status_code=201, response_model=OrderView, responses=PLACE_ORDER_ERRORS)
+    async def place_order(
+        request: OrderRequest,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(alias=HEADER, description=KEY_DOC, max_length=1024)] = None,
+    ) -> OrderView:
+        """Create a pending order; poll `GET /orders/{id}` until its status is confirmed or cancelled.
+
+        Send an `Idempotency-Key` to make the request safe to retry (see docs/shop.md)."""
+        if idempotency_key is None:
+            return await _place(request, response, None, "")
+        key, digest = parse_key(idempotency_key), fingerprint(request)
+        async with keys.in_progress(key):
+            try:
+                return await _place(request, response, key, digest)
+            except IntegrityError:  # another process stored the key first: now it is there to replay
+                return await _place(request, response, key, digest)
+
+    async def _place(request: OrderRequest, response: Response, key: str | None, digest: str) -> OrderView:
         order_id = str(uuid.uuid4())
         async with service.transaction() as ctx:
+            now = utcnow()
+            stored = None if key is None else await keys.find(ctx.session, key, now)
+            if stored is not None:
+                check_same_request(stored, digest)
+                response.status_code = stored.status_code
+                response.headers["Location"] = f"/orders/{stored.order_id}"
+                response.headers[REPLAYED] = "true"
+                return OrderView.model_validate_json(stored.response)
             skus = [line.sku for line in request.lines]
             prices = {
                 item.sku: item.unit_price
@@ -57,7 +113,6 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
                 raise HTTPException(422, f"unknown sku(s): {', '.join(unknown)}")
             lines = [LineItem(sku=ln.sku, quantity=ln.quantity, unit_price=prices[ln.sku]) for ln in request.lines]
             total = sum((line.unit_price * line.quantity for line in lines), start=Decimal("0.00"))
-            now = utcnow()
             event = OrderCreated(order_id=order_id, customer_id=request.customer_id, lines=tuple(lines), total=total)
             envelope = ctx.publish(event)
             order = Order(
@@ -77,11 +132,14 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
             await ctx.session.flush()
             ctx.session.add_all(rows)
             await begin_order(ctx, order)
+            view = OrderView.of(order, rows)
+            if key is not None:
+                keys.record(ctx.session, key, digest, order_id, 201, view.model_dump_json(), now)
         response.headers["Location"] = f"/orders/{order_id}"
-        return OrderView.of(order, rows)
+        return view
 
-    @app.get("/orders/{order_id}", response_model=OrderView)
-    async def get_order(order_id: str) -> OrderView:
+    @app.get("/orders/{order_id}", response_model=OrderView, responses=NOT_FOUND)
+    async def get_order(order_id: Annotated[str, Path(max_length=64, pattern=NAME_PATTERN)]) -> OrderView:
         async with service.store.session() as session:
             order = await session.get(Order, order_id)
             if order is None:
@@ -91,12 +149,12 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
             )
         return OrderView.of(order, lines)
 
-    @app.get("/orders", response_model=OrderList)
+    @app.get("/orders", response_model=OrderList, responses=INVALID)
     async def list_orders(
         status: OrderStatus | None = None,
-        customer: str | None = None,
-        order_id: Annotated[list[str] | None, Query(alias="id", max_length=200)] = None,
-        settled_after: datetime | None = None,
+        customer: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
+        order_id: Annotated[list[Name] | None, Query(alias="id", max_length=200)] = None,
+        settled_after: Annotated[datetime | None, AfterValidator(as_utc)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> OrderList:
         """Newest first; filter by status, customer and/or order ids (`?id=...&id=...`).
@@ -136,6 +194,28 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
         return {"status": "ok", "service": service.name}
 
     return app
+
+
+BODY_UNREADABLE = "There was an error parsing the body"
+"""FastAPI's 400 for a body its JSON decoder cannot even read (not UTF-8, say)."""
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    """FastAPI's answer, except that a 405's `Allow` lists every method of the path (Starlette
+    names only those of the first route matching it: `POST` for `/orders`, which also has `GET`),
+    and a body that is not UTF-8 is malformed JSON like any other: 422 with a message."""
+    if error.status_code == 405:
+        allowed = sorted(
+            method
+            for route in request.app.routes
+            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+            for method in route.methods or ()
+        )
+        error.headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
+    if error.status_code == 400 and error.detail == BODY_UNREADABLE:
+        problem = "body: JSON decode error: the body is not UTF-8"
+        return JSONResponse(status_code=422, content={"detail": problem, "errors": [problem]})
+    return await http_exception_handler(request, error)
 
 
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -10,7 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.orders.models import Order, OrderLine, OrderStatus
 
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+NAME_PATTERN = r"^[A-Za-z0-9._:-]+$"
+"""Customer ids, skus and order ids: what the shop stores (no NUL, which PostgreSQL text cannot hold)."""
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """An aware UTC time (a naive one is taken as UTC); out of range once in UTC is invalid."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
 
 
 class LineRequest(BaseModel):
@@ -82,3 +94,10 @@ class OrderList(BaseModel):
 class CatalogEntry(BaseModel):
     sku: str
     unit_price: Decimal
+
+
+class Problem(BaseModel):
+    """What a refused request gets: one readable sentence, and for invalid input one per problem."""
+
+    detail: str
+    errors: list[str] | None = None

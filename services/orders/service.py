@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from services.contracts import OrderCancelled, OrderConfirmed, OrderCreated
 from services.kit.service import ComponentFactory, run_main, shop_service
+from services.orders.idempotency import purge_forever
 from services.orders.models import Base, seed_catalog
 from services.orders.saga import OrderProcess
 from services.orders.server import ApiServer
@@ -23,6 +24,7 @@ def build(settings: Settings, *, serve_http: bool = True) -> Service:
     components: list[ComponentFactory] = [ApiServer] if serve_http else []
     service = shop_service("orders", settings, tables=Base.metadata, seeders=[seed_catalog], components=components)
     service.saga(OrderProcess)
+    service.background("idempotency-retention", lambda: purge_forever(service))
     service.publishes(OrderCreated, OrderConfirmed, OrderCancelled)
     return service
 

@@ -129,8 +129,9 @@ def load(settings: Settings, api: str, orders: int, rate: float, *, timeout: flo
     return figures
 
 
-def check(settings: Settings, *, wait: float = 30) -> subprocess.CompletedProcess[str]:
-    return shop_command(settings, "check", "--wait", str(wait), timeout=wait + 60)
+def check(settings: Settings, *, wait: float = 30, business_only: bool = False) -> subprocess.CompletedProcess[str]:
+    extra = ["--business-only"] if business_only else []
+    return shop_command(settings, "check", "--wait", str(wait), *extra, timeout=wait + 60)
 
 
 def assert_every_path(figures: dict[str, Any]) -> None:

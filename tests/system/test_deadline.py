@@ -48,7 +48,8 @@ def test_orders_past_their_deadline_are_cancelled_and_compensated(tmp_path: Path
             while len(snapshot(settings, "payments").charges) < 40:  # one row per order: every cancellation seen
                 assert time.monotonic() < deadline, "payments did not catch up with its backlog"
                 time.sleep(0.2)
-            result = check(settings)
+            # only payments runs, so what it publishes waits for orders: a backlog the strict check would report
+            result = check(settings, business_only=True)
             assert result.returncode == 0, result.stdout + result.stderr
             charges = snapshot(settings, "payments").charges
             assert {c.status for c in charges.values()} <= {"refunded", "cancelled", "declined"}, charges

@@ -4,58 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from services.orders.api import MAX_BODY, create_app
-from services.orders.models import Order, OrderLine
-from services.orders.service import build
-from services.settings import Settings
+from services.orders.api import MAX_BODY
+from tests.integration.shop.support import written
 from tidings.service import Service
-from tidings.store.tables import outbox
 from tidings.transport import connect
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def broker() -> str:
-    return f"memory://orders-api-{next(_names)}"
-
-
-@pytest.fixture
-def settings(tmp_path: Path, broker: str) -> Settings:
-    return Settings(data_dir=tmp_path, broker=broker)
-
-
-@pytest.fixture
-async def orders(settings: Settings) -> AsyncIterator[Service]:
-    service = build(settings, serve_http=False)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
-
-
-@pytest.fixture
-async def client(orders: Service, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(orders, settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
-        yield client
-
-
-async def written(service: Service) -> tuple[int, int, int]:
-    """Rows in orders, order_lines and the outbox."""
-    async with service.store.session() as session:
-        counts = [await session.scalar(select(func.count()).select_from(t)) for t in (Order, OrderLine, outbox)]
-    return tuple(count or 0 for count in counts)  # type: ignore[return-value]
-
 
 GOOD = {"customer_id": "customer-001", "lines": [{"sku": "SKU-TEA", "quantity": 2}, {"sku": "SKU-MUG", "quantity": 1}]}
 
@@ -159,3 +116,17 @@ async def test_catalog_and_health(client: httpx.AsyncClient) -> None:
 
 def _json() -> dict[str, str]:
     return {"content-type": "application/json"}
+
+
+async def test_a_wrong_method_is_405_naming_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/orders")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert (await client.post("/catalog")).headers["allow"] == "GET"
+
+
+async def test_a_body_that_is_not_utf8_is_malformed_json(client: httpx.AsyncClient, orders: Service) -> None:
+    response = await client.post("/orders", content=b'{"customer_id": "\xff\xfe"}', headers=_json())
+    assert response.status_code == 422
+    assert "not UTF-8" in response.json()["detail"]
+    assert await written(orders) == (0, 0, 0)

@@ -71,3 +71,28 @@ def test_each_kind_of_damage_is_named(damage: object, expected: str) -> None:
     snapshot = consistent()
     damage(snapshot)  # type: ignore[operator]
     assert any(expected in line for line in violations(snapshot)), violations(snapshot)
+
+
+def test_delivery_left_overs_are_one_violation_each() -> None:
+    snapshot = consistent()
+    snapshot.accepted = ["o1", "o2", "lost"]
+    snapshot.dead_letters = {"shipping": 2, "orders": 0}
+    snapshot.backlog = {"inventory": 3, "payments": 0}
+    snapshot.outbox = {"orders": 1, "payments": 0}
+    snapshot.unreadable = ["the groups' backlog on the broker: connection refused"]
+    assert violations(snapshot) == [
+        "cannot verify the groups' backlog on the broker: connection refused",
+        "accepted order lost (a 2xx to the load generator) is not in the orders database",
+        "group shipping holds 2 dead letter(s)",
+        "group inventory has a backlog of 3 message(s)",
+        "service orders has 1 unpublished outbox row(s)",
+    ]
+    assert totals(snapshot)["accepted"] == "2 of 3 orders accepted by the load generator found"
+
+
+def test_deadline_cancellations_are_reported_not_violations() -> None:
+    snapshot = consistent()
+    snapshot.orders["o2"] = OrderFacts("cancelled", "c1", D("5.00"), {"A": 1}, "deadline-exceeded")
+    assert violations(snapshot) == []
+    assert totals(snapshot)["deadline"] == "1 of 2 orders cancelled by the deadline (50.0%)"
+    assert "accepted" not in totals(snapshot)  # no load run recorded accepted orders

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,29 @@ def test_environment_round_trip_and_options_win(tmp_path: Path) -> None:
     assert settings.with_args(parser.parse_args(["--deadline", "7"])).deadline == 7.0
 
 
-@pytest.mark.parametrize("bad", [{"deadline": 0}, {"concurrency": 0}, {"api_port": 70000}, {"database": "mysql://x"}])
+def test_retention_and_metrics_port_come_from_the_environment_and_options(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, idempotency_retention=60.0, metrics_port=0)
+    env = settings.to_env()
+    assert (env["SHOP_IDEMPOTENCY_RETENTION"], env["SHOP_METRICS_PORT"]) == ("60.0", "0")
+    assert Settings.from_env(env) == replace(settings, data_dir=tmp_path.resolve())
+    assert "SHOP_METRICS_PORT" not in Settings().to_env()  # off unless asked for
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    given = settings.with_args(parser.parse_args(["--idempotency-retention", "5", "--metrics-port", "9100"]))
+    assert (given.idempotency_retention, given.metrics_port) == (5.0, 9100)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"deadline": 0},
+        {"concurrency": 0},
+        {"api_port": 70000},
+        {"database": "mysql://x"},
+        {"idempotency_retention": 0},
+        {"metrics_port": -1},
+    ],
+)
 def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         Settings(**bad)  # type: ignore[arg-type]

@@ -1,0 +1,5 @@
+import sys
+
+from services.chaos.cli import main
+
+sys.exit(main())

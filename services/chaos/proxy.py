@@ -1,0 +1,88 @@
+"""A small asyncio TCP proxy that the chaos run puts between the shop and what it talks to (the
+broker, PostgreSQL, the orders API): `cut()` aborts every connection passing through it (both
+sides see a reset), `slow(delay)` holds each chunk `delay` seconds in both directions until
+`fast()`. Adapted from the test suite's `tests/integration/tcp_proxy.py`, which the shop must not
+import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class TcpProxy:
+    """Forwards `127.0.0.1:<port>` to `target_host:target_port` until `close()`."""
+
+    def __init__(self, target_host: str, target_port: int, *, name: str = "proxy") -> None:
+        self.target = (target_host, target_port)
+        self.name = name
+        self.port = 0
+        self.connections = 0
+        self.delay = 0.0
+        self._server: asyncio.Server | None = None
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def cut(self) -> int:
+        """Abort every open connection; returns how many were cut."""
+        pairs = list(self._pairs)
+        for client, upstream in pairs:
+            client.transport.abort()
+            upstream.transport.abort()
+        self._pairs.clear()
+        return len(pairs)
+
+    def slow(self, delay: float) -> None:
+        """Hold every chunk `delay` seconds before passing it on (latency, not loss)."""
+        self.delay = delay
+
+    def fast(self) -> None:
+        self.delay = 0.0
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.connections += 1
+        pair = (writer, up_writer)
+        self._pairs.add(pair)
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            self._tasks.difference_update(pumps)
+            self._pairs.discard(pair)
+            for side in pair:
+                side.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
