@@ -1,8 +1,9 @@
 """A small asyncio TCP proxy that the chaos run puts between the shop and what it talks to (the
-broker, PostgreSQL, the orders API): `cut()` aborts every connection passing through it (both
-sides see a reset), `slow(delay)` holds each chunk `delay` seconds in both directions until
-`fast()`. Adapted from the test suite's `tests/integration/tcp_proxy.py`, which the shop must not
-import."""
+broker, PostgreSQL, the orders API), and that the tests put in front of a broker: `cut()` aborts
+every connection passing through it (both sides see a reset), `slow(delay)` holds each chunk
+`delay` seconds in both directions until `fast()`, and `refuse()` / `accept()` turn new
+connections away or let them through again. The one proxy of the project; the tests import it
+through `tests/integration/tcp_proxy.py`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ class TcpProxy:
         self.name = name
         self.port = 0
         self.connections = 0
+        """Connections let through to the target so far."""
+        self.refused = 0
+        """Connection attempts turned away (while refusing, or when the target refused them)."""
         self.delay = 0.0
+        self._refusing = False
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -27,6 +32,18 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    async def __aenter__(self) -> TcpProxy:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def refuse(self) -> None:
+        self._refusing = True
+
+    def accept(self) -> None:
+        self._refusing = False
 
     def cut(self) -> int:
         """Abort every open connection; returns how many were cut."""
@@ -55,9 +72,14 @@ class TcpProxy:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            self.refused += 1
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
+            self.refused += 1
             writer.transport.abort()
             return
         self.connections += 1
