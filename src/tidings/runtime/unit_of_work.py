@@ -19,7 +19,8 @@ from contextvars import ContextVar
 
 from tidings.context import Context
 from tidings.envelope import Envelope
-from tidings.errors import NestedUnitOfWork
+from tidings.errors import ConfigurationError, NestedUnitOfWork
+from tidings.security.signing import Signing
 from tidings.store import Store, outbox
 
 _handling: ContextVar[UnitOfWork | None] = ContextVar("tidings_handling", default=None)
@@ -33,13 +34,22 @@ class UnitOfWork:
     """Opens units of work for the service `owner` on `store` (or none: `publish` sends at once).
 
     `committed(envelopes)` is called after each commit that wrote outbox rows (to wake the relay).
+    With `signing` that has a key, each recorded envelope is signed before it is written or published, so the
+    outbox holds signed envelopes and the relay, a restart or a replay send them unchanged.
     """
 
-    def __init__(self, owner: str, store: Store | None, *, publish: Publish, committed: Committed) -> None:
+    def __init__(
+        self, owner: str, store: Store | None, *, publish: Publish, committed: Committed, signing: Signing | None = None
+    ) -> None:
         self.owner = owner
         self.store = store
         self._publish = publish
         self._committed = committed
+        self._signer = signing.signer if signing is not None else None
+        if self._signer is not None and self._signer.key.source != owner:
+            raise ConfigurationError(
+                f"service {owner!r} was given key {self._signer.key.id!r}, which signs for {self._signer.key.source!r}"
+            )
 
     @contextlib.asynccontextmanager
     async def handling(self, incoming: Envelope | None, attempt: int) -> AsyncIterator[Context]:
@@ -63,13 +73,19 @@ class UnitOfWork:
     async def _open(self, context: Context) -> AsyncIterator[Context]:
         if self.store is None:
             yield context
+            self._sign(context)
             if context.outgoing:
                 await self._publish(context.outgoing)
             return
         async with self.store.session() as session, session.begin():
             context.bind(session)
             yield context
+            self._sign(context)
             if context.outgoing:
                 await outbox.add(session, context.outgoing)
         if context.outgoing:
             self._committed(context.outgoing)
+
+    def _sign(self, context: Context) -> None:
+        if self._signer is not None and context.outgoing:
+            context.outgoing[:] = [self._signer.sign(envelope) for envelope in context.outgoing]
