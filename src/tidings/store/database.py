@@ -21,6 +21,7 @@ beside Tidings' (which lives in `tidings_alembic_version`), or calls `store.run_
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -102,6 +103,10 @@ class Store:
         try:
             if migrate:
                 await store.migrate(metadata)
+        except ssl.SSLError as error:  # a refused certificate: one line naming the server, no password
+            await store.close()
+            where = normalise_url(url).render_as_string(hide_password=True)
+            raise ConfigurationError(f"TLS to the database {where} failed: {error.strerror or error}") from None
         except BaseException:
             await store.close()
             raise

@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import GenerativeSelect, text
+from sqlalchemy import GenerativeSelect, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from tidings.errors import ConfigurationError
+from tidings.store import tls
 from tidings.store.notify import CHANNEL, Listener
 from tidings.store.tables import relay
 
@@ -79,7 +80,17 @@ class PostgresDialect:
             import asyncpg  # noqa: F401
         except ImportError:
             raise ConfigurationError("PostgreSQL needs asyncpg: pip install 'tidings[postgres]'") from None
-        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        secure = tls.connect_argument(url.query)  # sslmode & co. (tidings.store.tls)
+        if secure is not None:
+
+            @event.listens_for(engine.sync_engine, "do_connect")
+            def _tls(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+                for name in tls.OPTIONS:
+                    cparams.pop(name, None)
+                cparams["ssl"] = secure
+
+        return engine
 
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """Take Tidings' migration advisory lock until `connection`'s transaction ends (DDL is

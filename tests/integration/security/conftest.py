@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.security.pki import Pki, make_pki
+from tests.integration.security.private_postgres import PrivatePostgres
 from tests.integration.security.private_rabbit import SecureRabbit
 
 BASE = Path("/tmp/tidings-security")
@@ -38,3 +39,13 @@ def secure_rabbit(pki: Pki) -> Iterator[SecureRabbit]:
         yield node
     finally:
         asyncio.run(node.stop())
+
+
+@pytest.fixture(scope="session")
+def secure_postgres(pki: Pki) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(BASE / "postgres", pki, port=5440)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
