@@ -1,16 +1,23 @@
 """Private servers of the security tests, one of each per session (start-up is the cost), each
-stopped by its fixture's finaliser; and the PKI they share."""
+stopped by its fixture's finaliser; and the PKI they share.
+
+Kafka takes longest to start (a JVM formats its storage, another runs the broker), so it is
+launched in a thread as soon as the first security test runs, and its tests are put last: the
+other servers' tests run while it starts."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.integration.security.pki import Pki, make_pki
+from tests.integration.security.private_kafka import PrivateKafka
 from tests.integration.security.private_postgres import PrivatePostgres
 from tests.integration.security.private_rabbit import SecureRabbit
 
@@ -49,3 +56,38 @@ def secure_postgres(pki: Pki) -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    mine = [item for item in items if here in item.path.parents]
+    if any("secure_kafka" in getattr(item, "fixturenames", ()) for item in mine):
+        late = [item for item in mine if "secure_kafka" in getattr(item, "fixturenames", ())]
+        items[:] = [item for item in items if item not in late] + late
+
+
+@pytest.fixture(scope="session")
+def _kafka_launch(pki: Pki) -> Iterator[tuple[PrivateKafka, Future[float]]]:
+    broker = PrivateKafka(BASE / "kafka", pki)
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(broker.start)
+        try:
+            yield broker, starting
+        finally:
+            with contextlib.suppress(Exception):
+                starting.result()
+            broker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _launch_kafka_early(request: pytest.FixtureRequest) -> None:
+    """Start the Kafka broker in the background with the first test here that needs any server."""
+    if "secure_kafka" in request.fixturenames or {"secure_rabbit", "secure_postgres"} & set(request.fixturenames):
+        request.getfixturevalue("_kafka_launch")
+
+
+@pytest.fixture
+def secure_kafka(_kafka_launch: tuple[PrivateKafka, Future[float]]) -> PrivateKafka:
+    broker, starting = _kafka_launch
+    starting.result(timeout=300)
+    return broker
