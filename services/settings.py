@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from tidings.errors import ConfigurationError
+from tidings.transport.urls import redact
 
 SERVICES = ("orders", "inventory", "payments", "shipping", "notifications")
 """Every service of the shop, in start order (orders last would also do: the broker keeps events)."""
@@ -71,7 +72,7 @@ class Settings:
         if self.concurrency < 1 or not 0 <= self.api_port < 65536 or not 0 <= self.dashboard_port < 65536:
             raise ConfigurationError("concurrency must be >= 1 and the API and dashboard ports in 0..65535")
         if self.database is not None and not self.database.startswith("postgresql"):
-            raise ConfigurationError(f"--database takes a postgresql:// server URL, got {self.database!r}")
+            raise ConfigurationError(f"--database takes a postgresql:// server URL, got {redact(self.database)!r}")
 
     # -- derived ---------------------------------------------------------------------------------
 

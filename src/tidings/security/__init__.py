@@ -4,7 +4,19 @@
 consumer dead-letter every event that is not signed by a valid key of its own `source`.
 """
 
+from tidings.security.identities import Identity
 from tidings.security.keys import Key, KeyRing, load_keys, write_keys
 from tidings.security.signing import Refusal, SignatureRefused, Signer, Signing, Verifier
 
-__all__ = ["Key", "KeyRing", "Refusal", "SignatureRefused", "Signer", "Signing", "Verifier", "load_keys", "write_keys"]
+__all__ = [
+    "Identity",
+    "Key",
+    "KeyRing",
+    "Refusal",
+    "SignatureRefused",
+    "Signer",
+    "Signing",
+    "Verifier",
+    "load_keys",
+    "write_keys",
+]

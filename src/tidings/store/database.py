@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tidings.errors import ConfigurationError
 from tidings.store.dialect import StoreDialect, dialect_for, dialect_named
 from tidings.store.migrate import upgrade
+from tidings.transport.urls import redact
 
 T = TypeVar("T")
 
@@ -51,7 +52,7 @@ def normalise_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigurationError(f"not a database URL: {url!r}") from None
+        raise ConfigurationError(f"not a database URL: {redact(str(url))!r}") from None
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
         raise ConfigurationError(

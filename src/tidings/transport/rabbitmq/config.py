@@ -88,7 +88,7 @@ class LegacyMapping:
         return self.group is None or self.group == group
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RabbitConfig:
     """Connection and topology options of a `RabbitTransport`; `from_url` reads them from a URL."""
 
@@ -177,6 +177,9 @@ class RabbitConfig:
     def redacted(self) -> str:
         """The connection URL without its password, for messages and logs."""
         return urls.redact(self.url)
+
+    def __repr__(self) -> str:  # the URL holds the password: only ever shown redacted
+        return f"RabbitConfig({self.redacted()!r}, namespace={self.namespace!r}, queue_type={self.queue_type!r})"
 
 
 def _legacy_from_query(options: dict[str, str]) -> tuple[LegacyMapping, ...]:
