@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true", help="delete the data dir's shop databases first (make run does)")
     demo.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     demo.add_argument("--log-level", default="INFO")
+    provision = commands.add_parser("provision", help="a broker user and database role per service (docs/security.md)")
+    add_arguments(provision)  # --broker and --database: the administrator's URLs
+    provision.add_argument("--out", type=Path, required=True, help="credentials file to write (mode 600)")
+    provision.add_argument("--user-prefix", default="shop-", help="prefix of the user and role names [shop-]")
+    provision.add_argument("--signing-keys", type=Path, help="also write signing keys into this folder")
     return parser
 
 
@@ -91,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_check(settings, args.wait, delivery=not args.business_only))
             if args.command == "demo":
                 return asyncio.run(_demo(settings, args))
+            if args.command == "provision":
+                from services.provision import provision
+
+                made = asyncio.run(provision(settings, args.out, prefix=args.user_prefix, keys=args.signing_keys))
+                print(f"[shop] {len(made)} identities written to {args.out}; run shop up --identities {args.out}")
+                return 0
     except (ConfigurationError, TimeoutError) as error:
         print(f"[shop] {error}")
         return 2

@@ -60,8 +60,9 @@ def shop_service(
     and its ready file once it consumes."""
     service = Service(
         name,
-        broker=settings.broker_url(),
+        broker=settings.service_broker_url(name),
         database=settings.database_url(name),
+        signing=settings.signing(name),
         tables=tables,
         concurrency=settings.concurrency,
         metrics_port=settings.metrics_port,
