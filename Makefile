@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint docs services services-down chaos bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test lint docs services services-down chaos security bench bench-transport bench-reliable bench-shop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ services-down:
 ## CHAOS_ARGS="--seed N" replays a fault plan. Report: data/chaos/report.json
 chaos: $(TEST_STAMP)
 	$(BIN)/python -m services.chaos --out data/chaos/report.json $(CHAOS_ARGS)
+
+## security: the security tests alone (docs/security.md): private RabbitMQ, Kafka and PostgreSQL servers
+## with a test-made CA on ports 5690-5691, 19192-19194 and 5440, each stopped when the tests end.
+security: $(TEST_STAMP)
+	TIDINGS_REQUIRE_SERVICES=1 $(BIN)/pytest tests/unit/security tests/integration/security -q -p no:randomly
 
 ## bench: every benchmark; figures land in bench/results/*.json
 bench: bench-transport bench-reliable bench-shop

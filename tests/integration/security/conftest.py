@@ -58,11 +58,14 @@ def secure_postgres(pki: Pki) -> Iterator[PrivatePostgres]:
         server.stop()
 
 
+_kafka_wanted: list[bool] = []
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
-    mine = [item for item in items if here in item.path.parents]
-    if any("secure_kafka" in getattr(item, "fixturenames", ()) for item in mine):
-        late = [item for item in mine if "secure_kafka" in getattr(item, "fixturenames", ())]
+    late = [item for item in items if here in item.path.parents and "secure_kafka" in getattr(item, "fixturenames", ())]
+    if late:
+        _kafka_wanted.append(True)
         items[:] = [item for item in items if item not in late] + late
 
 
@@ -81,8 +84,9 @@ def _kafka_launch(pki: Pki) -> Iterator[tuple[PrivateKafka, Future[float]]]:
 
 @pytest.fixture(autouse=True)
 def _launch_kafka_early(request: pytest.FixtureRequest) -> None:
-    """Start the Kafka broker in the background with the first test here that needs any server."""
-    if "secure_kafka" in request.fixturenames or {"secure_rabbit", "secure_postgres"} & set(request.fixturenames):
+    """Start the Kafka broker in the background with the first test here that needs any server,
+    if this session runs Kafka tests at all."""
+    if _kafka_wanted and {"secure_kafka", "secure_rabbit", "secure_postgres"} & set(request.fixturenames):
         request.getfixturevalue("_kafka_launch")
 
 
