@@ -130,6 +130,7 @@ class Signing:
         if key_file:
             keys = [k for k in load_keys(key_file) if k.can_sign and (key_id is None or k.id == key_id)]
             if not keys:
-                raise ConfigurationError(f"no signing key {key_id or ''} in {key_file!r}".replace("  ", " "))
+                wanted = f"signing key {key_id!r}" if key_id else "signing key"
+                raise ConfigurationError(f"no {wanted} in {key_file!r} (or only its public half)")
             key = keys[-1]
         return cls(key, KeyRing(load_keys(ring_file)) if ring_file else None)
