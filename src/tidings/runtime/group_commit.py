@@ -1,0 +1,156 @@
+"""`GroupCommit`: the units of work of deliveries handled at the same time share one transaction.
+
+Each delivery still has its own task and its own `Context`; what they share is the database
+transaction, so a batch of N deliveries costs one session, one `BEGIN` and one `COMMIT` (on SQLite
+one fsync) instead of N. The contract, which `UnitOfWork.handling` keeps for its callers:
+
+- a member's work (inbox claim, handler, ORM flush, outbox rows) runs when the member's turn
+  comes, one member at a time on the batch's session (an `AsyncSession` is not safe for concurrent
+  use); `member()` returns only after the batch committed, so an ack that follows it acks a durable
+  effect;
+- the batch commits when the last member that joined it has done its work; members join while
+  it is open, up to `limit`; only one batch works at a time (the next one waits until the
+  previous one finished working, then works while that one commits), so a batch never waits on a
+  lock held by a later one;
+- if any member's work raises, or the commit fails, the whole batch is rolled back and every
+  member gets `Rerun`: it must run again alone, in a transaction of its own (the caller does it),
+  so a failure never leaves a neighbour's effects half-applied and never applies one twice. A batch
+  of one raises its member's own error instead (alone already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.context import Context
+from tidings.envelope import Envelope
+from tidings.store import Store, outbox
+
+DEFAULT_LIMIT = 100
+"""Members of one batch at most (the consumer's concurrency usually bounds it first)."""
+
+
+class Rerun(Exception):
+    """The batch this unit of work belonged to was rolled back: run it again, alone."""
+
+
+class _Batch:
+    __slots__ = ("committed", "members", "outgoing", "pending", "previous", "session", "turn", "worked")
+
+    def __init__(self, previous: _Batch | None) -> None:
+        self.previous = previous
+        self.members = 0
+        self.pending = 0
+        """Members that joined and have not finished their work."""
+        self.turn = asyncio.Lock()
+        self.worked = asyncio.Event()
+        """Set once no member will use the session again (all worked, or the batch failed)."""
+        self.committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        """True once committed; False if rolled back (members then rerun alone)."""
+        self.session: AsyncSession | None = None
+        self.outgoing: list[Envelope] = []
+
+    @property
+    def failed(self) -> bool:
+        return self.committed.done() and not self.committed.result()
+
+
+class GroupCommit:
+    """Batches the units of work of one service's handlers on `store` (see the module docstring).
+
+    `committed(envelopes)` is called once per committed batch that wrote outbox rows (to wake the relay).
+    """
+
+    def __init__(self, store: Store, committed: Callable[[list[Envelope]], None], *, limit: int = DEFAULT_LIMIT) -> None:
+        self._store = store
+        self._committed = committed
+        self._limit = limit
+        self._open: _Batch | None = None
+        self._last: _Batch | None = None
+
+    def _join(self) -> _Batch:
+        batch = self._open
+        if batch is None or batch.members >= self._limit:
+            batch = self._open = _Batch(self._last)
+            self._last = batch
+        batch.members += 1
+        batch.pending += 1
+        return batch
+
+    def _close(self, batch: _Batch) -> None:
+        if self._open is batch:
+            self._open = None
+        batch.worked.set()
+
+    @contextlib.asynccontextmanager
+    async def member(self, context: Context) -> AsyncIterator[Context]:
+        """Run the body as `context`'s share of a batch; returns once the batch committed, raises
+        `Rerun` if it was rolled back (or the member's own error, in a batch of one)."""
+        batch = self._join()
+        async with batch.turn:
+            if batch.previous is not None:
+                await batch.previous.worked.wait()
+                batch.previous = None
+            if batch.failed:
+                batch.pending -= 1
+                raise Rerun
+            try:
+                if batch.session is None:
+                    batch.session = self._store.session()
+                    await batch.session.begin()
+                session = batch.session
+                context.bind(session)
+                yield context
+                if session.new or session.dirty or session.deleted:
+                    await session.flush()  # the member's own errors are its own, not the commit's
+                if context.outgoing:
+                    await outbox.add(session, context.outgoing)
+                    batch.outgoing.extend(context.outgoing)
+            except Exception as error:
+                alone = batch.members == 1
+                await self._roll_back(batch)
+                if alone:
+                    raise
+                raise Rerun from error
+            except BaseException:  # cancelled: nothing of the batch may commit
+                await self._roll_back(batch)
+                raise
+            batch.pending -= 1
+            last = batch.pending == 0
+            if last:
+                self._close(batch)
+        if last:
+            await self._commit(batch)
+        if not await asyncio.shield(batch.committed):
+            raise Rerun
+
+    async def _roll_back(self, batch: _Batch) -> None:
+        """Fail `batch` (its members rerun alone) and roll back what it did; while holding its turn."""
+        batch.pending -= 1
+        self._close(batch)
+        if not batch.committed.done():
+            batch.committed.set_result(False)
+        if batch.session is not None:
+            await asyncio.shield(batch.session.close())  # rolls back the open transaction
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Commit `batch` and release its members; a failed commit fails the batch (its members
+        rerun alone, and a batch of one raises the error, as a transaction of its own would)."""
+        session = batch.session
+        assert session is not None
+        try:
+            await session.commit()
+        except BaseException as error:
+            batch.committed.set_result(False)
+            await asyncio.shield(session.close())
+            if batch.members == 1 or not isinstance(error, Exception):
+                raise
+            return
+        batch.committed.set_result(True)
+        await session.close()
+        if batch.outgoing:
+            self._committed(batch.outgoing)

@@ -1,0 +1,99 @@
+"""Group commit (ADR 0017): deliveries handled at the same time share one transaction, and a
+failure in one of them never costs its neighbours their effects nor applies them twice.
+
+Each handler records the session object it was given: handlers of one batch share one, which is
+how the tests see that batching happened. Jobs have distinct keys so that the broker hands them
+out together (one key's events are handed out one at a time)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from tests.integration.store.helpers import eventually, receive
+from tests.integration.store.shop import Boom, Job, JobDone, create_tables, effect_counts, effects
+from tidings.context import Context
+from tidings.envelope import Envelope
+from tidings.retry import RetryPolicy
+from tidings.service import Service
+from tidings.store import Store
+from tidings.store.tables import inbox as inbox_table
+from tidings.transport.base import connect
+
+JOBS = 24
+POISONED = 5
+
+
+Runs = defaultdict[tuple[int, int], list[object]]
+
+
+def recording_worker(broker: str, database: str, sessions: Runs) -> Service:
+    """`shop.worker`'s handler, noting the session of each run per (job, attempt) (kept alive,
+    so that no two sessions are one object)."""
+    service = Service("worker", broker=broker, database=database, retry=RetryPolicy(max_attempts=2, base=0.01))
+
+    @service.on(Job)
+    async def handle(job: Job, ctx: Context) -> None:
+        sessions[(job.n, ctx.attempt)].append(ctx.session)
+        await ctx.session.execute(effects.insert().values(service="worker", job=job.n))
+        ctx.publish(JobDone(n=job.n, key=job.key))
+        if job.fail:
+            raise Boom(f"job {job.n} fails after writing")
+
+    return service
+
+
+async def _claims(database: str) -> int:
+    store = await Store.open(database, migrate=False)
+    try:
+        async with store.session() as session, session.begin():
+            return int((await session.execute(select(func.count()).select_from(inbox_table))).scalar_one())
+    finally:
+        await store.close()
+
+
+async def test_a_poisoned_event_in_a_batch_fails_alone_and_its_neighbours_commit_exactly_once(
+    database_url: str, any_broker_url: str
+) -> None:
+    await create_tables(database_url)
+    transport = await connect(any_broker_url)
+    downstream = await transport.subscribe("audit", [JobDone.event_type])
+    await (await transport.subscribe("worker", [Job.event_type])).close()
+    jobs = [Envelope.wrap(Job(n=n, key=f"k{n}", fail=n == POISONED), source="test") for n in range(JOBS)]
+    await transport.publish(jobs)  # all waiting before the service starts: they come in batches
+    sessions: Runs = defaultdict(list)
+    service = recording_worker(any_broker_url, database_url, sessions)
+    async with service:
+        await eventually(
+            lambda: _true(service.stats["handled"] == JOBS - 1 and service.stats["dead_lettered"] == 1),
+            what="every job handled or dead-lettered",
+        )
+        received = await receive(downstream, JOBS - 1, quiet=0.3)
+
+    sharing: dict[int, set[int]] = defaultdict(set)
+    for (job, _attempt), runs in sessions.items():
+        for session in runs:
+            sharing[id(session)].add(job)
+    first, *reruns = sessions[(POISONED, 1)]
+    neighbours = sharing[id(first)] - {POISONED}
+    assert neighbours, "the poisoned job's first attempt was not in a batch"
+    assert [len(sharing[id(session)]) for session in reruns] == [1]  # then alone, for the same attempt
+    for job in neighbours:  # rolled back with it, then run again alone: two runs, one effect
+        assert len(sessions[(job, 1)]) == 2
+        assert len(sharing[id(sessions[(job, 1)][-1])]) == 1
+    assert [len(sharing[id(session)]) for session in sessions[(POISONED, 2)]] == [1]  # the retry: alone
+    assert service.stats["retried"] == 1
+    assert await effect_counts(database_url, "worker") == {n: 1 for n in range(JOBS) if n != POISONED}
+    assert await _claims(database_url) == JOBS - 1
+    assert sorted(JobDone.model_validate_json(e.data).n for e in received) == [
+        n for n in range(JOBS) if n != POISONED
+    ]
+    letters = await transport.dead_letters("worker")
+    assert [letter.event_id for letter in letters] == [jobs[POISONED].id]
+    await downstream.close()
+    await transport.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
