@@ -12,7 +12,10 @@ one fsync) instead of N. The contract, which `UnitOfWork.handling` keeps for its
   it is open, up to `limit`; only one batch works at a time (the next one waits until the
   previous one finished working, then works while that one commits), so a batch never waits on a
   lock held by a later one;
-- if any member's work raises, or the commit fails, the whole batch is rolled back and every
+- the outbox rows of every member are added by one statement just before the commit (one round
+  trip per batch); on PostgreSQL that statement takes the per-key advisory locks, which the batch
+  then holds only for its commit;
+- if any member's work raises, or the commit (with its outbox rows) fails, the whole batch is rolled back and every
   member gets `Rerun`: it must run again alone, in a transaction of its own (the caller does it),
   so a failure never leaves a neighbour's effects half-applied and never applies one twice. A batch
   of one raises its member's own error instead (alone already).
@@ -107,9 +110,7 @@ class GroupCommit:
                 yield context
                 if session.new or session.dirty or session.deleted:
                     await session.flush()  # the member's own errors are its own, not the commit's
-                if context.outgoing:
-                    await outbox.add(session, context.outgoing)
-                    batch.outgoing.extend(context.outgoing)
+                batch.outgoing.extend(context.outgoing)  # added by the commit, in one statement
             except Exception as error:
                 alone = batch.members == 1
                 await self._roll_back(batch)
@@ -138,11 +139,13 @@ class GroupCommit:
             await asyncio.shield(batch.session.close())  # rolls back the open transaction
 
     async def _commit(self, batch: _Batch) -> None:
-        """Commit `batch` and release its members; a failed commit fails the batch (its members
+        """Add the batch's outbox rows, commit, release the members; a failed commit fails the batch (its members
         rerun alone, and a batch of one raises the error, as a transaction of its own would)."""
         session = batch.session
         assert session is not None
         try:
+            if batch.outgoing:
+                await outbox.add(session, batch.outgoing)
             await session.commit()
         except BaseException as error:
             batch.committed.set_result(False)
