@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import raw_floor  # type: ignore[import-not-found]  # bench/ is the script's folder
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-import raw_floor  # type: ignore[import-not-found]  # bench/ is the script's folder
 from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.events import Event

@@ -68,7 +68,9 @@ class GroupCommit:
     `committed(envelopes)` is called once per committed batch that wrote outbox rows (to wake the relay).
     """
 
-    def __init__(self, store: Store, committed: Callable[[list[Envelope]], None], *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self, store: Store, committed: Callable[[list[Envelope]], None], *, limit: int = DEFAULT_LIMIT
+    ) -> None:
         self._store = store
         self._committed = committed
         self._limit = limit

@@ -86,9 +86,7 @@ async def test_a_poisoned_event_in_a_batch_fails_alone_and_its_neighbours_commit
     assert service.stats["retried"] == 1
     assert await effect_counts(database_url, "worker") == {n: 1 for n in range(JOBS) if n != POISONED}
     assert await _claims(database_url) == JOBS - 1
-    assert sorted(JobDone.model_validate_json(e.data).n for e in received) == [
-        n for n in range(JOBS) if n != POISONED
-    ]
+    assert sorted(JobDone.model_validate_json(e.data).n for e in received) == [n for n in range(JOBS) if n != POISONED]
     letters = await transport.dead_letters("worker")
     assert [letter.event_id for letter in letters] == [jobs[POISONED].id]
     await downstream.close()
