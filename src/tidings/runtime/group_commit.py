@@ -12,6 +12,9 @@ one fsync) instead of N. The contract, which `UnitOfWork.handling` keeps for its
   it is open, up to `limit`; only one batch works at a time (the next one waits until the
   previous one finished working, then works while that one commits), so a batch never waits on a
   lock held by a later one;
+- the inbox claims of every member that joined so far are made by one statement when the first of
+  them asks (`claim`, which `with_inbox` calls); a member whose event another member of the batch
+  already carries (a redelivery) claims alone, and finds it taken;
 - the outbox rows of every member are added by one statement just before the commit (one round
   trip per batch); on PostgreSQL that statement takes the per-key advisory locks, which the batch
   then holds only for its commit;
@@ -26,23 +29,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.context import Context
-from tidings.envelope import Envelope
-from tidings.store import Store, outbox
+from tidings.envelope import Envelope, check_identity
+from tidings.errors import MalformedMessage
+from tidings.store import Store, inbox, outbox
 
 DEFAULT_LIMIT = 100
 """Members of one batch at most (the consumer's concurrency usually bounds it first)."""
+
+
+_member: ContextVar[tuple[_Batch, Context] | None] = ContextVar("tidings_group_member", default=None)
+"""The batch and context of the member whose work the current task is doing, if any."""
+
+
+async def claim(session: AsyncSession, group: str, source: str, event_id: str) -> bool:
+    """`inbox.claim` for the unit of work of `session`: within a group commit, one statement claims
+    the batch's members that have not claimed yet, and this member's answer is taken from it."""
+    member = _member.get()
+    if member is None or member[0].session is not session or member[0].committed.done():
+        return await inbox.claim(session, group, source, event_id)
+    batch, context = member
+    key = (source, event_id)
+    if batch.owners.get(key) is not context:  # not registered, or a redelivery of a neighbour's event
+        return await inbox.claim(session, group, source, event_id)
+    if key not in batch.claimed:
+        keys, batch.unclaimed = batch.unclaimed, []
+        batch.won |= await inbox.claim_many(session, group, keys)
+        batch.claimed.update(keys)
+    return key in batch.won
 
 
 class Rerun(Exception):
     """The batch this unit of work belonged to was rolled back: run it again, alone."""
 
 
+Key = tuple[str, str]
+"""An inbox key within a group: (source, event id)."""
+
+
 class _Batch:
-    __slots__ = ("committed", "members", "outgoing", "pending", "previous", "session", "turn", "worked")
+    __slots__ = (
+        "claimed",
+        "committed",
+        "members",
+        "outgoing",
+        "owners",
+        "pending",
+        "previous",
+        "session",
+        "turn",
+        "unclaimed",
+        "won",
+        "worked",
+    )
 
     def __init__(self, previous: _Batch | None) -> None:
         self.previous = previous
@@ -56,6 +99,11 @@ class _Batch:
         """True once committed; False if rolled back (members then rerun alone)."""
         self.session: AsyncSession | None = None
         self.outgoing: list[Envelope] = []
+        self.owners: dict[Key, Context] = {}
+        """The member whose claim each key is (the first that joined with it)."""
+        self.unclaimed: list[Key] = []
+        self.claimed: set[Key] = set()
+        self.won: set[Key] = set()
 
     @property
     def failed(self) -> bool:
@@ -77,13 +125,23 @@ class GroupCommit:
         self._open: _Batch | None = None
         self._last: _Batch | None = None
 
-    def _join(self) -> _Batch:
+    def _join(self, context: Context) -> _Batch:
         batch = self._open
         if batch is None or batch.members >= self._limit:
             batch = self._open = _Batch(self._last)
             self._last = batch
         batch.members += 1
         batch.pending += 1
+        incoming = context.incoming
+        if incoming is not None:
+            key = (incoming.source, incoming.id)
+            try:
+                check_identity(incoming.id, incoming.source)
+            except MalformedMessage:
+                return batch  # claims alone, and fails alone
+            if key not in batch.owners:
+                batch.owners[key] = context
+                batch.unclaimed.append(key)
         return batch
 
     def _close(self, batch: _Batch) -> None:
@@ -95,7 +153,7 @@ class GroupCommit:
     async def member(self, context: Context) -> AsyncIterator[Context]:
         """Run the body as `context`'s share of a batch; returns once the batch committed, raises
         `Rerun` if it was rolled back (or the member's own error, in a batch of one)."""
-        batch = self._join()
+        batch = self._join(context)
         async with batch.turn:
             if batch.previous is not None:
                 await batch.previous.worked.wait()
@@ -109,7 +167,11 @@ class GroupCommit:
                     await batch.session.begin()
                 session = batch.session
                 context.bind(session)
-                yield context
+                token = _member.set((batch, context))
+                try:
+                    yield context
+                finally:
+                    _member.reset(token)
                 if session.new or session.dirty or session.deleted:
                     await session.flush()  # the member's own errors are its own, not the commit's
                 batch.outgoing.extend(context.outgoing)  # added by the commit, in one statement

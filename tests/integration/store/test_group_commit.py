@@ -15,6 +15,7 @@ from tests.integration.store.helpers import eventually, receive
 from tests.integration.store.shop import Boom, Job, JobDone, create_tables, effect_counts, effects
 from tidings.context import Context
 from tidings.envelope import Envelope
+from tidings.events import Event
 from tidings.retry import RetryPolicy
 from tidings.service import Service
 from tidings.store import Store
@@ -67,6 +68,7 @@ async def test_a_poisoned_event_in_a_batch_fails_alone_and_its_neighbours_commit
     async with service:
         await eventually(
             lambda: _true(service.stats["handled"] == JOBS - 1 and service.stats["dead_lettered"] == 1),
+            within=60,
             what="every job handled or dead-lettered",
         )
         received = await receive(downstream, JOBS - 1, quiet=0.3)
@@ -90,6 +92,39 @@ async def test_a_poisoned_event_in_a_batch_fails_alone_and_its_neighbours_commit
     letters = await transport.dead_letters("worker")
     assert [letter.event_id for letter in letters] == [jobs[POISONED].id]
     await downstream.close()
+    await transport.close()
+
+
+class Unkeyed(Event, type="test.store.unkeyed", version=1):
+    """No partition key: the broker hands these out together, redeliveries included."""
+
+    n: int
+
+
+async def test_an_event_delivered_twice_into_one_batch_is_handled_once(database_url: str, any_broker_url: str) -> None:
+    await create_tables(database_url)
+    transport = await connect(any_broker_url)
+    await (await transport.subscribe("worker", [Unkeyed.event_type])).close()
+    events = [Envelope.wrap(Unkeyed(n=n), source="test") for n in range(12)]
+    await transport.publish([*events, events[3], events[7]])  # two of them twice, side by side
+    sessions: Runs = defaultdict(list)
+    service = Service("worker", broker=any_broker_url, database=database_url)
+
+    @service.on(Unkeyed)
+    async def handle(event: Unkeyed, ctx: Context) -> None:
+        sessions[(event.n, ctx.attempt)].append(ctx.session)
+        await ctx.session.execute(effects.insert().values(service="worker", job=event.n))
+
+    async with service:
+        await eventually(
+            lambda: _true(service.stats["handled"] + service.stats["duplicates"] == 14),
+            within=60,
+            what="all fourteen deliveries settled",
+        )
+    assert (service.stats["handled"], service.stats["duplicates"]) == (12, 2)
+    assert await effect_counts(database_url, "worker") == dict.fromkeys(range(12), 1)
+    assert await _claims(database_url) == 12
+    assert len({id(runs[0]) for runs in sessions.values()}) < 12, "no two events shared a transaction"
     await transport.close()
 
 
