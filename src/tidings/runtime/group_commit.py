@@ -75,6 +75,7 @@ class _Batch:
     __slots__ = (
         "claimed",
         "committed",
+        "doomed",
         "members",
         "outgoing",
         "owners",
@@ -90,6 +91,8 @@ class _Batch:
     def __init__(self, previous: _Batch | None) -> None:
         self.previous = previous
         self.members = 0
+        self.doomed = False
+        """A member was cancelled before its turn: the batch will be rolled back."""
         self.pending = 0
         """Members that joined and have not finished their work."""
         self.turn = asyncio.Lock()
@@ -154,12 +157,25 @@ class GroupCommit:
         """Run the body as `context`'s share of a batch; returns once the batch committed, raises
         `Rerun` if it was rolled back (or the member's own error, in a batch of one)."""
         batch = self._join(context)
-        async with batch.turn:
+        try:
+            await batch.turn.acquire()
+        except BaseException:
+            await self._abandon(batch)
+            raise
+        try:
             if batch.previous is not None:
                 await batch.previous.worked.wait()
                 batch.previous = None
+        except BaseException:
+            batch.turn.release()
+            await self._abandon(batch)
+            raise
+        try:
             if batch.failed:
                 batch.pending -= 1
+                raise Rerun
+            if batch.doomed:
+                await self._roll_back(batch)
                 raise Rerun
             try:
                 if batch.session is None:
@@ -184,14 +200,32 @@ class GroupCommit:
             except BaseException:  # cancelled: nothing of the batch may commit
                 await self._roll_back(batch)
                 raise
+            if batch.pending == 1 and batch.doomed:  # the last, after a neighbour gave up its turn
+                await self._roll_back(batch)
+                raise Rerun
             batch.pending -= 1
             last = batch.pending == 0
             if last:
                 self._close(batch)
+        finally:
+            batch.turn.release()
         if last:
             await self._commit(batch)
         if not await asyncio.shield(batch.committed):
             raise Rerun
+
+    async def _abandon(self, batch: _Batch) -> None:
+        """A member cancelled before its turn. Its event may have been claimed by the batch's inbox
+        statement without its handler having run, so the batch must not commit: it is doomed, and
+        rolled back by whoever comes next (here, if nobody will)."""
+        batch.pending -= 1
+        batch.doomed = True
+        if batch.pending == 0:  # every other member has done its work and waits for the commit
+            self._close(batch)
+            if not batch.committed.done():
+                batch.committed.set_result(False)
+            if batch.session is not None:
+                await asyncio.shield(batch.session.close())
 
     async def _roll_back(self, batch: _Batch) -> None:
         """Fail `batch` (its members rerun alone) and roll back what it did; while holding its turn."""

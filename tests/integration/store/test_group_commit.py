@@ -7,6 +7,7 @@ out together (one key's events are handed out one at a time)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.events import Event
 from tidings.retry import RetryPolicy
+from tidings.runtime.group_commit import GroupCommit, Rerun, claim
 from tidings.service import Service
 from tidings.store import Store
 from tidings.store.tables import inbox as inbox_table
@@ -130,3 +132,41 @@ async def test_an_event_delivered_twice_into_one_batch_is_handled_once(database_
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_member_cancelled_before_its_turn_dooms_its_batch_so_no_claim_commits_without_its_handler(
+    store: Store,
+) -> None:
+    committed: list[list[Envelope]] = []
+    group = GroupCommit(store, committed.append)
+    envelopes = [Envelope.wrap(Job(n=n, key=f"k{n}"), source="test") for n in range(3)]
+    first_in, release = asyncio.Event(), asyncio.Event()
+
+    async def member(envelope: Envelope, *, hold: bool = False) -> str:
+        try:
+            async with group.member(Context("worker", incoming=envelope)) as ctx:
+                assert await claim(ctx.session, "worker", envelope.source, envelope.id)  # one statement for all
+                if hold:
+                    first_in.set()
+                    await release.wait()
+        except Rerun:
+            return "rerun"
+        return "committed"
+
+    holder = asyncio.create_task(member(envelopes[0], hold=True))
+    await first_in.wait()
+    cancelled = asyncio.create_task(member(envelopes[1]))
+    last = asyncio.create_task(member(envelopes[2]))
+    await asyncio.sleep(0)  # both queued for their turn
+    cancelled.cancel()
+    release.set()
+    assert await holder == "rerun"
+    assert await last == "rerun"
+    assert cancelled.cancelled()
+    assert committed == []
+    assert await _claims_in(store) == 0  # the claim made for the cancelled member rolled back with the batch
+
+
+async def _claims_in(store: Store) -> int:
+    async with store.session() as session, session.begin():
+        return int((await session.execute(select(func.count()).select_from(inbox_table))).scalar_one())
