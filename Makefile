@@ -77,8 +77,9 @@ bench-transport: $(BENCH_STAMP) services
 	$(BIN)/python bench/transport.py --broker kafka --rounds 5 --events 50000 --out bench/results/transport.json
 	$(BIN)/python bench/task_per_delivery.py
 
-bench-reliable: $(TEST_STAMP) services
+bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
+	$(BIN)/python bench/plot.py
 
 bench-shop: $(TEST_STAMP) services
 	$(BIN)/python bench/shop.py --out bench/results/shop.json

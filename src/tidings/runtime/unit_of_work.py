@@ -6,6 +6,11 @@ relay is woken after the commit, so no event leaves for a change that rolled bac
 they are published straight after the work returned (still at-least-once, but a redelivery runs
 the handler again).
 
+Handlers' units of work are grouped (`tidings.runtime.group_commit`): deliveries handled at the
+same time share one transaction and one commit, and a failure in any of them sends each one back
+to run alone (`alone=True`, the transaction of its own that `handling` otherwise opens). A delivery
+on a retry (`attempt > 1`) runs alone from the start: it failed before, and may fail again.
+
 Inside a handler, `ctx` *is* the unit of work: opening a second one from the handler's task
 (`service.transaction()`) raises `NestedUnitOfWork`, because that work would commit apart from
 the handler's (and on SQLite wait forever for the connection the handler holds).
@@ -20,6 +25,7 @@ from contextvars import ContextVar
 from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, NestedUnitOfWork
+from tidings.runtime.group_commit import GroupCommit
 from tidings.security.signing import Signing
 from tidings.store import Store, outbox
 
@@ -39,7 +45,14 @@ class UnitOfWork:
     """
 
     def __init__(
-        self, owner: str, store: Store | None, *, publish: Publish, committed: Committed, signing: Signing | None = None
+        self,
+        owner: str,
+        store: Store | None,
+        *,
+        publish: Publish,
+        committed: Committed,
+        signing: Signing | None = None,
+        group_commit: bool = True,
     ) -> None:
         self.owner = owner
         self.store = store
@@ -50,13 +63,22 @@ class UnitOfWork:
             raise ConfigurationError(
                 f"service {owner!r} was given key {self._signer.key.id!r}, which signs for {self._signer.key.source!r}"
             )
+        self._group = GroupCommit(store, committed) if store is not None and group_commit else None
 
     @contextlib.asynccontextmanager
-    async def handling(self, incoming: Envelope | None, attempt: int) -> AsyncIterator[Context]:
-        """The unit of work of one delivery's handler (marks the task as handling)."""
+    async def handling(self, incoming: Envelope | None, attempt: int, *, alone: bool = False) -> AsyncIterator[Context]:
+        """The unit of work of one delivery's handler (marks the task as handling): a share of a
+        group commit, or with `alone` (or on a retry) a transaction of its own. A grouped one may
+        raise `Rerun` after the body: the caller runs the body again with `alone=True`."""
         _handling.set(self)  # this task runs one delivery: nothing to reset
-        async with self._open(Context(self.owner, incoming=incoming, attempt=attempt)) as context:
-            yield context
+        context = Context(self.owner, incoming=incoming, attempt=attempt)
+        if self._group is None or alone or attempt > 1:
+            async with self._open(context) as opened:
+                yield opened
+        else:
+            async with self._group.member(context) as joined:
+                yield joined
+                self._sign(joined)  # before the member hands its outgoing events to the batch's outbox rows
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:

@@ -46,6 +46,17 @@ ON CONFLICT DO NOTHING
 RETURNING event_id
 """
 )
+_CLAIM_MANY = text(
+    """
+INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at)
+SELECT CAST(:consumer_group AS varchar), k.source, k.event_id, CAST(:claimed_at AS double precision)
+FROM unnest(CAST(:sources AS varchar[]), CAST(:event_ids AS varchar[])) AS k(source, event_id)
+WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox
+                  WHERE consumer_group = :consumer_group AND source = '' AND event_id = k.event_id)
+ON CONFLICT DO NOTHING
+RETURNING source, event_id
+"""
+)
 _ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
 _LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
 # The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
@@ -101,6 +112,18 @@ class PostgresDialect:
         """`INSERT ... ON CONFLICT DO NOTHING RETURNING`; True if a row came back (it was new)."""
         parameters = {"consumer_group": group, "source": source, "event_id": event_id, "claimed_at": claimed_at}
         return (await session.execute(_CLAIM, parameters)).first() is not None
+
+    async def claim_many(
+        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+    ) -> set[tuple[str, str]]:
+        """One `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING` of every key."""
+        parameters = {
+            "consumer_group": group,
+            "claimed_at": claimed_at,
+            "sources": [source for source, _ in keys],
+            "event_ids": [event_id for _, event_id in keys],
+        }
+        return {(row.source, row.event_id) for row in await session.execute(_CLAIM_MANY, parameters)}
 
     async def add_outbox(
         self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
