@@ -23,7 +23,6 @@ from tidings.errors import PermanentError
 from tidings.service import Service
 from tidings.transport import Transport, connect
 
-
 TOKEN = "test-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -142,7 +141,9 @@ async def test_bad_requests_get_4xx_with_a_reason(shop: Shop) -> None:
     assert too_many.json()["detail"][0]["loc"] == ["query", "limit"]
     bad_body = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": "all"}, headers=ADMIN)
     assert bad_body.status_code == 422
-    no_body = await shop.api.post("/api/dead-letters/inventory/replay", headers={**ADMIN, "Content-Type": "application/json"})
+    no_body = await shop.api.post(
+        "/api/dead-letters/inventory/replay", headers={**ADMIN, "Content-Type": "application/json"}
+    )
     assert no_body.status_code == 422, "replaying everything must be said: {'all': true}"
     both = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": ["x"], "all": True}, headers=ADMIN)
     assert both.status_code == 422

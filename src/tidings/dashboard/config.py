@@ -18,13 +18,18 @@ DEFAULT_HOSTS = ("127.0.0.1", "localhost", "::1")
 @dataclass(frozen=True, slots=True)
 class Retention:
     """What the recorder keeps: events younger than `max_age` seconds, and no more than about
-    `max_bytes` of database; checked every `interval` seconds. Pruning by size deletes the oldest
-    events until the used size is under `low_water` times the limit."""
+    `max_bytes` of database (its file and its WAL); checked every `interval` seconds. Once the
+    data passes `high_water` of the limit, the oldest events are deleted until it is under
+    `low_water`: the room above is for the WAL and for what arrives between two passes."""
 
     max_age: float = 7 * 24 * 3600.0
     max_bytes: int = 256 * 1024 * 1024
     interval: float = 30.0
-    low_water: float = 0.8
+    low_water: float = 0.6
+
+    @property
+    def high_water(self) -> float:
+        return min(0.95, self.low_water + 0.15)
 
     def __post_init__(self) -> None:
         if self.max_age <= 0 or self.max_bytes <= 0 or self.interval <= 0 or not 0 < self.low_water < 1:

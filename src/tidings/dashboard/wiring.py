@@ -15,7 +15,7 @@ from typing import Any
 from tidings.dashboard.app import create_app
 from tidings.dashboard.config import DashboardConfig
 from tidings.dashboard.recorder import record_events
-from tidings.dashboard.retention import keep_pruning
+from tidings.dashboard.retention import bound_the_wal, keep_pruning
 from tidings.dashboard.sagas import SagaReader
 from tidings.dashboard.sampler import Sampler
 from tidings.events import Event, Registry
@@ -45,10 +45,16 @@ class Dashboard:
         self.sagas = SagaReader(self.config.saga_databases)
         service.background("dashboard-retention", lambda: keep_pruning(service.store, self.config.retention))
         service.background("dashboard-sampler", self.sampler.run)
+        service.on_startup(self._prepare)
         service.on_shutdown(self._close)
 
     async def _backlog(self) -> dict[str, int]:
         return await self.service.transport.backlog()
+
+    async def _prepare(self, service: Service) -> None:
+        """Before the service consumes: bound SQLite's WAL by the retention's size (ADR 0022)."""
+        bound_the_wal(service.store, self.config.retention)
+        await service.store.engine.dispose()  # the migrations' idle connections reopen with the limits
 
     async def _close(self, _service: Service) -> None:
         await self.sagas.close()

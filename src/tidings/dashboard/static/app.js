@@ -89,10 +89,13 @@ document.getElementById("token").addEventListener("submit", (event) => {
   notice(token.get() ? "Admin token kept for this tab." : "Admin token cleared.");
 });
 
+// the mode first: the dead-letter view enables its buttons only when the dashboard takes a token
 api("/api/config")
   .then((config) => {
     state.readOnly = config.read_only;
-    showMode();
   })
-  .catch(() => showMode());
-render();
+  .catch(() => {})
+  .finally(() => {
+    showMode();
+    render();
+  });

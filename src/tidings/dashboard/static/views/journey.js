@@ -53,6 +53,7 @@ function stepItem(step, journey, focus) {
     h("dl", { class: "facts" },
       h("dt", {}, "Hop"), h("dd", { class: "hop" }, step.hop_ms === null ? "first event" : `${ms(step.hop_ms)} after ${cause.type}`),
       h("dt", {}, "Handled by"), h("dd", {}, handled),
+      h("dt", {}, "Data"), h("dd", {}, h("code", { class: "data" }, JSON.stringify(step.data))),
       h("dt", {}, "Event"), h("dd", {}, link(`/events/${encodeURIComponent(step.id)}`, short(step.id), { title: step.id, "aria-label": `event ${step.id}` })),
       step.dead_letters.map((letter) => [
         h("dt", { class: "bad" }, "Dead-lettered"),
@@ -99,7 +100,9 @@ export async function journeyView(kind, key) {
       h("h2", {}, "Steps"),
       h("ol", { class: "steps" }, journey.steps.map((step) => stepItem(step, journey, focus))),
       h("h2", {}, "Saga"),
-      journey.sagas.length ? journey.sagas.map(sagaBox) : h("p", {}, "No saga instance for this transaction in the databases the dashboard reads."),
+      ...(journey.sagas.length
+        ? journey.sagas.map(sagaBox)
+        : [h("p", {}, "No saga instance for this transaction in the databases the dashboard reads.")]),
     );
   };
   const polling = poll(3000, refresh);
