@@ -45,7 +45,7 @@ class Sampler:
 
     async def run(self) -> None:
         """Sample until cancelled (a supervised background task of the dashboard's service)."""
-        async with httpx.AsyncClient(timeout=max(1.0, self.interval)) as client:
+        async with httpx.AsyncClient(timeout=max(3.0, 2 * self.interval)) as client:  # a busy service answers late
             while True:
                 started = time.monotonic()
                 await self.sample(client)
