@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from services import contracts
@@ -56,6 +57,8 @@ def build(settings: Settings) -> Service:
     config = config_from_env(
         targets=lambda: metrics_targets(settings), saga_databases={"orders": settings.database_url("orders")}
     )
+    if settings.api_host not in config.trusted_hosts:  # the address it serves on is trusted too
+        config = replace(config, trusted_hosts=(*config.trusted_hosts, settings.api_host))
     holder: list[Dashboard] = []
 
     def server(_service: Service, settings: Settings) -> DashboardServer:
