@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint docs services services-down chaos security bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test test-browser lint docs services services-down chaos security bench bench-transport bench-reliable bench-shop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ $(DOCS_STAMP): pyproject.toml | $(BIN)/python
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## test-browser: the dashboard in headless Chromium (installs Debian's chromium first; screenshots in tests/artifacts/)
+test-browser: $(TEST_STAMP)
+	bash scripts/browser.sh
+	$(BIN)/pytest tests/browser -q
 
 ## services: install and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1 (idempotent)
 services:
