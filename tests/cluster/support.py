@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conformance.events import Ping, ping
+from tests.conformance.harness import BrokerTarget
 from tidings.context import Context
 from tidings.errors import PublishError
 from tidings.service import Service
@@ -39,6 +40,8 @@ RABBIT_HOSTS = ",".join(f"127.0.0.1:{port}" for port in RABBIT_PORTS)
 KAFKA_PORTS = (19291, 19292, 19293)
 KAFKA_BOOTSTRAP = ",".join(f"127.0.0.1:{port}" for port in KAFKA_PORTS)
 AUTH = ("guest", "guest")
+KAFKA_FAST = "session_timeout_ms=6000&heartbeat_interval_ms=500&revoke_grace=2&request_timeout_ms=10000"
+"""Consumer settings that make crash tests take seconds (Kafka's minimum session timeout is 6 s)."""
 RESUME_LIMIT = 20.0
 """Seconds the consumers may stand still after a node is killed (the tests print the real figure)."""
 
@@ -295,3 +298,47 @@ async def _order_violations(database: Path) -> list[str]:
         return violations
 
     return await asyncio.to_thread(read)
+
+
+# -- the conformance suite's adapters for the clusters (TIDINGS_CONFORMANCE=clusters) ---------------
+
+
+@dataclass(frozen=True)
+class RabbitClusterAdapter:
+    """Each conformance test gets its own vhost on the RabbitMQ cluster, reached through all three nodes."""
+
+    name: str = "rabbitmq-cluster"
+    marks: Sequence[pytest.MarkDecorator] = ()
+
+    @contextlib.asynccontextmanager
+    async def target(self, tmp_path: Path) -> AsyncIterator[BrokerTarget]:
+        require_cluster("rabbitmq", RABBIT_PORTS)
+        async with cluster_vhost("tidings-conformance") as vhost:
+            yield BrokerTarget(rabbit_url(vhost))
+
+
+@dataclass(frozen=True)
+class KafkaClusterAdapter:
+    """Each conformance test gets its own topic prefix on the Kafka cluster (three replicas per topic)."""
+
+    name: str = "kafka-cluster"
+    marks: Sequence[pytest.MarkDecorator] = ()
+
+    @contextlib.asynccontextmanager
+    async def target(self, tmp_path: Path) -> AsyncIterator[BrokerTarget]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        require_cluster("kafka", KAFKA_PORTS)
+        prefix = f"conformance-{uuid.uuid4().hex[:12]}."
+        try:
+            yield BrokerTarget(f"kafka://{KAFKA_BOOTSTRAP}?prefix={prefix}&{KAFKA_FAST}")
+        finally:
+            with contextlib.suppress(Exception):  # cleaning up must not hide the test's own failure
+                admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP)
+                await admin.start()
+                try:
+                    topics = [topic for topic in await admin.list_topics() if topic.startswith(prefix)]
+                    if topics:
+                        await admin.delete_topics(topics)
+                finally:
+                    await admin.close()
