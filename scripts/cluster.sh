@@ -135,11 +135,14 @@ rmq_up() {
     t0="$(now)"
     command -v rabbitmq-server >/dev/null 2>&1 || [[ -x /usr/sbin/rabbitmq-server ]] ||
         die "rabbitmq-server is not installed: run scripts/services.sh up rabbitmq once"
-    # node 1 first when the cluster is new: the others find it running and join it
+    # node 1 first, alone: on a new cluster the others find it running and join it; after `down`
+    # it is the node stopped last, which boots without waiting for the others (RabbitMQ 3.10's
+    # feature-flag sync can crash a node that boots while its peers boot too)
     if ! rmq_pid 1 >/dev/null; then
         say "rabbitmq: starting c1…"
         rmq_start 1
-        [[ -f "$(rmq_dir 2)/mnesia/$(rmq_node 2)/cluster_nodes.config" ]] || rmq_wait 1
+        local until_c1=$((SECONDS + 90))
+        until rmq_http_ok 1 || ((SECONDS >= until_c1)); do sleep 0.5; done
     fi
     for n in 2 3; do rmq_pid "$n" >/dev/null || { say "rabbitmq: starting c$n…"; rmq_start "$n"; }; done
     for n in "${NODES[@]}"; do rmq_http_ok "$n" || rmq_wait "$n"; done

@@ -182,15 +182,20 @@ async def run_load(
     keys: int = 8,
     before: float = 3.0,
     after_kill: float = 8.0,
-    drain_within: float = 90.0,
+    backlog: int = 400,
+    stuck_after: float = 30.0,
+    drain_within: float = 150.0,
 ) -> Measured:
     """Publish keyed pings in batches of 10 while two replicas consume them; `kill()` after
     `before` seconds, keep going `after_kill` seconds, `restart()`, then stop publishing and wait
-    until every event whose publish returned has its effect (or `drain_within` passes)."""
+    until every event whose publish returned has its effect. The publisher holds back while more
+    than `backlog` events wait (consumers on a busy machine are slower than one publisher); the
+    wait fails when no effect is added for `stuck_after` seconds or after `drain_within`."""
     measured = Measured()
     handled_at: list[float] = []
     published_at: list[float] = []
-    replicas = [_replica(broker_url, database, handled_at) for _ in range(2)]
+    progress = asyncio.Event()
+    replicas = [_replica(broker_url, database, handled_at, progress) for _ in range(2)]
     for replica in replicas:
         await replica.start()
     publisher: Transport = await connect(broker_url)
@@ -199,6 +204,11 @@ async def run_load(
     async def produce() -> None:
         n = 0
         while not stop.is_set():
+            if len(measured.published) - len(handled_at) > backlog:
+                progress.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(progress.wait(), 0.5)
+                continue
             batch = [ping(n + i, key=f"key-{(n + i) % keys}") for i in range(10)]
             n += len(batch)
             try:
@@ -222,10 +232,13 @@ async def run_load(
         stop.set()
         await producer
         deadline = time.monotonic() + drain_within
-        while time.monotonic() < deadline:
+        seen, last_progress = -1, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last_progress < stuck_after:
             measured.effects = await _effects_from(database)
             if not measured.lost:
                 break
+            if len(measured.effects) > seen:
+                seen, last_progress = len(measured.effects), time.monotonic()
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # redeliveries still in flight would show up as second effects
     finally:
@@ -244,7 +257,7 @@ async def run_load(
     return measured
 
 
-def _replica(broker_url: str, database: Path, handled_at: list[float]) -> Service:
+def _replica(broker_url: str, database: Path, handled_at: list[float], progress: asyncio.Event) -> Service:
     service = Service(
         "cluster-load", broker=broker_url, database=f"sqlite+aiosqlite:///{database}", tables=metadata, concurrency=8
     )
@@ -258,6 +271,7 @@ def _replica(broker_url: str, database: Path, handled_at: list[float]) -> Servic
             )
         )
         handled_at.append(now)
+        progress.set()
 
     return service
 

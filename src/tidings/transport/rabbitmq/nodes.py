@@ -7,7 +7,6 @@ or the vhost ends the round (the others share users and vhosts: they would refus
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -34,8 +33,7 @@ async def connect_any(
     for step in range(len(endpoints)):
         index = (start + step) % len(endpoints)
         try:
-            async with asyncio.timeout(NODE_TIMEOUT):
-                return index, await aio_pika.connect(endpoints[index])
+            return index, await aio_pika.connect(endpoints[index], timeout=NODE_TIMEOUT)
         except refused:
             raise
         except retriable as failed:
