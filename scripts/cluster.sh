@@ -181,10 +181,14 @@ rmq_stop_node() {
 
 rmq_down() {
     local n
-    # in reverse: node 1 last, so it is the one that may start first next time
-    for n in 3 2 1; do
-        if rmq_stop_node "$n"; then say "rabbitmq: c$n stopped"; else say "rabbitmq: c$n stopped (was not running)"; fi
+    # nodes 2 and 3 together, node 1 last: it is the one `up` starts first, alone, next time
+    local pids=()
+    for n in 3 2; do
+        (if rmq_stop_node "$n"; then say "rabbitmq: c$n stopped"; else say "rabbitmq: c$n stopped (was not running)"; fi) &
+        pids+=($!)
     done
+    wait "${pids[@]}"
+    if rmq_stop_node 1; then say "rabbitmq: c1 stopped"; else say "rabbitmq: c1 stopped (was not running)"; fi
 }
 
 rmq_status() {
