@@ -321,11 +321,13 @@ kafka_up() {
 
 kafka_down() {
     local n pid deadline
+    local -A running=()
     for n in "${NODES[@]}"; do
-        if pid="$(kafka_pid "$n")"; then kill -TERM "$pid" 2>/dev/null || true; fi
+        if pid="$(kafka_pid "$n")"; then running[$n]="$pid"; kill -TERM "$pid" 2>/dev/null || true; fi
     done
     for n in "${NODES[@]}"; do
-        if pid="$(kafka_pid "$n")"; then
+        if [[ -n "${running[$n]:-}" ]]; then
+            pid="${running[$n]}"
             deadline=$((SECONDS + 60))
             while alive "$pid"; do
                 ((SECONDS < deadline)) || { kill -KILL "$pid" 2>/dev/null || true; sleep 1; break; }
