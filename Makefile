@@ -55,6 +55,20 @@ services:
 services-down:
 	bash scripts/services.sh down
 
+## cluster-ci: three-node RabbitMQ and Kafka clusters on loopback (scripts/cluster.sh), a node SIGKILLed under
+## load on each, the conformance suite against both, clusters stopped (the CI step; docs/deployment.md)
+## cluster-shop: the shop with two replicas of every service on the RabbitMQ cluster + PostgreSQL, a node and a
+## replica of each service killed, then `shop check` (needs `scripts/cluster.sh up rabbitmq`; data/chaos/cluster.json)
+.PHONY: cluster-ci cluster-shop cluster-scale
+cluster-ci: $(TEST_STAMP)
+	bash scripts/ci-cluster.sh
+
+cluster-shop: $(TEST_STAMP)
+	$(BIN)/python -m services.chaos.cluster replicas --out data/chaos/cluster.json
+
+cluster-scale: $(TEST_STAMP)
+	$(BIN)/python -m services.chaos.cluster scale --out data/chaos/cluster-scale.json
+
 ## chaos: the shop under load while services are SIGKILLed, the broker restarted and connections cut and
 ## slowed; then the strict `shop check` (docs/shop.md, "Chaos run"). Needs PostgreSQL on 127.0.0.1:5432 and
 ## RabbitMQ installed (scripts/services.sh up postgres rabbitmq): it runs a private node of its own on 5673.

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     every = ", ".join(SERVICES + OPTIONAL)
     up.add_argument("--services", default=",".join(SERVICES), help=f"comma-separated, of {every} [all five]")
     up.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
+    up.add_argument(
+        "--replicas", action="append", default=[], metavar="SERVICE=N", help="run N processes of SERVICE (repeatable)"
+    )
     load = commands.add_parser("load", help="place orders through the HTTP API and measure settling")
     _load_arguments(load)
     add_arguments(load)
@@ -89,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     known = ", ".join(SERVICES + OPTIONAL)
                     print(f"unknown service(s): {', '.join(sorted(unknown))}; the shop has {known}")
                     return 2
-                return asyncio.run(up(settings, services=services, log_level=args.log_level))
+                replicas = _replicas(args.replicas)
+                return asyncio.run(up(settings, services=services, replicas=replicas, log_level=args.log_level))
             if args.command == "load":
                 return asyncio.run(_load(settings, args, Console()))
             if args.command == "check":
@@ -106,6 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[shop] {error}")
         return 2
     return 130
+
+
+def _replicas(given: Sequence[str]) -> dict[str, int]:
+    """`--replicas payments=2 --replicas orders=3` as {"payments": 2, "orders": 3}."""
+    replicas: dict[str, int] = {}
+    for item in given:
+        name, _, count = item.partition("=")
+        if not count.strip().isdigit():
+            raise ConfigurationError(f"--replicas wants SERVICE=N, got {item!r}")
+        replicas[name.strip()] = int(count)
+    return replicas
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> str:
