@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractChannel
 from aiormq.abc import AbstractChannel as RawChannel
 
 from tidings.errors import ConfigurationError, TransportError
+from tidings.legacy import LegacySource
 from tidings.transport.rabbitmq.config import RabbitConfig
 from tidings.transport.rabbitmq.link import BROKER_ERRORS, Link
 
@@ -131,7 +132,7 @@ class Declarer:
         self._config = link.config
         self._groups: dict[str, set[str]] = {}
         self._delays: set[tuple[str, int]] = set()
-        self._legacy: set[str] = set()
+        self._legacy: dict[str, LegacySource] = {}
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
 
@@ -144,17 +145,17 @@ class Declarer:
             await self._declare_group(raw, group, types)
         for group, bucket in self._delays:
             await self._declare_delay(raw, group, bucket)
-        for queue in self._legacy:
-            await raw.queue_declare(queue, durable=True)
+        for source in self._legacy.values():
+            await _declare_legacy(raw, source)
 
-    async def group(self, group: str, types: Collection[str], legacy_queues: Collection[str] = ()) -> None:
+    async def group(self, group: str, types: Collection[str], legacy: Collection[LegacySource] = ()) -> None:
         async with self._lock, self._refusals():
             raw = await self._raw()
             await self._declare_group(raw, group, types)
-            for queue in legacy_queues:
-                await raw.queue_declare(queue, durable=True)
+            for source in legacy:
+                await _declare_legacy(raw, source)
         self._groups.setdefault(group, set()).update(types)
-        self._legacy.update(legacy_queues)
+        self._legacy.update((source.name, source) for source in legacy)
 
     async def delay(self, group: str, bucket_ms: int) -> None:
         if (group, bucket_ms) in self._delays:
@@ -194,3 +195,12 @@ class Declarer:
             ) from None
         except BROKER_ERRORS as error:
             raise TransportError(f"declaring the topology failed: {error!r}") from error
+
+
+async def _declare_legacy(raw: RawChannel, source: LegacySource) -> None:
+    """A legacy queue as the ADR-001 sample declares it (durable, classic, no arguments), bound
+    to the source's exchanges (declared durable with their type, if missing)."""
+    await raw.queue_declare(source.name, durable=True)
+    for binding in source.bindings:
+        await raw.exchange_declare(binding.exchange, exchange_type=binding.exchange_type, durable=True)
+        await raw.queue_bind(source.name, binding.exchange, routing_key=binding.routing_key)
