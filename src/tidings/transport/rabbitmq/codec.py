@@ -13,12 +13,13 @@ Headers Tidings adds to copies it makes (retries, dead letters) start with `x-ti
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from tidings.attributes import rfc3339
 from tidings.envelope import STRUCTURED, Envelope, decode, from_structured, to_binary
 from tidings.errors import MalformedMessage
 
@@ -35,6 +36,7 @@ ORIGIN = "x-tidings-origin-queue"
 """Set on dead letters of a legacy queue: replay puts them back there, through the mapping."""
 
 PERSISTENT = 2
+_TIME_HEADERS = frozenset({PREFIX + "time", OLD_PREFIX + "time"})
 
 
 def encode(envelope: Envelope) -> tuple[Basic.Properties, bytes]:
@@ -51,13 +53,21 @@ def encode(envelope: Envelope) -> tuple[Basic.Properties, bytes]:
 
 
 def header_values(properties: Basic.Properties) -> dict[str, Any]:
-    """The message's headers, strings decoded, plus `content-type` from the property."""
+    """The message's headers, strings decoded, plus `content-type` from the property.
+
+    Typed values become the canonical strings of the CloudEvents type system: a boolean
+    `true`/`false`, a timestamp RFC 3339 in UTC, and the `time` attribute sent as an integer
+    (milliseconds since the epoch, the AMQP timestamp as the CloudEvents SDK writes it) too."""
     view: dict[str, Any] = {}
     for key, value in (properties.headers or {}).items():
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
         elif isinstance(value, datetime):
-            value = value.isoformat()
+            value = rfc3339(value)
+        elif isinstance(value, int) and key in _TIME_HEADERS:
+            value = rfc3339(datetime.fromtimestamp(value / 1000, UTC))
         view[key] = value
     if properties.content_type:
         view["content-type"] = properties.content_type
@@ -89,6 +99,16 @@ def is_cloudevent(headers: Mapping[str, Any]) -> bool:
         or PREFIX + "specversion" in headers
         or OLD_PREFIX + "specversion" in headers
     )
+
+
+def attributes_of(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The CloudEvents attributes among `header_values`, by name (either prefix)."""
+    found: dict[str, Any] = {}
+    for key, value in headers.items():
+        for prefix in (OLD_PREFIX, PREFIX):
+            if key.startswith(prefix):
+                found[key[len(prefix) :]] = value
+    return found
 
 
 def to_envelope(message: DeliveredMessage) -> Envelope:
