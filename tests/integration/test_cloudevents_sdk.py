@@ -88,9 +88,9 @@ def assert_sdk_reads_tidings(event: Any, envelope: Envelope) -> None:
     assert event.get_data() == {"parcel": "p-2", "grams": 55}
 
 
-async def take(transport: Transport, group: str, count: int, ready: asyncio.Event, send: Any) -> list[Delivery]:
+async def take(transport: Transport, group: str, count: int, send: Any) -> list[Delivery]:
+    """Subscribe `group`, then `send()`, and take `count` deliveries (acked)."""
     subscription = await transport.subscribe(group, [TYPE])
-    ready.set()
     await send()
     got: list[Delivery] = []
     async with asyncio.timeout(20):
@@ -143,7 +143,7 @@ async def test_amqp_binary_and_structured_from_the_sdk(vhost: str) -> None:
                 )
 
     async with await connect(amqp_url(vhost)) as transport:
-        first, second = await take(transport, "scales", 2, asyncio.Event(), send)
+        first, second = await take(transport, "scales", 2, send)
     from_binary, from_structured_ = first.envelope(), second.envelope()
     assert_read_from_sdk(from_binary)
     assert from_binary.extensions == {"urgent": "true", "priority": "5"}
@@ -202,7 +202,7 @@ async def test_kafka_binary_and_structured_from_the_sdk(prefix: str) -> None:
             await producer.stop()
 
     async with await connect(kafka_url(prefix)) as transport:
-        first, second = await take(transport, "scales", 2, asyncio.Event(), send)
+        first, second = await take(transport, "scales", 2, send)
     binary_envelope = first.envelope()
     assert_read_from_sdk(binary_envelope, partitionkey="parcel-p-1")
     assert binary_envelope.extensions == {"priority": "5"}
@@ -226,3 +226,32 @@ async def test_kafka_binary_from_tidings_parses_with_the_sdk(prefix: str) -> Non
     assert_sdk_reads_tidings(event, envelope)
     assert event.get_extension("partitionkey") == "p-2"
     assert record.key == b"p-2"
+
+
+@pytest.mark.rabbitmq
+async def test_a_dead_letter_that_did_not_decode_still_shows_its_id_and_type(vhost: str) -> None:
+    """Plain text data is refused (event data is read as JSON), but the headers name the event."""
+    event = CloudEvent(
+        {"id": "sdk-2", "source": "urn:example:scales", "type": TYPE, "datacontenttype": "text/plain"}, "740 g"
+    )
+    binary = ce_amqp.to_binary(event, JSONFormat())
+
+    async def send() -> None:
+        async with await aio_pika.connect(amqp_url(vhost)) as raw:
+            exchange = await (await raw.channel()).get_exchange("tidings.events")
+            message = aio_pika.Message(
+                binary.application_data, headers=binary.application_properties, content_type="text/plain"
+            )
+            await exchange.publish(message, TYPE)
+
+    async with await connect(amqp_url(vhost)) as transport:
+        subscription = await transport.subscribe("scales", [TYPE])
+        await send()
+        async with asyncio.timeout(10):
+            delivery = await anext(aiter(subscription))
+        with pytest.raises(Exception, match="datacontenttype 'text/plain' is not JSON"):
+            delivery.envelope()
+        await delivery.dead_letter("not JSON")
+        (letter,) = await transport.dead_letters("scales")
+        await subscription.close()
+    assert (letter.event_id, letter.type) == ("sdk-2", TYPE)
