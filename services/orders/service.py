@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.contracts import OrderCancelled, OrderConfirmed, OrderCreated
+from services.contracts import LegacyOrderPlaced, OrderCancelled, OrderConfirmed, OrderCreated
 from services.kit.service import ComponentFactory, run_main, shop_service
 from services.orders.idempotency import purge_forever
 from services.orders.legacy import ORDER_EVENTS, take_legacy_orders
@@ -29,7 +29,7 @@ def build(settings: Settings, *, serve_http: bool = True) -> Service:
     service.saga(OrderProcess)
     take_legacy_orders(service, settings)
     service.background("idempotency-retention", lambda: purge_forever(service))
-    service.publishes(OrderCreated, OrderConfirmed, OrderCancelled)
+    service.publishes(OrderCreated, OrderConfirmed, OrderCancelled, LegacyOrderPlaced)  # the last: its legacy source
     return service
 
 
