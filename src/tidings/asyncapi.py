@@ -1,4 +1,4 @@
-"""An AsyncAPI 3.0 document of a system's services, built from their registries, that says what
+"""An AsyncAPI 3.1 document of a system's services, built from their registries, that says what
 travels on each broker.
 
 Two servers, one per broker Tidings speaks: RabbitMQ (`amqp`, 0-9-1) and Kafka. On RabbitMQ an
@@ -90,7 +90,7 @@ def headers(prefix: str, *, content_type_header: bool) -> dict[str, Any]:
 def document(
     services: Sequence[Service], *, title: str, version: str = "1.0.0", brokers: Brokers | None = None
 ) -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of `services` as a JSON-ready dict."""
+    """The AsyncAPI 3.1 document of `services` as a JSON-ready dict."""
     brokers = brokers or Brokers()
     classes: dict[str, type[Event]] = {}
     publishers: dict[str, str] = {}
