@@ -40,7 +40,7 @@ a test holds them equal, without this module importing the broker clients)."""
 _KEY = re.compile(r"[^A-Za-z0-9.\-_]")
 _ATTRIBUTES: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "description": "Unique, time-ordered event id (UUIDv7)."},
-    "source": {"type": "string", "description": "The publishing service, `urn:tidings:<service>`."},
+    "source": {"type": "string", "description": "The publishing service's name (legacy sources: a URI)."},
     "type": {"type": "string", "description": "The event type (on RabbitMQ also the routing key)."},
     "specversion": {"type": "string", "const": "1.0"},
     "time": {"type": "string", "format": "date-time"},
@@ -111,7 +111,7 @@ def document(
     for cls in ordered:
         base = key(f"{cls.event_type}.v{cls.event_version}")
         payload = references[(cls, "serialization")]
-        source = f"urn:tidings:{publishers.get(cls.event_type, 'publisher')}"
+        source = publishers.get(cls.event_type, "publisher")
         for broker, prefix in (("amqp", AMQP_PREFIX), ("kafka", KAFKA_PREFIX)):
             messages[f"{base}.{broker}"] = _message(cls, broker, prefix, payload, source)
         channels[key(f"amqp.{cls.event_type}")] = {
