@@ -27,9 +27,10 @@ The topology, retry, dead-letter and interop designs are in `docs/rabbitmq.md` a
 
 Modules: `config` (URL, options, legacy mappings), `link` (connection, reconnection, confirmed
 publishing), `topology` (names, arguments, delay buckets, declarations), `codec` (CloudEvents
-AMQP binding), `translate` (a legacy message through its source's translation), `consumer` (subscription), `delivery`, `settlement` (acks,
-requeues, retry and dead-letter copies), `legacy` (forwarding legacy queues), `admin` (dead
-letters, backlog), `transport` (the port). Only the names below are public.
+AMQP binding), `translate` (a legacy message through its source's translation), `consumer`
+(subscription), `delivery`, `settlement` (acks, requeues, retry and dead-letter copies),
+`legacy` (forwarding legacy queues), `admin` (dead letters, backlog), `transport` (the port).
+Only the names below are public.
 """
 
 from __future__ import annotations
