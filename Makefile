@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test test-browser lint docs services services-down chaos security bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test test-browser lint docs services services-down chaos security asyncapi-check bench bench-transport bench-reliable bench-shop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ docs: $(DOCS_STAMP)
 test-browser: $(TEST_STAMP)
 	bash scripts/browser.sh
 	$(BIN)/pytest tests/browser -q
+
+## asyncapi-check: the official @asyncapi/parser (npm, pinned in tests/asyncapi/package.json) on the shop's
+## AsyncAPI document; errors and warnings fail. tests/asyncapi/test_parser.py runs it on a generated one too.
+asyncapi-check: $(TEST_STAMP)
+	cd tests/asyncapi && npm ci --no-audit --no-fund --loglevel=error
+	node tests/asyncapi/validate.mjs docs/asyncapi/shop.json
 
 ## services: install and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1 (idempotent)
 services:

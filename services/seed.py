@@ -31,11 +31,19 @@ STOCK["SKU-LIMITED"] = 25
 STOCK["SKU-BACKORDER"] = 0
 """Never in stock: every order for it is cancelled as out of stock."""
 
-REGULAR_SKUS = tuple(sku for sku, units in STOCK.items() if units == PLENTIFUL)
+LEGACY_SKU = "SKU-LEGACY"
+"""The one line of an order from the legacy order system, priced at the amount it sent; not in
+the catalog, so the API never sells it (services/orders/legacy.py)."""
+STOCK[LEGACY_SKU] = PLENTIFUL
+
+REGULAR_SKUS = tuple(sku for sku, units in STOCK.items() if units == PLENTIFUL and sku != LEGACY_SKU)
 SCARCE_SKUS = ("SKU-LIMITED", "SKU-BACKORDER")
 
 SOLVENT_CUSTOMERS = tuple(f"customer-{n:03d}" for n in range(1, 21))
 BROKE_CUSTOMERS = ("customer-broke-1", "customer-broke-2", "customer-broke-3")
 ACCOUNTS: dict[str, Decimal] = {name: Decimal("1000000.00") for name in SOLVENT_CUSTOMERS}
 ACCOUNTS.update({name: Decimal("1.00") for name in BROKE_CUSTOMERS})
+LEGACY_CUSTOMER = "customer-legacy"
+"""Who pays for the legacy order system's orders (it sends no customer)."""
+ACCOUNTS[LEGACY_CUSTOMER] = Decimal("1000000.00")
 """Opening balances; a customer with no account here cannot pay at all."""

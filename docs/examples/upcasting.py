@@ -1,4 +1,4 @@
-"""docs/howto/versions.md: version 2 of an event, and the upcaster that reads version 1.
+"""docs/how-to/versions.md: version 2 of an event, and the upcaster that reads version 1.
 
 The suite runs `main()` (tests/integration/test_docs_snippets.py)."""
 

@@ -6,6 +6,7 @@ wire type and version once; an incompatible change gets a new version and an upc
 
 from services.contracts.events import (
     CancelReason,
+    LegacyOrderPlaced,
     LineItem,
     OrderCancelled,
     OrderConfirmed,
@@ -23,6 +24,7 @@ from services.contracts.events import (
 
 __all__ = [
     "CancelReason",
+    "LegacyOrderPlaced",
     "LineItem",
     "OrderCancelled",
     "OrderConfirmed",

@@ -65,6 +65,14 @@ class OrderCreated(OrderEvent, type="shop.order.created", version=1):
     total: Money
 
 
+class LegacyOrderPlaced(OrderEvent, type="shop.order.legacy-placed", version=1):
+    """An order of the legacy order system (ADR-001's publisher, queue `order_events`), as the
+    orders service's legacy source translates it: `order_id` is `legacy-<its id>`."""
+
+    legacy_order_id: str
+    amount: Money
+
+
 class StockReserved(OrderEvent, type="shop.stock.reserved", version=1):
     """Inventory holds every line of the order; payments may now charge `amount`."""
 

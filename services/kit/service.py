@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -26,9 +27,11 @@ from sqlalchemy import MetaData
 
 from services.kit.db import Seeder, ensure_database
 from services.settings import Settings, add_arguments
+from tidings.legacy import LegacySource
 from tidings.runtime.hooks import Component
 from tidings.runtime.supervisor import BackgroundTaskFailed, Restart
 from tidings.service import Hook, Service
+from tidings.transport import connect
 
 log = logging.getLogger("services")
 
@@ -64,9 +67,10 @@ def shop_service(
     tables: MetaData,
     seeders: Sequence[Seeder] = (),
     components: Sequence[ComponentFactory] = (),
+    legacy: Sequence[LegacySource] = (),
 ) -> Service:
     """The shop service `name`: its own database (tables created, then seeded), its components,
-    and its ready file once it consumes."""
+    its `legacy` sources when the broker is RabbitMQ, and its ready file once it consumes."""
     service = Service(
         name,
         broker=settings.service_broker_url(name),
@@ -78,6 +82,8 @@ def shop_service(
     )
     if seeders:
         service.on_startup(_seeding(tuple(seeders)))
+    if legacy and service.broker_url.startswith(("amqp://", "amqps://")):
+        service.connector = functools.partial(connect, legacy=legacy)
     started: dict[int, ShopComponent] = {}
     for index, factory in enumerate(components):
         service.component(_tracked(factory, settings, started, index))

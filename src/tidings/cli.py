@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=500)
     demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
 
-    spec = commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document of some services")
+    spec = commands.add_parser("asyncapi", help="write the AsyncAPI 3.1 document of some services")
     spec.add_argument("targets", nargs="+", help="module:attribute of each tidings.Service")
     spec.add_argument("--title", default="Tidings services")
     spec.add_argument("--version", default="1.0.0", help="the document's (the API's) version")

@@ -1,7 +1,7 @@
 """The CloudEvents 1.0 envelope every event travels in, and its two codecs.
 
 *Binary mode* puts the attributes in protocol headers under a prefix chosen by the protocol
-binding (`ce_` for Kafka, `cloudEvents:` for AMQP) and the event data alone in the body; it is
+binding (`ce_` for Kafka, `cloudEvents_` for AMQP) and the event data alone in the body; it is
 what Tidings sends. *Structured mode* is one JSON document holding attributes and data
 (`application/cloudevents+json`); it is accepted on input from any publisher.
 
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from tidings.attributes import canonical
 from tidings.errors import Malformation, MalformedMessage
 from tidings.events import Event
 from tidings.ids import uuid7
@@ -165,7 +166,7 @@ def _prefixed(headers: Iterable[tuple[str, Any]], prefix: str) -> dict[str, str]
             if not key.startswith(prefix):
                 continue
             name = key[len(prefix) :]  # an extension attribute
-        attributes[name] = value.decode() if isinstance(value, bytes) else str(value)
+        attributes[name] = canonical(value)
     return attributes
 
 

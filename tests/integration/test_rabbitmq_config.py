@@ -14,9 +14,10 @@ from pamqp.header import ContentHeader
 
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, Malformation, MalformedMessage
-from tidings.transport.rabbitmq.codec import attempt_of, encode, from_legacy, to_envelope
+from tidings.transport.rabbitmq.codec import attempt_of, encode, to_envelope
 from tidings.transport.rabbitmq.config import LegacyMapping, RabbitConfig, check_group
 from tidings.transport.rabbitmq.topology import MAX_BUCKET_MS, bucket_for, parse_queue
+from tidings.transport.rabbitmq.translate import from_legacy
 
 
 def message(body: bytes, headers: dict[str, Any] | None = None, **properties: Any) -> DeliveredMessage:
@@ -151,7 +152,7 @@ def test_plain_json_is_not_a_cloudevents_message() -> None:
 
 
 LEGACY = LegacyMapping(
-    queue="order_events", types={"OrderCreated": "shop.order.created"}, subject_field="order_id", id_field="ref"
+    "order_events", types={"OrderCreated": "shop.order.created"}, subject_field="order_id", id_field="ref"
 )
 
 

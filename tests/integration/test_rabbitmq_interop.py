@@ -25,7 +25,8 @@ from tidings.transport.rabbitmq import LegacyMapping, RabbitTransport
 pytestmark = pytest.mark.rabbitmq
 
 SAMPLE = Path(__file__).with_name("adr001_sample_publisher.txt")
-ADR = Path("/work/shared/ADR-001-event-driven-architecture.md")
+ADR = Path(__file__).resolve().parents[3] / "shared" / "ADR-001-event-driven-architecture.md"
+"""`../shared/` beside the checkout, where the decision record is kept: an optional cross-check."""
 LEGACY = "legacy_queue=order_events&legacy_types=OrderCreated:shop.order.created&legacy_subject_field=order_id"
 
 
@@ -115,7 +116,7 @@ async def test_adr_sample_without_a_mapping_is_dead_lettered_with_the_reason(vho
 
 
 async def test_a_redelivered_legacy_message_keeps_its_event_id(vhost: str) -> None:
-    mapping = LegacyMapping(queue="order_events", types={"OrderCreated": "shop.order.created"})
+    mapping = LegacyMapping(name="order_events", types={"OrderCreated": "shop.order.created"})
     transport = await RabbitTransport.open(amqp_url(vhost), legacy=[mapping])
     try:
         subscription = await transport.subscribe("inventory", ["shop.order.created"])

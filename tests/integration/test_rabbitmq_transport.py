@@ -155,7 +155,7 @@ async def test_an_unreachable_broker_fails_at_open() -> None:
 async def test_legacy_mappings_from_the_constructor_and_the_url_add_up(vhost: str) -> None:
     from tidings.transport.rabbitmq import LegacyMapping
 
-    extra = LegacyMapping(queue="billing_events", types={"Billed": "shop.billed"})
+    extra = LegacyMapping(name="billing_events", types={"Billed": "shop.billed"})
     transport = await RabbitTransport.open(amqp_url(vhost, "legacy_queue=order_events"), legacy=[extra])
     try:
         assert [mapping.queue for mapping in transport.config.legacy] == ["billing_events", "order_events"]

@@ -34,4 +34,5 @@ def test_asyncapi_writes_the_document_of_a_service(capsys: pytest.CaptureFixture
     assert main(["asyncapi", "tests.integration.sigterm_app:service", "--title", "One"]) == 0
     spec = json.loads(capsys.readouterr().out)
     assert spec["info"]["title"] == "One"
-    assert list(spec["operations"]) == ["slowpoke.receive.test.slow-job"]
+    assert list(spec["operations"]) == ["slowpoke.receive.amqp", "slowpoke.receive.kafka"]
+    assert list(spec["channels"]["amqp.queue.slowpoke"]["messages"]) == ["test.slow-job.v1"]

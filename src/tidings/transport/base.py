@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, TidingsError
+from tidings.legacy import LegacySource
 from tidings.transport.urls import redact
 
 
@@ -190,9 +191,12 @@ _ADAPTERS = {
 }
 
 
-async def connect(url: str) -> Transport:
+async def connect(url: str, *, legacy: Sequence[LegacySource] = ()) -> Transport:
     """Open the adapter the URL's scheme names: `memory://name`, `sqlite:///path/to/broker.db`,
-    `amqp://user:pass@host:port/vhost`, `kafka://host:port[,host:port]`."""
+    `amqp://user:pass@host:port/vhost`, `kafka://host:port[,host:port]`.
+
+    `legacy`: sources of plain-JSON messages to translate into events (`tidings.legacy`); only
+    RabbitMQ consumes them so far, any other broker refuses them with `ConfigurationError`."""
     scheme = urlsplit(url).scheme
     if scheme not in _ADAPTERS:
         known = ", ".join(f"{name}://" for name in _ADAPTERS)
@@ -200,4 +204,9 @@ async def connect(url: str) -> Transport:
     module_name, class_name = _ADAPTERS[scheme]
     module = importlib.import_module(module_name)
     adapter: type[Transport] = getattr(module, class_name)
+    if legacy:
+        if scheme not in ("amqp", "amqps"):
+            names = ", ".join(source.name for source in legacy)
+            raise ConfigurationError(f"legacy sources ({names}) need a RabbitMQ broker (amqp://), not {scheme}://")
+        return await adapter.open(url, legacy=legacy)  # type: ignore[call-arg]
     return await adapter.open(url)

@@ -29,6 +29,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
+from tidings.attributes import identity
 from tidings.transport.base import DeadLetter
 from tidings.transport.kafka.cluster import Cluster, Outgoing, record_headers, relevant
 from tidings.transport.kafka.config import (
@@ -162,6 +163,8 @@ def _dead_letter(group: str, record: Any) -> DeadLetter:
         attempts = int(text.get(HEADER_ATTEMPTS, "0"))
     except ValueError:
         attempts = 0
+    attributes = {key[len(CE_PREFIX) :]: value for key, value in text.items() if key.startswith(CE_PREFIX)}
+    event_id, event_type = identity(attributes, record.value or b"")  # structured records too
     return DeadLetter(
         id=str(record.offset),
         group=group,
@@ -169,7 +172,7 @@ def _dead_letter(group: str, record: Any) -> DeadLetter:
         attempts=attempts,
         headers={key: value for key, value in text.items() if not key.startswith("tidings-")},
         body=record.value or b"",
-        event_id=text.get(CE_PREFIX + "id"),
-        type=text.get(CE_PREFIX + "type"),
+        event_id=event_id,
+        type=event_type,
         dead_lettered_at=datetime.fromisoformat(when) if when else None,
     )

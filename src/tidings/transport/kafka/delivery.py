@@ -50,8 +50,14 @@ class KafkaDelivery(Delivery):
         self._slot = slot
 
     def envelope(self) -> Envelope:
+        """The record's envelope; with no `ce_partitionkey` header the record key is the
+        partition key (the Kafka binding's partitioning extension), as producers that key
+        their records but know nothing of the extension send them."""
         record = self._slot.record
-        return decode(record.headers or (), record.value or b"", CE_PREFIX)
+        envelope = decode(record.headers or (), record.value or b"", CE_PREFIX)
+        if envelope.partitionkey is None and record.key:
+            return envelope.with_changes(partitionkey=record.key.decode("utf-8", "replace"))
+        return envelope
 
     async def _ack(self) -> None:
         await self._subscription.settled(self._slot)  # a future: no coroutines in between

@@ -4,7 +4,8 @@
 `no_verify_ssl` in the query). Options, all in the query: `queue_type=quorum|classic`,
 `ordering=none|key`, `namespace=tidings`, `publish_timeout=30`, `reconnect_max=1`,
 `connect_timeout=60`, `delivery_limit=N`, `management_url=http://host:15672`, and one legacy mapping with
-`legacy_queue=order_events&legacy_types=OrderCreated:shop.order.created` (see `LegacyMapping`).
+`legacy_queue=order_events&legacy_types=OrderCreated:shop.order.created`; legacy sources with a
+Python translation are given to `open(url, legacy=[...])` (`LegacyMapping` = `tidings.legacy.LegacySource`).
 
 What it promises, on top of the port's contract (`tidings.transport.base`):
 
@@ -26,9 +27,10 @@ The topology, retry, dead-letter and interop designs are in `docs/rabbitmq.md` a
 
 Modules: `config` (URL, options, legacy mappings), `link` (connection, reconnection, confirmed
 publishing), `topology` (names, arguments, delay buckets, declarations), `codec` (CloudEvents
-AMQP binding, legacy decoding), `consumer` (subscription), `delivery`, `settlement` (acks,
-requeues, retry and dead-letter copies), `legacy` (forwarding legacy queues), `admin` (dead
-letters, backlog), `transport` (the port). Only the names below are public.
+AMQP binding), `translate` (a legacy message through its source's translation), `consumer`
+(subscription), `delivery`, `settlement` (acks, requeues, retry and dead-letter copies),
+`legacy` (forwarding legacy queues), `admin` (dead letters, backlog), `transport` (the port).
+Only the names below are public.
 """
 
 from __future__ import annotations

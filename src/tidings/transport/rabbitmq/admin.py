@@ -31,6 +31,7 @@ from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from tidings.attributes import identity
 from tidings.errors import MalformedMessage, TransportError
 from tidings.transport.base import DeadLetter
 from tidings.transport.rabbitmq.codec import (
@@ -40,6 +41,7 @@ from tidings.transport.rabbitmq.codec import (
     ORIGIN,
     REASON,
     attempt_of,
+    attributes_of,
     copy_properties,
     header_values,
     to_envelope,
@@ -160,11 +162,13 @@ class Admin:
             cause = headers.get("x-first-death-reason", "unknown")
             reason = f"dead-lettered by the broker ({cause}) from {headers.get('x-first-death-queue', '?')}"
         attempts = headers.get(ATTEMPTS)
+        event_id: str | None
+        event_type: str | None
         try:
             envelope = to_envelope(message)
             event_id, event_type = envelope.id, envelope.type
-        except MalformedMessage:
-            event_id, event_type = None, None
+        except MalformedMessage:  # what is readable of it still names it
+            event_id, event_type = identity(attributes_of(headers), message.body)
         return DeadLetter(
             id=letter_id(message),
             group=group,

@@ -12,18 +12,16 @@ Headers Tidings adds to copies it makes (retries, dead letters) start with `x-ti
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from tidings.attributes import rfc3339
 from tidings.envelope import STRUCTURED, Envelope, decode, from_structured, to_binary
-from tidings.errors import Malformation, MalformedMessage
-from tidings.transport.rabbitmq.config import LegacyMapping
+from tidings.errors import MalformedMessage
 
 PREFIX = "cloudEvents_"
 OLD_PREFIX = "cloudEvents:"
@@ -37,8 +35,8 @@ DEAD_AT = "x-tidings-dead-lettered-at"
 ORIGIN = "x-tidings-origin-queue"
 """Set on dead letters of a legacy queue: replay puts them back there, through the mapping."""
 
-_LEGACY_NAMESPACE = uuid.UUID("6f1b7e33-3c55-4d8a-9a86-2f5cbd0a8e41")
 PERSISTENT = 2
+_TIME_HEADERS = frozenset({PREFIX + "time", OLD_PREFIX + "time"})
 
 
 def encode(envelope: Envelope) -> tuple[Basic.Properties, bytes]:
@@ -55,13 +53,21 @@ def encode(envelope: Envelope) -> tuple[Basic.Properties, bytes]:
 
 
 def header_values(properties: Basic.Properties) -> dict[str, Any]:
-    """The message's headers, strings decoded, plus `content-type` from the property."""
+    """The message's headers, strings decoded, plus `content-type` from the property.
+
+    Typed values become the canonical strings of the CloudEvents type system: a boolean
+    `true`/`false`, a timestamp RFC 3339 in UTC, and the `time` attribute sent as an integer
+    (milliseconds since the epoch, the AMQP timestamp as the CloudEvents SDK writes it) too."""
     view: dict[str, Any] = {}
     for key, value in (properties.headers or {}).items():
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
         elif isinstance(value, datetime):
-            value = value.isoformat()
+            value = rfc3339(value)
+        elif isinstance(value, int) and key in _TIME_HEADERS:
+            value = rfc3339(datetime.fromtimestamp(value / 1000, UTC))
         view[key] = value
     if properties.content_type:
         view["content-type"] = properties.content_type
@@ -95,6 +101,16 @@ def is_cloudevent(headers: Mapping[str, Any]) -> bool:
     )
 
 
+def attributes_of(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The CloudEvents attributes among `header_values`, by name (either prefix)."""
+    found: dict[str, Any] = {}
+    for key, value in headers.items():
+        for prefix in (OLD_PREFIX, PREFIX):
+            if key.startswith(prefix):
+                found[key[len(prefix) :]] = value
+    return found
+
+
 def to_envelope(message: DeliveredMessage) -> Envelope:
     """Decode a CloudEvents message (either prefix, binary or structured)."""
     headers = header_values(message.header.properties)
@@ -110,53 +126,6 @@ def to_envelope(message: DeliveredMessage) -> Envelope:
             ) from None
     prefix = OLD_PREFIX if OLD_PREFIX + "specversion" in headers and PREFIX + "specversion" not in headers else PREFIX
     return decode(headers, message.body, prefix)
-
-
-def from_legacy(mapping: LegacyMapping, message: DeliveredMessage) -> Envelope:
-    """Wrap a plain JSON message from `mapping.queue` in an envelope, or explain why not."""
-    headers = header_values(message.header.properties)
-    if is_cloudevent(headers):
-        return to_envelope(message)
-    rule = f"the legacy rule for queue {mapping.queue!r} maps {mapping.type_field!r} values {sorted(mapping.types)}"
-    try:
-        document = json.loads(message.body)
-    except ValueError:
-        raise MalformedMessage(Malformation.NOT_JSON, f"not a CloudEvents message: body is not JSON; {rule}") from None
-    if not isinstance(document, dict):
-        raise MalformedMessage(Malformation.NOT_JSON, f"not a CloudEvents message: not a JSON object; {rule}")
-    legacy_type = document.get(mapping.type_field)
-    if not isinstance(legacy_type, str) or legacy_type not in mapping.types:
-        raise MalformedMessage(
-            Malformation.UNKNOWN_TYPE,
-            f"not a CloudEvents message: {mapping.type_field}={legacy_type!r} has no mapping; {rule}",
-        )
-    properties = message.header.properties
-    event_id = properties.message_id or _field(document, mapping.id_field) or _stable_id(mapping, message)
-    subject = _field(document, mapping.subject_field)
-    time = properties.timestamp
-    del document[mapping.type_field]
-    return Envelope(
-        id=event_id,
-        source=mapping.event_source,
-        type=mapping.types[legacy_type],
-        data=json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(),
-        time=time if isinstance(time, datetime) else None,
-        subject=subject,
-        partitionkey=subject,
-        correlationid=properties.correlation_id or event_id,
-    )
-
-
-def _field(document: dict[str, Any], name: str | None) -> str | None:
-    if name is None or document.get(name) is None:
-        return None
-    return str(document[name])
-
-
-def _stable_id(mapping: LegacyMapping, message: DeliveredMessage) -> str:
-    timestamp = message.header.properties.timestamp
-    seed = f"{mapping.queue}\n{timestamp.isoformat() if timestamp else ''}\n".encode() + message.body
-    return str(uuid.uuid5(_LEGACY_NAMESPACE, seed.hex()))
 
 
 def attempt_of(headers: Mapping[str, Any], redelivered: bool) -> int:

@@ -12,12 +12,12 @@ Tidings reads are removed from the URL; the connection options aio-pika reads (`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from tidings.errors import ConfigurationError
+from tidings.legacy import LegacySource
 from tidings.transport import urls
 
 QueueType = Literal["quorum", "classic"]
@@ -46,49 +46,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _WHAT = "RabbitMQ"
 
 
-@dataclass(frozen=True, slots=True)
-class LegacyMapping:
-    """How plain-JSON messages on a queue that non-Tidings publishers fill become events.
-
-    A subscription of `group` (of every group, when `group` is None) also consumes `queue`,
-    declared as the ADR-001 sample declares it (durable, classic, no arguments). For each
-    message: a CloudEvents message is forwarded to the events exchange unchanged; a JSON object
-    whose `type_field` holds a key of `types` is wrapped in an envelope of type `types[value]`
-    (its data: the object without `type_field`, which the type now says) and forwarded;
-    anything else is handed to the consumer as a delivery whose `envelope()`
-    raises `MalformedMessage` ("not a CloudEvents message: ..."), so the runtime dead-letters it
-    to the group's dead-letter queue with that reason. Nothing is dropped.
-
-    The envelope id is the message's AMQP `message_id`, else the body's `id_field`, else a
-    UUIDv5 of the queue name, the `timestamp` property and the body: the same message
-    redelivered gets the same id (the inbox absorbs the duplicate), and two messages with
-    identical bytes and no id are taken to be the same event.
-    """
-
-    queue: str
-    _: KW_ONLY
-    types: Mapping[str, str]
-    """Legacy type value -> Tidings event type, e.g. `{"OrderCreated": "shop.order.created"}`."""
-    type_field: str = "event_type"
-    source: str | None = None
-    """CloudEvents `source` of the wrapped events; defaults to `urn:tidings:legacy:<queue>`."""
-    group: str | None = None
-    id_field: str | None = None
-    subject_field: str | None = None
-    """Body field whose value becomes `subject` and `partitionkey` (e.g. `order_id`)."""
-
-    def __post_init__(self) -> None:
-        if not self.queue or not self.type_field:
-            raise ConfigurationError("a legacy mapping needs a queue and a type field")
-        if any(not (name and value) for name, value in self.types.items()):
-            raise ConfigurationError(f"legacy mapping for {self.queue!r} has an empty type name")
-
-    @property
-    def event_source(self) -> str:
-        return self.source or f"urn:tidings:legacy:{self.queue}"
-
-    def consumed_by(self, group: str) -> bool:
-        return self.group is None or self.group == group
+LegacyMapping = LegacySource
+"""A legacy source on RabbitMQ (`tidings.legacy.LegacySource`): `name` is the queue."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -222,7 +181,7 @@ def _legacy_from_query(options: dict[str, str]) -> tuple[LegacyMapping, ...]:
             raise ConfigurationError(f"legacy_types wants Name:event.type pairs separated by commas, got {pair!r}")
         types[name.strip()] = event_type.strip()
     return (
-        LegacyMapping(
+        LegacySource(
             options["queue"],
             types=types,
             type_field=options.get("type_field", "event_type"),

@@ -24,6 +24,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Collection, Coroutine
+from functools import partial
 from typing import Any, Self
 
 from aio_pika.abc import AbstractChannel
@@ -64,7 +65,6 @@ class RabbitSubscription(Subscription):
         self._wakeup = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._raw: RawChannel | None = None
-        self._queues: dict[str, str] = {}
         self._closed = False
         self._open_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,11 +95,13 @@ class RabbitSubscription(Subscription):
             channel = await self._link.channel(wait=False)
             raw = await channel.get_underlay_channel()
             await raw.basic_qos(prefetch_count=self._prefetch)
-            self._channel, self._raw, self._queues = channel, raw, {}
+            self._channel, self._raw = channel, raw
             channel.close_callbacks.add(self._on_channel_close)
             for queue in (self._queue, *self._legacy):
-                ok = await raw.basic_consume(queue, self._on_message)
-                self._queues[ok.consumer_tag or ""] = queue
+                # One callback per queue: the broker sends waiting messages right behind
+                # consume-ok, before this coroutine resumes, so a tag -> queue table filled
+                # after the call would take them for messages of the group's own queue.
+                await raw.basic_consume(queue, partial(self._on_message, queue))
 
     def _forget_deliveries(self) -> None:
         self._ready.clear()
@@ -131,10 +133,9 @@ class RabbitSubscription(Subscription):
 
     # -- receiving --------------------------------------------------------------------------------
 
-    async def _on_message(self, message: DeliveredMessage) -> None:
+    async def _on_message(self, queue: str, message: DeliveredMessage) -> None:
         if message.channel is not self._raw or self._closed:
             return  # from a channel that is gone: the broker has requeued it
-        queue = self._queues.get(message.consumer_tag or "", self._queue)
         left = (message.header.properties.headers or {}).get(DELAY_LEFT)
         if isinstance(left, int) and left > 0:
             self._spawn(park(self._link, self._declarer, self._config, self.group, message, left))

@@ -11,10 +11,12 @@ from typing import Protocol
 from aiormq.abc import DeliveredMessage
 
 from tidings.envelope import Envelope
-from tidings.errors import MalformedMessage
+from tidings.errors import Malformation, MalformedMessage
+from tidings.legacy import Ignore
 from tidings.transport.base import Delivery
-from tidings.transport.rabbitmq.codec import from_legacy, to_envelope
+from tidings.transport.rabbitmq.codec import to_envelope
 from tidings.transport.rabbitmq.config import LegacyMapping
+from tidings.transport.rabbitmq.translate import from_legacy
 
 
 class Settler(Protocol):
@@ -43,7 +45,7 @@ class RabbitDelivery(Delivery):
         if self._decoded is None:
             try:
                 if self.legacy is not None:
-                    self._decoded = from_legacy(self.legacy, self.message)
+                    self._decoded = _legacy_envelope(self.legacy, self.message)
                 else:
                     self._decoded = to_envelope(self.message)
             except MalformedMessage as error:
@@ -72,3 +74,11 @@ class RabbitDelivery(Delivery):
 
     async def _dead_letter(self, reason: str) -> None:
         await self._settler.settle(self, reason)
+
+
+def _legacy_envelope(legacy: LegacyMapping, message: DeliveredMessage) -> Envelope:
+    """A legacy message the bridge handed out: its translation raises why it is no event."""
+    result = from_legacy(legacy, message)
+    if isinstance(result, Ignore):  # the bridge acks what is ignored; this translation changed its mind
+        raise MalformedMessage(Malformation.SCHEMA_MISMATCH, f"legacy message ignored late: {result.reason}")
+    return result

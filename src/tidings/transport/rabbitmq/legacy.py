@@ -1,10 +1,11 @@
 """Forwarding messages of legacy queues (plain JSON from non-Tidings publishers) as events.
 
 A subscription whose group has legacy mappings consumes their queues too and puts each
-message it gets there into its `Bridge`. The bridge wraps what a mapping recognises in an
-envelope and forwards it to the events exchange in batches (confirmed), then acks the
-originals; what no mapping recognises goes back to the subscription, which hands it out as a
-delivery whose `envelope()` says why it is not an event, so the runtime dead-letters it.
+message it gets there into its `Bridge`. The bridge translates each (`translate.from_legacy`),
+forwards the events to the events exchange in batches (confirmed), then acks the originals;
+it acks what the translation ignores; what it refuses goes back to the subscription, which
+hands it out as a delivery whose `envelope()` says why it is not an event, so the runtime
+dead-letters it (with the queue it came from, where replay returns it).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from collections.abc import Callable
 from aiormq.abc import DeliveredMessage
 
 from tidings.errors import MalformedMessage, PublishError
-from tidings.transport.rabbitmq.codec import encode, from_legacy
+from tidings.legacy import Ignore
+from tidings.transport.rabbitmq.codec import encode
 from tidings.transport.rabbitmq.config import LegacyMapping
 from tidings.transport.rabbitmq.link import Link, Outgoing
 from tidings.transport.rabbitmq.settlement import ack, requeue
 from tidings.transport.rabbitmq.topology import events_exchange
+from tidings.transport.rabbitmq.translate import from_legacy
 
 log = logging.getLogger("tidings.transport.rabbitmq")
 
@@ -62,6 +65,12 @@ class Bridge:
                     envelope = from_legacy(mapping, message)
                 except MalformedMessage:
                     self._refuse(message, mapping)
+                    continue
+                if isinstance(envelope, Ignore):
+                    log.info(
+                        "%s: ignoring a message of legacy queue %s: %s", self._group, mapping.name, envelope.reason
+                    )
+                    await ack(message)
                     continue
                 properties, body = encode(envelope)
                 forward.append((message, (exchange, envelope.type, properties, body)))

@@ -33,6 +33,7 @@ from aio_pika.abc import AbstractChannel
 from aiormq.abc import AbstractChannel as RawChannel
 
 from tidings.errors import ConfigurationError, TransportError
+from tidings.legacy import LegacySource
 from tidings.transport.rabbitmq.config import RabbitConfig
 from tidings.transport.rabbitmq.link import BROKER_ERRORS, Link
 
@@ -133,7 +134,7 @@ class Declarer:
         self._config = link.config
         self._groups: dict[str, set[str]] = {}
         self._delays: set[tuple[str, int]] = set()
-        self._legacy: set[str] = set()
+        self._legacy: dict[str, LegacySource] = {}
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
 
@@ -147,16 +148,16 @@ class Declarer:
         raw = await self._raw(wait=False)
         for group, bucket in self._delays:
             await self._declare_delay(raw, group, bucket)
-        for queue in self._legacy:
-            await self._declare_classic(queue, None, wait=False)
+        for source in self._legacy.values():
+            await self._declare_legacy(source, wait=False)
 
-    async def group(self, group: str, types: Collection[str], legacy_queues: Collection[str] = ()) -> None:
+    async def group(self, group: str, types: Collection[str], legacy: Collection[LegacySource] = ()) -> None:
         async with self._lock, self._refusals():
             await self._declare_group(group, types)
-            for queue in legacy_queues:
-                await self._declare_classic(queue, None)
+            for source in legacy:
+                await self._declare_legacy(source)
         self._groups.setdefault(group, set()).update(types)
-        self._legacy.update(legacy_queues)
+        self._legacy.update((source.name, source) for source in legacy)
 
     async def delay(self, group: str, bucket_ms: int) -> None:
         if (group, bucket_ms) in self._delays:
@@ -195,6 +196,15 @@ class Declarer:
                 raise
             log.warning("queue %r is unavailable (%s); declaring the rest of the topology", queue, text)
             self._channel = None  # the refusal closed the channel
+
+    async def _declare_legacy(self, source: LegacySource, *, wait: bool = True) -> None:
+        """A legacy queue as the ADR-001 sample declares it (durable, classic, no arguments), bound
+        to the source's exchanges (declared durable with their type, if missing)."""
+        await self._declare_classic(source.name, None, wait=wait)
+        raw = await self._raw(wait=wait)
+        for binding in source.bindings:
+            await raw.exchange_declare(binding.exchange, exchange_type=binding.exchange_type, durable=True)
+            await raw.queue_bind(source.name, binding.exchange, routing_key=binding.routing_key)
 
     async def _raw(self, *, wait: bool = True) -> RawChannel:
         if self._channel is None or self._channel.is_closed:

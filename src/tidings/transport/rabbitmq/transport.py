@@ -57,7 +57,7 @@ class RabbitTransport(Transport):
         unacked deliveries at most (plus the legacy queues mapped to the group, if any)."""
         check_group(group)
         legacy = [mapping for mapping in self.config.legacy if mapping.consumed_by(group)]
-        await self._declarer.group(group, types, [mapping.queue for mapping in legacy])
+        await self._declarer.group(group, types, legacy)
         subscription = RabbitSubscription(self._link, self._declarer, group, prefetch=prefetch, legacy=legacy)
         try:
             await subscription.start()
