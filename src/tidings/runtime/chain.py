@@ -43,10 +43,11 @@ def pipeline(service: Declared, unit: UnitOfWork, *, members_share_types: bool) 
     """The pipeline of `service` consuming as its group: the inbox only with a database;
     `service.handover` paces giving back what another member of the group may handle."""
     owner, group, routes, retry = service.telemetry.service, service.group, service.routes, service.retry
+    service.telemetry.metrics.declare(routes.types)  # every type's series exist from the start, at 0
     edge: list[Middleware] = [
-        with_tracing(group, service.telemetry.system),
+        with_tracing(group, service.telemetry.broker),
         with_settlement(owner, service.stats),
-        with_metrics(service.telemetry.metrics),
+        with_metrics(service.telemetry.metrics, group),
     ]
     work: list[Middleware] = [with_retry(owner, retry), with_unit_of_work(unit)]
     if unit.store is not None:

@@ -63,6 +63,7 @@ class UnitOfWork:
     async def _open(self, context: Context) -> AsyncIterator[Context]:
         if self.store is None:
             yield context
+            context.committed()
             if context.outgoing:
                 await self._publish(context.outgoing)
             return
@@ -71,5 +72,6 @@ class UnitOfWork:
             yield context
             if context.outgoing:
                 await outbox.add(session, context.outgoing)
+        context.committed()  # create spans end only for what committed
         if context.outgoing:
             self._committed(context.outgoing)

@@ -81,6 +81,13 @@ class RabbitTransport(Transport):
         from the management API (as fresh as the broker's statistics, 5 s by default)."""
         return await self._admin.backlog()
 
+    async def ping(self) -> None:
+        """Raise unless the AMQP connection is open (the backlog comes from the management API,
+        which may answer while AMQP does not)."""
+        connection = self._link.connection
+        if connection is None or connection.is_closed:
+            raise ConnectionError("the AMQP connection is down; reconnecting")
+
     async def close(self) -> None:
         """Close the subscriptions (their unsettled deliveries return to the queues) and the connection."""
         for subscription in self._subscriptions:
