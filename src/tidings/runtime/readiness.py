@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from tidings.runtime.supervisor import Supervisor
 from tidings.store import Store
-from tidings.store.migrate import alembic_config
+from tidings.store.migrate import VERSION_TABLE, alembic_config
 from tidings.transport.base import Transport
 
 CHECK_TIMEOUT = 1.0
@@ -52,7 +52,7 @@ async def _database(store: Store) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT), store.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-            version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            version = (await connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar()
     except Exception as error:
         failed = _result(False, f"the database does not answer: {_why(error)}")
         return failed, _result(False, "unknown: the database does not answer")
