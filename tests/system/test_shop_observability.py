@@ -173,5 +173,6 @@ def assert_logs_follow_one_order(spans: list[Received], logs: list[dict[str, Any
         assert line["outcome"] == "handled"
         assert line["attempt"] >= 1
         assert line["duration_ms"] >= 0
-        assert line["event_id"] and line["event_type"].startswith("shop.")
+        assert line["event_id"]
+        assert line["event_type"].startswith("shop.")
         assert line["trace_id"] == confirmed.trace_id

@@ -22,6 +22,9 @@ log = logging.getLogger("tidings.service")
 
 DEAD_LETTERS_COUNTED = 10_000
 """The dead-letter gauge counts up to this many per group (a scrape must stay cheap)."""
+GAUGE_TIMEOUT = 2.0
+"""Seconds the database's and the broker's gauges may take: a broker that is away (a client
+waiting to reconnect) must not hang the scrape; the gauges are left out instead."""
 
 
 async def scrape(
@@ -41,7 +44,7 @@ async def scrape(
     gauges = Gauges()
     if store is not None:
         try:
-            async with store.session() as session, session.begin():
+            async with asyncio.timeout(GAUGE_TIMEOUT), store.session() as session, session.begin():
                 gauges.outbox_pending = await outbox.pending_count(session, owner)
                 gauges.outbox_parked = await parked.count(session, owner)
                 oldest = select(outbox_table.c.created_at).where(outbox_table.c.source == owner)
@@ -51,10 +54,11 @@ async def scrape(
             log.warning("%s: outbox gauges unavailable for /metrics: %r", owner, error)
     if transport is not None and group is not None:
         try:
-            lag = await transport.backlog()
-            gauges.backlog = {group: lag.get(group, 0)}
-            letters = await transport.dead_letters(group, limit=DEAD_LETTERS_COUNTED)
-            gauges.dead_letters = {group: len(letters)}
+            async with asyncio.timeout(GAUGE_TIMEOUT):
+                lag = await transport.backlog()
+                gauges.backlog = {group: lag.get(group, 0)}
+                letters = await transport.dead_letters(group, limit=DEAD_LETTERS_COUNTED)
+                gauges.dead_letters = {group: len(letters)}
         except Exception as error:
             log.warning("%s: consumer gauges unavailable for /metrics: %r", owner, error)
     if supervisor is not None:

@@ -84,8 +84,7 @@ class RabbitTransport(Transport):
     async def ping(self) -> None:
         """Raise unless the AMQP connection is open (the backlog comes from the management API,
         which may answer while AMQP does not)."""
-        connection = self._link.connection
-        if connection is None or connection.is_closed:
+        if not self._link.up:
             raise ConnectionError("the AMQP connection is down; reconnecting")
 
     async def close(self) -> None:
