@@ -138,3 +138,35 @@ async def test_a_saga_timed_out_by_the_sweeper_continues_the_transaction_trace(
     [process_expired] = named(spans, f"process {Expired.event_type}")
     trace_id = created.context.trace_id
     assert {timeout.context.trace_id, create_expired.context.trace_id, process_expired.context.trace_id} == {trace_id}
+
+
+@pytest.mark.kafka
+async def test_kafka_process_spans_name_the_topic_partition_offset_and_key(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    from tests.integration.kafka_support import fresh_prefix, kafka_url
+
+    async with fresh_prefix("tidings-spans") as prefix:
+        url = kafka_url(prefix)
+        worker = Service("kafka-spans", broker=url)
+        seen: list[Envelope] = []
+
+        @worker.on(Answered)
+        async def note(event: Answered, ctx: Context) -> None:
+            assert ctx.incoming is not None
+            seen.append(ctx.incoming)
+
+        async with worker:
+            await worker.publish(Answered(request_id="k-1"))
+            await until(lambda: len(named(spans, f"process {Answered.event_type}")) == 1, within=60)
+
+    [process] = named(spans, f"process {Answered.event_type}")
+    attributes = dict(process.attributes or {})
+    assert attributes["messaging.system"] == "kafka"
+    assert attributes["messaging.destination.name"] == f"{prefix}events"
+    assert attributes["server.address"] == "127.0.0.1"
+    assert attributes["server.port"] == 9092
+    assert attributes["messaging.consumer.group.name"] == "kafka-spans"
+    assert isinstance(attributes["messaging.destination.partition.id"], str)
+    assert isinstance(attributes["messaging.kafka.offset"], int)
+    assert attributes.get("messaging.kafka.message.key") == seen[0].partitionkey
