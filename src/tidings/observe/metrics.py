@@ -7,7 +7,8 @@ consumer lag, parked outbox rows, the outbox's oldest row, dead letters, backgro
 passed in when the endpoint is scraped. Every routed type's `handled_total` series exist from the
 start, at 0 for each outcome (`declare`), so an `increase(...[5m]) > 0` alert sees the first retry.
 Names and units follow Prometheus' conventions (`_total` counters, base units, `_seconds`);
-`promtool check metrics` passes on the text (tests/integration/test_promtool.py).
+`promtool check metrics` passes on the text (tests/integration/test_health_and_gauges.py, and on
+every shop service in tests/system/test_shop_observability.py).
 """
 
 from __future__ import annotations
