@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint docs services services-down chaos bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test test-browser lint docs services services-down chaos security bench bench-transport bench-reliable bench-shop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ $(DOCS_STAMP): pyproject.toml | $(BIN)/python
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+## test-browser: the dashboard in headless Chromium (installs Debian's chromium first; screenshots in tests/artifacts/)
+test-browser: $(TEST_STAMP)
+	bash scripts/browser.sh
+	$(BIN)/pytest tests/browser -q
+
 ## services: install and start PostgreSQL, RabbitMQ and Kafka on 127.0.0.1 (idempotent)
 services:
 	bash scripts/services.sh up
@@ -50,12 +55,31 @@ services:
 services-down:
 	bash scripts/services.sh down
 
+## cluster-ci: three-node RabbitMQ and Kafka clusters on loopback (scripts/cluster.sh), a node SIGKILLed under
+## load on each, the conformance suite against both, clusters stopped (the CI step; docs/deployment.md)
+## cluster-shop: the shop with two replicas of every service on the RabbitMQ cluster + PostgreSQL, a node and a
+## replica of each service killed, then `shop check` (needs `scripts/cluster.sh up rabbitmq`; data/chaos/cluster.json)
+.PHONY: cluster-ci cluster-shop cluster-scale
+cluster-ci: $(TEST_STAMP)
+	bash scripts/ci-cluster.sh
+
+cluster-shop: $(TEST_STAMP)
+	$(BIN)/python -m services.chaos.cluster replicas --out data/chaos/cluster.json
+
+cluster-scale: $(TEST_STAMP)
+	$(BIN)/python -m services.chaos.cluster scale --out data/chaos/cluster-scale.json
+
 ## chaos: the shop under load while services are SIGKILLed, the broker restarted and connections cut and
 ## slowed; then the strict `shop check` (docs/shop.md, "Chaos run"). Needs PostgreSQL on 127.0.0.1:5432 and
 ## RabbitMQ installed (scripts/services.sh up postgres rabbitmq): it runs a private node of its own on 5673.
 ## CHAOS_ARGS="--seed N" replays a fault plan. Report: data/chaos/report.json
 chaos: $(TEST_STAMP)
 	$(BIN)/python -m services.chaos --out data/chaos/report.json $(CHAOS_ARGS)
+
+## security: the security tests alone (docs/security.md): private RabbitMQ, Kafka and PostgreSQL servers
+## with a test-made CA on ports 5690-5691, 19192-19194 and 5440, each stopped when the tests end.
+security: $(TEST_STAMP)
+	TIDINGS_REQUIRE_SERVICES=1 $(BIN)/pytest tests/unit/security tests/integration/security -q -p no:randomly
 
 ## bench: every benchmark; figures land in bench/results/*.json
 bench: bench-transport bench-reliable bench-shop
@@ -72,8 +96,9 @@ bench-transport: $(BENCH_STAMP) services
 	$(BIN)/python bench/transport.py --broker kafka --rounds 5 --events 50000 --out bench/results/transport.json
 	$(BIN)/python bench/task_per_delivery.py
 
-bench-reliable: $(TEST_STAMP) services
+bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
+	$(BIN)/python bench/plot.py
 
 bench-shop: $(TEST_STAMP) services
 	$(BIN)/python bench/shop.py --out bench/results/shop.json

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import raw_floor  # type: ignore[import-not-found]  # bench/ is the script's folder
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from tidings.context import Context
@@ -110,12 +111,32 @@ async def measure(broker: str, database: str, args: argparse.Namespace) -> dict[
     try:
         for group, event_type in (("bench", OrderPlaced.event_type), ("sink", OrderAccepted.event_type)):
             await (await transport.subscribe(group, [event_type])).close()  # declare the groups
+        floors = [await floor(database, args)]
         saturated = await phase(transport, broker, database, args, "saturated", args.events, rate=0)
+        floors.append(await floor(database, args))
         rate = args.rate or max(50, saturated["handled_events_per_s"] // 2)
         paced = await phase(transport, broker, database, args, "paced", max(200, min(args.events, 5 * rate)), rate)
     finally:
         await transport.close()
-    return {"concurrency": args.concurrency, "saturated": saturated, "paced": paced}
+    floor_rate = statistics.median(f["one_per_transaction"]["events_per_s"] for f in floors)
+    ratios = {
+        "handled_vs_floor": round(saturated["handled_events_per_s"] / floor_rate, 3),
+        "end_to_end_vs_floor": round(saturated["end_to_end_events_per_s"] / floor_rate, 3),
+    }
+    return {"concurrency": args.concurrency, "saturated": saturated, "paced": paced, "floor": floors, "ratios": ratios}
+
+
+async def floor(database: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The raw-driver floor (`raw_floor.py`) on the same database, one and ten events per transaction."""
+    figures = {}
+    for label, per_transaction in (("one_per_transaction", 1), ("ten_per_transaction", 10)):
+        if database.startswith("sqlite"):
+            figures[label] = await asyncio.to_thread(
+                raw_floor.sqlite, database.removeprefix("sqlite:///"), args.events, per_transaction=per_transaction
+            )
+        else:
+            figures[label] = await raw_floor.postgres(database, args.events, per_transaction=per_transaction)
+    return figures
 
 
 async def phase(
@@ -247,6 +268,11 @@ def main() -> None:
             f"  p50/p99 {saturated['commit_to_publish_ms']['p50']}/{saturated['commit_to_publish_ms']['p99']} ms"
             f" saturated, {paced['commit_to_publish_ms']['p50']}/{paced['commit_to_publish_ms']['p99']} ms"
             f" at {paced['rate_events_per_s']}/s"
+        )
+        floors = ", ".join(f"{f['one_per_transaction']['events_per_s']:,}" for f in result["floor"])
+        print(
+            f"{'':<10}raw floor (1 event/transaction) {floors}/s before/after;"
+            f" Tidings handled {result['ratios']['handled_vs_floor']}x the floor"
         )
         if args.out is not None:
             merge(args.out, name, result)

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--services", default=",".join(SERVICES), help=f"comma-separated, of {every} [all five]")
     up.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     _signal_arguments(up)
+    up.add_argument(
+        "--replicas", action="append", default=[], metavar="SERVICE=N", help="run N processes of SERVICE (repeatable)"
+    )
     load = commands.add_parser("load", help="place orders through the HTTP API and measure settling")
     _load_arguments(load)
     add_arguments(load)
@@ -55,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     demo.add_argument("--log-level", default="INFO")
     _signal_arguments(demo)
+    provision = commands.add_parser("provision", help="a broker user and database role per service (docs/security.md)")
+    add_arguments(provision)  # --broker and --database: the administrator's URLs
+    provision.add_argument("--out", type=Path, required=True, help="credentials file to write (mode 600)")
+    provision.add_argument("--user-prefix", default="shop-", help="prefix of the user and role names [shop-]")
+    provision.add_argument("--signing-keys", type=Path, help="also write signing keys into this folder")
     return parser
 
 
@@ -102,17 +110,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                     known = ", ".join(SERVICES + OPTIONAL)
                     print(f"unknown service(s): {', '.join(sorted(unknown))}; the shop has {known}")
                     return 2
-                return asyncio.run(up(settings, services=services, log_level=args.log_level))
+                replicas = _replicas(args.replicas)
+                return asyncio.run(up(settings, services=services, replicas=replicas, log_level=args.log_level))
             if args.command == "load":
                 return asyncio.run(_load(settings, args, Console()))
             if args.command == "check":
                 return asyncio.run(_check(settings, args.wait, delivery=not args.business_only))
             if args.command == "demo":
                 return asyncio.run(_demo(settings, args))
+            if args.command == "provision":
+                from services.provision import provision
+
+                made = asyncio.run(provision(settings, args.out, prefix=args.user_prefix, keys=args.signing_keys))
+                print(f"[shop] {len(made)} identities written to {args.out}; run shop up --identities {args.out}")
+                return 0
     except (ConfigurationError, TimeoutError) as error:
         print(f"[shop] {error}")
         return 2
     return 130
+
+
+def _replicas(given: Sequence[str]) -> dict[str, int]:
+    """`--replicas payments=2 --replicas orders=3` as {"payments": 2, "orders": 3}."""
+    replicas: dict[str, int] = {}
+    for item in given:
+        name, _, count = item.partition("=")
+        if not count.strip().isdigit():
+            raise ConfigurationError(f"--replicas wants SERVICE=N, got {item!r}")
+        replicas[name.strip()] = int(count)
+    return replicas
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from tidings.errors import ConfigurationError
+from tidings.security import Signing, identities
+from tidings.security.identities import Identity
+from tidings.transport.urls import redact
 
 SERVICES = ("orders", "inventory", "payments", "shipping", "notifications")
 """Every service of the shop, in start order (orders last would also do: the broker keeps events)."""
@@ -35,6 +38,8 @@ _ENV = {
     "dashboard_port": "SHOP_DASHBOARD_PORT",
     "idempotency_retention": "SHOP_IDEMPOTENCY_RETENTION",
     "metrics_port": "SHOP_METRICS_PORT",
+    "identities": "SHOP_IDENTITIES",
+    "keys": "SHOP_KEYS",
 }
 
 
@@ -43,9 +48,9 @@ class Settings:
     """The shop's configuration; `database=None` means one SQLite file per service in `data_dir`."""
 
     data_dir: Path = Path("data")
-    broker: str | None = None
+    broker: str | None = field(default=None, repr=False)
     """Broker URL; default: the embedded broker, `sqlite:///<data_dir>/broker.db`."""
-    database: str | None = None
+    database: str | None = field(default=None, repr=False)
     """A PostgreSQL server URL (`postgresql://user:pw@host:port`): one database per service on it."""
     db_prefix: str = "shop_"
     """PostgreSQL database names are `<db_prefix><service>`, so several shops can share a server."""
@@ -62,6 +67,12 @@ class Settings:
     metrics_port: int | None = None
     """Each service serves `/metrics` and `/health` here when set; 0 gives each a free port
     (reported in its ready file as `metrics`), the only choice for more than one service."""
+    identities: Path | None = None
+    """A credentials file of `shop provision`: each service connects to the broker and its
+    database as its own user (docs/security.md); the dashboard and `shop check` keep `broker`'s."""
+    keys: Path | None = None
+    """A folder of `shop provision --keys`: `<service>.json` (its signing key) and `ring.json` (the
+    keys it believes); each service signs what it publishes and dead-letters what is not signed."""
 
     def __post_init__(self) -> None:
         if self.deadline <= 0 or self.idempotency_retention <= 0:
@@ -71,19 +82,35 @@ class Settings:
         if self.concurrency < 1 or not 0 <= self.api_port < 65536 or not 0 <= self.dashboard_port < 65536:
             raise ConfigurationError("concurrency must be >= 1 and the API and dashboard ports in 0..65535")
         if self.database is not None and not self.database.startswith("postgresql"):
-            raise ConfigurationError(f"--database takes a postgresql:// server URL, got {self.database!r}")
+            raise ConfigurationError(f"--database takes a postgresql:// server URL, got {redact(self.database)!r}")
 
     # -- derived ---------------------------------------------------------------------------------
 
     def broker_url(self) -> str:
         return self.broker or f"sqlite:///{self.data_dir.resolve() / 'broker.db'}"
 
+    def service_broker_url(self, service: str) -> str:
+        """The broker URL `service` connects with: its own identity's, when there are identities."""
+        identity = self._identity(service)
+        return identity.url(self.broker_url()) if identity is not None else self.broker_url()
+
     def database_url(self, service: str) -> str:
-        """The async SQLAlchemy URL of `service`'s own database."""
+        """The async SQLAlchemy URL of `service`'s own database (as its own role, with identities)."""
         if self.database is None:
             return f"sqlite+aiosqlite:///{self.data_dir.resolve() / f'{service}.db'}"
-        url = make_url(self.database).set(drivername="postgresql+asyncpg", database=f"{self.db_prefix}{service}")
+        identity = self._identity(service)
+        server = identity.url(self.database) if identity is not None else self.database
+        url = make_url(server).set(drivername="postgresql+asyncpg", database=f"{self.db_prefix}{service}")
         return url.render_as_string(hide_password=False)
+
+    def signing(self, service: str) -> Signing | None:
+        """`service`'s signing set-up from the `keys` folder, if there is one."""
+        if self.keys is None:
+            return None
+        return Signing.from_files(str(self.keys / f"{service}.json"), str(self.keys / "ring.json"))
+
+    def _identity(self, service: str) -> Identity | None:
+        return identities.load(self.identities).get(service) if self.identities is not None else None
 
     @property
     def run_dir(self) -> Path:
@@ -132,11 +159,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--idempotency-retention", type=float, help="seconds an Idempotency-Key is kept for replay [86400]"
     )
     parser.add_argument("--metrics-port", type=int, help="serve /metrics and /health per service; 0 = free ports [off]")
+    parser.add_argument("--identities", help="credentials file of `shop provision`: a user per service [off]")
+    parser.add_argument("--keys", help="signing keys folder of `shop provision --keys`: signed events [off]")
 
 
 def _typed(values: Mapping[str, Any]) -> dict[str, Any]:
     types = {
         "data_dir": Path,
+        "identities": Path,
+        "keys": Path,
         "api_port": int,
         "deadline": float,
         "concurrency": int,

@@ -6,6 +6,12 @@ output appended to `<data_dir>/logs/<name>.log`. A child is *ready* when it has 
 consumer group is declared, so no event published later can miss it. The API is announced
 only once every service is ready.
 
+`replicas` runs more than one process of a service (`shop up --replicas payments=2`): replica 1
+is `<name>`, replica n is `<name>-<n>` (its log, its ready file). Replicas are competing consumers
+of the service's group and share its database, so the service's inbox, relay lease and saga
+locks make them safe together; an orders replica after the first serves the API on a free port
+(reported in its ready file), the load goes to the first.
+
 A child that exits while the shop is running is restarted after a backoff that doubles with
 each quick crash (0.5 s up to 30 s) and resets once a child has lived for a minute. On stop,
 every child gets SIGTERM (it drains and exits 0), and those still alive after `grace` seconds
@@ -23,12 +29,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from services.kit.service import SUPERVISOR_PID
+from services.kit.service import REPLICA, SUPERVISOR_PID, instance_name
 from services.settings import SERVICES, Settings
 from tidings.errors import ConfigurationError
 
@@ -41,6 +47,9 @@ MAX_BACKOFF = 30.0
 @dataclass(eq=False)
 class Child:
     name: str
+    """The instance: the service's name for replica 1, `<service>-<n>` for replica n."""
+    service: str = ""
+    replica: int = 1
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -56,11 +65,20 @@ class Supervisor:
         settings: Settings,
         *,
         services: Sequence[str] = SERVICES,
+        replicas: Mapping[str, int] | None = None,
         log_level: str = "INFO",
         say: Callable[[str], None] = print,
     ) -> None:
         self.settings = settings
-        self.children = {name: Child(name) for name in services}
+        counts = dict(replicas or {})
+        unknown = sorted(set(counts) - set(services))
+        if unknown or any(n < 1 for n in counts.values()):
+            raise ConfigurationError(f"--replicas wants SERVICE=N (N >= 1) for services that run, got {counts}")
+        self.children = {
+            instance_name(name, n): Child(instance_name(name, n), name, n)
+            for name in services
+            for n in range(1, counts.get(name, 1) + 1)
+        }
         self.log_level = log_level
         self.say = say
         self._stopping = False
@@ -127,11 +145,14 @@ class Supervisor:
         (self.settings.run_dir / f"{child.name}.json").unlink(missing_ok=True)
         env = {**os.environ, **self.settings.to_env(), SUPERVISOR_PID: str(os.getpid())}
         env["SHOP_LOG_LEVEL"] = self.log_level
+        env[REPLICA] = str(child.replica)
+        if child.replica > 1 and child.service == "orders":
+            env["SHOP_API_PORT"] = "0"
         with _log_file(self.settings.log_dir / f"{child.name}.log") as output:
             child.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                f"services.{child.name}",
+                f"services.{child.service or child.name}",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
@@ -188,9 +209,15 @@ def read_ready_file(settings: Settings, name: str) -> dict[str, Any] | None:
     return info
 
 
-async def up(settings: Settings, *, services: Sequence[str] = SERVICES, log_level: str = "INFO") -> int:
+async def up(
+    settings: Settings,
+    *,
+    services: Sequence[str] = SERVICES,
+    replicas: Mapping[str, int] | None = None,
+    log_level: str = "INFO",
+) -> int:
     """`shop up`: start the services, print where the API is, run until Ctrl-C or SIGTERM."""
-    supervisor = Supervisor(settings, services=services, log_level=log_level, say=_say)
+    supervisor = Supervisor(settings, services=services, replicas=replicas, log_level=log_level, say=_say)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,15 @@ from tidings.service import Hook, Service
 log = logging.getLogger("services")
 
 SUPERVISOR_PID = "SHOP_SUPERVISOR_PID"
+REPLICA = "SHOP_REPLICA"
+"""Which replica of its service a process is (1, 2...; `shop up --replicas`)."""
+
+
+def instance_name(service: str, replica: int) -> str:
+    """The name of one replica's log and ready file: the service's for replica 1, else `<service>-<n>`."""
+    return service if replica == 1 else f"{service}-{replica}"
+
+
 """Set by the supervisor: a child whose parent goes away stops itself instead of lingering."""
 
 
@@ -60,8 +69,9 @@ def shop_service(
     and its ready file once it consumes."""
     service = Service(
         name,
-        broker=settings.broker_url(),
+        broker=settings.service_broker_url(name),
         database=settings.database_url(name),
+        signing=settings.signing(name),
         tables=tables,
         concurrency=settings.concurrency,
         metrics_port=settings.metrics_port,
@@ -104,7 +114,8 @@ class ReadyFile:
     declared) and how to reach it. The last component, so it is written once the rest runs."""
 
     def __init__(self, service: Service, settings: Settings, components: Mapping[int, ShopComponent]) -> None:
-        self.path: Path = settings.run_dir / f"{service.name}.json"
+        replica = int(os.environ.get(REPLICA) or 1)
+        self.path: Path = settings.run_dir / f"{instance_name(service.name, replica)}.json"
         self.service = service
         self.components = components
 

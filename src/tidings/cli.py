@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--events", required=True, help="module of the Event classes to record")
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--trusted-hosts", help="extra host names the dashboard answers, comma-separated")
+    dashboard.add_argument("--max-age", type=float, help="seconds recorded events are kept [7 days]")
+    dashboard.add_argument("--max-bytes", type=int, help="size the recorded events may take [256 MiB]")
     for command in (publish, declare, events, trace):
         command.register(commands)
     return parser
@@ -172,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dashboard":
             from tidings.dashboard.server import serve_dashboard
 
-            options = {name: getattr(args, name) for name in ("broker", "database", "events", "host", "port")}
+            names = ("broker", "database", "events", "host", "port", "trusted_hosts", "max_age", "max_bytes")
+            options = {name: getattr(args, name) for name in names}  # the admin token: environment only
             asyncio.run(serve_dashboard(**options))
             return 0
         from tidings.demo import run_demo

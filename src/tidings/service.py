@@ -29,6 +29,7 @@ from tidings.runtime.routing import Routes
 from tidings.runtime.signals import run_until_stopped
 from tidings.runtime.supervisor import BackgroundTaskFailed, CrashPolicy, Restart, Stop, Supervisor
 from tidings.runtime.unit_of_work import UnitOfWork
+from tidings.security.signing import Signing
 from tidings.store import Store
 from tidings.store.relay import Relay
 from tidings.store.retention import InboxRetention
@@ -69,24 +70,21 @@ class Service:
         drain_timeout: float = 30.0,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        signing: Signing | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
-        self.name = name
-        self.group = name
+        self.name = self.group = name
         self.broker_url = broker
-        self.database_url = database
-        self.tables = tables
+        self.database_url, self.tables = database, tables
         self.registry = registry or Registry()
-        self.concurrency = concurrency
-        self.retry = retry or RetryPolicy()
+        self.concurrency, self.retry = concurrency, retry or RetryPolicy()
         self.handover = handover or HANDOVER  # how long what only other members know is given back
-        self.drain_timeout = drain_timeout
-        self.metrics_port = metrics_port
-        self.metrics_host = metrics_host
+        self.drain_timeout, self.signing = drain_timeout, signing  # signing: tidings.security.Signing
+        self.metrics_port, self.metrics_host = metrics_port, metrics_host
         self.stats: Counter[str] = Counter()
         self.telemetry = Telemetry(name, broker)
-        self.published_types: list[str] = []  # what `publishes` declared: for documents, not enforced
+        self.published_types: list[str] = []  # what `publishes` declared: documents, broker permissions
         self.connector: Callable[[str], Awaitable[Transport]] = connect  # the test kit wraps it (faults)
         self.supervisor = Supervisor(name)
         self.routes = Routes(name, self.registry)
@@ -110,7 +108,7 @@ class Service:
         return decorate
 
     def publishes(self, *event_classes: type[Event]) -> None:
-        """Declare the event types this service publishes, for its AsyncAPI document."""
+        """Declare the event types this service publishes: its AsyncAPI document, its broker identity."""
         for event_class in event_classes:
             self.registry.register(event_class)
             if event_class.event_type not in self.published_types:
@@ -186,7 +184,9 @@ class Service:
             # A connection per concurrent handler plus the relay's: an overflow connection is
             # closed when it is returned, so a smaller pool would reconnect (TLS, auth) per event.
             self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2, metadata=self.tables)
-        self._unit = UnitOfWork(self.name, self._store, publish=self._publish_now, committed=self._committed)
+        self._unit = UnitOfWork(
+            self.name, self._store, publish=self._publish_now, committed=self._committed, signing=self.signing
+        )
         await self.hooks.run_startup(self)
         if self._store is not None:
             self._start_store_tasks(self._store, self._unit)

@@ -18,3 +18,13 @@ class StockReserved(Event, type="test.dash.stock.reserved", version=1):
 
     def subject(self) -> str:
         return self.order_id
+
+
+class NoteTaken(Event, type="test.dash.note.taken", version=1):
+    """A bulky event for the retention soak: a short subject, a large body."""
+
+    key: str
+    text: str
+
+    def subject(self) -> str:
+        return self.key

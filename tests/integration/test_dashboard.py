@@ -17,10 +17,14 @@ from tests.integration.processes import free_port, terminate, tidings_command
 from tidings.context import Context
 from tidings.dashboard import GROUP, Recorder
 from tidings.dashboard.app import create_app
+from tidings.dashboard.config import DashboardConfig
 from tidings.envelope import Envelope
 from tidings.errors import PermanentError
 from tidings.service import Service
 from tidings.transport import Transport, connect
+
+TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def until(condition: object, within: float = 15.0) -> None:
@@ -54,8 +58,8 @@ async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
 
     async with recorder, orders, inventory:
         transport = await connect(broker)
-        app = create_app(recorder.store, recorder.transport)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dashboard") as api:
+        app = create_app(recorder.store, recorder.transport, DashboardConfig(token=TOKEN))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as api:
             yield Shop(orders, inventory, recorder, transport, api)
         await transport.close()
 
@@ -119,7 +123,7 @@ async def test_dead_letters_are_listed_and_replayed(shop: Shop) -> None:
     assert letter["type"] == OrderPlaced.event_type
     assert letter["attempts"] == 1
 
-    replayed = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": [letter["id"]]})
+    replayed = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": [letter["id"]]}, headers=ADMIN)
     assert replayed.json() == {"replayed": 1}
     await until(dead_lettered)  # handled again, refused again
     assert shop.inventory.stats["dead_lettered"] == 2
@@ -135,8 +139,15 @@ async def test_bad_requests_get_4xx_with_a_reason(shop: Shop) -> None:
     too_many = await shop.api.get("/api/events?limit=100000")
     assert too_many.status_code == 422
     assert too_many.json()["detail"][0]["loc"] == ["query", "limit"]
-    bad_body = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": "all"})
+    bad_body = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": "all"}, headers=ADMIN)
     assert bad_body.status_code == 422
+    no_body = await shop.api.post(
+        "/api/dead-letters/inventory/replay", headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    assert no_body.status_code == 422, "replaying everything must be said: {'all': true}"
+    both = await shop.api.post("/api/dead-letters/inventory/replay", json={"ids": ["x"], "all": True}, headers=ADMIN)
+    assert both.status_code == 422
+    assert "either" in both.text
     page = await shop.api.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")

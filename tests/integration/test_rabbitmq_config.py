@@ -188,3 +188,27 @@ def test_an_unmapped_legacy_message_says_why(body: bytes, reason: str) -> None:
     assert str(error.value.detail).startswith("not a CloudEvents message: ")
     assert reason in error.value.detail
     assert "the legacy rule for queue 'order_events' maps 'event_type' values ['OrderCreated']" in error.value.detail
+
+
+def test_a_url_naming_several_nodes_gives_one_endpoint_per_node_in_order() -> None:
+    config = RabbitConfig.from_url("amqp://u:p%40ss@h1:5701,h2,[::1]:5703/shop?heartbeat=5&namespace=n")
+    assert config.endpoints == (
+        "amqp://u:p%40ss@h1:5701/shop?heartbeat=5",
+        "amqp://u:p%40ss@h2:5672/shop?heartbeat=5",
+        "amqp://u:p%40ss@[::1]:5703/shop?heartbeat=5",
+    )
+    assert config.vhost == "shop"
+    assert config.managements() == (("http://h1:15672", "http://h2:15672", "http://[::1]:15672"), "u", "p@ss")
+    assert "p@ss" not in config.redacted()
+
+
+def test_management_urls_of_a_cluster_are_listed_comma_separated() -> None:
+    config = RabbitConfig.from_url("amqp://h1:1,h2:2/?management_url=http://h1:15701/,http://h2:15702")
+    assert config.managements()[0] == ("http://h1:15701", "http://h2:15702")
+    assert config.management()[0] == "http://h1:15701"
+
+
+@pytest.mark.parametrize("url", ["amqp://h1:5672,,h3:5672/", "amqp://h1:x/", "amqp://h1:5672,h2:99999/"])
+def test_a_malformed_host_list_is_refused_naming_the_url(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="bad host"):
+        RabbitConfig.from_url(url)

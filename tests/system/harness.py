@@ -33,12 +33,21 @@ def shop_env(settings: Settings) -> dict[str, str]:
 class Shop:
     """One `shop up` process; use as a context manager."""
 
-    def __init__(self, settings: Settings, *, services: Sequence[str] | None = None, name: str = "shop") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        services: Sequence[str] | None = None,
+        name: str = "shop",
+        replicas: dict[str, int] | None = None,
+    ) -> None:
         self.settings = settings
         self.output = settings.data_dir / f"{name}.out"
         args = [sys.executable, "-m", "services", "up"]
         if services is not None:
             args += ["--services", ",".join(services)]
+        for service, count in (replicas or {}).items():
+            args += ["--replicas", f"{service}={count}"]
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -38,7 +38,23 @@ events = Table(
     Column("recorded_at", Float, nullable=False),
     Column("data", Text, nullable=False),
     Index("tidings_dashboard_events_correlation", "correlation", "seq"),
+    Index("tidings_dashboard_events_subject", "subject"),
+    Index("tidings_dashboard_events_recorded", "recorded_at"),
 )
+replays = Table(
+    "tidings_dashboard_replays",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("group_name", String(255), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("reason", Text),  # why it had been dead-lettered, as the broker said
+    Column("attempts", Integer),
+    Column("action", String(16), nullable=False),  # "replayed" or "purged"
+    Column("at", Float, nullable=False),
+    Index("tidings_dashboard_replays_event", "event_id"),
+)
+"""What an operator did to dead letters from the dashboard: the journey still shows it once the
+dead letter itself is gone."""
 
 
 def event_classes(source: Registry | ModuleType | str | Iterable[type[Event]]) -> list[type[Event]]:

@@ -1,6 +1,6 @@
 """The middleware chain of a service, outermost first: the one place that says what wraps what.
 
-    tracing ─► settlement ─► metrics ─► retry ─► unit of work ─► inbox ─► handler
+    tracing ─► settlement ─► metrics ─► [verification] ─► retry ─► unit of work ─► inbox ─► handler
 
 Tracing is outermost so that the span covers the settlement (the ack is part of processing);
 metrics time the handling with its commit but not the ack; retry sees every error of the unit of
@@ -23,9 +23,11 @@ from tidings.runtime.middleware.retry import with_retry
 from tidings.runtime.middleware.settlement import with_settlement
 from tidings.runtime.middleware.tracing import with_tracing
 from tidings.runtime.middleware.unit_of_work import with_unit_of_work
+from tidings.runtime.middleware.verification import with_verification
 from tidings.runtime.pipeline import Middleware, Pipeline, compose, hand_over, reject, route
 from tidings.runtime.routing import Routes
 from tidings.runtime.unit_of_work import UnitOfWork
+from tidings.security.signing import Signing
 
 
 class Declared(Protocol):
@@ -37,6 +39,7 @@ class Declared(Protocol):
     handover: RetryPolicy
     telemetry: Telemetry
     stats: Counter[str]
+    signing: Signing | None
 
 
 def pipeline(service: Declared, unit: UnitOfWork, *, members_share_types: bool) -> Pipeline:
@@ -49,7 +52,9 @@ def pipeline(service: Declared, unit: UnitOfWork, *, members_share_types: bool) 
         with_settlement(owner, service.stats),
         with_metrics(service.telemetry.metrics, group),
     ]
-    work: list[Middleware] = [with_retry(owner, retry), with_unit_of_work(unit)]
+    verifier = service.signing.verifier if service.signing is not None else None
+    trust = [with_verification(owner, verifier)] if verifier is not None else []  # signed events only
+    work: list[Middleware] = [*trust, with_retry(owner, retry), with_unit_of_work(unit)]
     if unit.store is not None:
         work.append(with_inbox(group))
     return Pipeline(

@@ -6,6 +6,11 @@ relay is woken after the commit, so no event leaves for a change that rolled bac
 they are published straight after the work returned (still at-least-once, but a redelivery runs
 the handler again).
 
+Handlers' units of work are grouped (`tidings.runtime.group_commit`): deliveries handled at the
+same time share one transaction and one commit, and a failure in any of them sends each one back
+to run alone (`alone=True`, the transaction of its own that `handling` otherwise opens). A delivery
+on a retry (`attempt > 1`) runs alone from the start: it failed before, and may fail again.
+
 Inside a handler, `ctx` *is* the unit of work: opening a second one from the handler's task
 (`service.transaction()`) raises `NestedUnitOfWork`, because that work would commit apart from
 the handler's (and on SQLite wait forever for the connection the handler holds).
@@ -19,7 +24,9 @@ from contextvars import ContextVar
 
 from tidings.context import Context
 from tidings.envelope import Envelope
-from tidings.errors import NestedUnitOfWork
+from tidings.errors import ConfigurationError, NestedUnitOfWork
+from tidings.runtime.group_commit import GroupCommit
+from tidings.security.signing import Signing
 from tidings.store import Store, outbox
 
 _handling: ContextVar[UnitOfWork | None] = ContextVar("tidings_handling", default=None)
@@ -33,20 +40,45 @@ class UnitOfWork:
     """Opens units of work for the service `owner` on `store` (or none: `publish` sends at once).
 
     `committed(envelopes)` is called after each commit that wrote outbox rows (to wake the relay).
+    With `signing` that has a key, each recorded envelope is signed before it is written or published, so the
+    outbox holds signed envelopes and the relay, a restart or a replay send them unchanged.
     """
 
-    def __init__(self, owner: str, store: Store | None, *, publish: Publish, committed: Committed) -> None:
+    def __init__(
+        self,
+        owner: str,
+        store: Store | None,
+        *,
+        publish: Publish,
+        committed: Committed,
+        signing: Signing | None = None,
+        group_commit: bool = True,
+    ) -> None:
         self.owner = owner
         self.store = store
         self._publish = publish
         self._committed = committed
+        self._signer = signing.signer if signing is not None else None
+        if self._signer is not None and self._signer.key.source != owner:
+            raise ConfigurationError(
+                f"service {owner!r} was given key {self._signer.key.id!r}, which signs for {self._signer.key.source!r}"
+            )
+        self._group = GroupCommit(store, committed) if store is not None and group_commit else None
 
     @contextlib.asynccontextmanager
-    async def handling(self, incoming: Envelope | None, attempt: int) -> AsyncIterator[Context]:
-        """The unit of work of one delivery's handler (marks the task as handling)."""
+    async def handling(self, incoming: Envelope | None, attempt: int, *, alone: bool = False) -> AsyncIterator[Context]:
+        """The unit of work of one delivery's handler (marks the task as handling): a share of a
+        group commit, or with `alone` (or on a retry) a transaction of its own. A grouped one may
+        raise `Rerun` after the body: the caller runs the body again with `alone=True`."""
         _handling.set(self)  # this task runs one delivery: nothing to reset
-        async with self._open(Context(self.owner, incoming=incoming, attempt=attempt)) as context:
-            yield context
+        context = Context(self.owner, incoming=incoming, attempt=attempt)
+        if self._group is None or alone or attempt > 1:
+            async with self._open(context) as opened:
+                yield opened
+        else:
+            async with self._group.member(context) as joined:
+                yield joined
+                self._sign(joined)  # before the member hands its outgoing events to the batch's outbox rows
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:
@@ -63,6 +95,7 @@ class UnitOfWork:
     async def _open(self, context: Context) -> AsyncIterator[Context]:
         if self.store is None:
             yield context
+            self._sign(context)
             context.committed()
             if context.outgoing:
                 await self._publish(context.outgoing)
@@ -70,8 +103,13 @@ class UnitOfWork:
         async with self.store.session() as session, session.begin():
             context.bind(session)
             yield context
+            self._sign(context)
             if context.outgoing:
                 await outbox.add(session, context.outgoing)
         context.committed()  # create spans end only for what committed
         if context.outgoing:
             self._committed(context.outgoing)
+
+    def _sign(self, context: Context) -> None:
+        if self._signer is not None and context.outgoing:
+            context.outgoing[:] = [self._signer.sign(envelope) for envelope in context.outgoing]

@@ -21,6 +21,7 @@ beside Tidings' (which lives in `tidings_alembic_version`), or calls `store.run_
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tidings.errors import ConfigurationError
 from tidings.store.dialect import StoreDialect, dialect_for, dialect_named
 from tidings.store.migrate import upgrade
+from tidings.transport.urls import redact
 
 T = TypeVar("T")
 
@@ -50,7 +52,7 @@ def normalise_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigurationError(f"not a database URL: {url!r}") from None
+        raise ConfigurationError(f"not a database URL: {redact(str(url))!r}") from None
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
         raise ConfigurationError(
@@ -102,6 +104,10 @@ class Store:
         try:
             if migrate:
                 await store.migrate(metadata)
+        except ssl.SSLError as error:  # a refused certificate: one line naming the server, no password
+            await store.close()
+            where = normalise_url(url).render_as_string(hide_password=True)
+            raise ConfigurationError(f"TLS to the database {where} failed: {error.strerror or error}") from None
         except BaseException:
             await store.close()
             raise

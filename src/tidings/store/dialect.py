@@ -63,6 +63,13 @@ class StoreDialect(Protocol):
         from before migration 0004 (source ''), exists; True if it was new. The caller's transaction."""
         ...
 
+    async def claim_many(
+        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+    ) -> set[tuple[str, str]]:
+        """`claim` for several `(source, event_id)` keys (distinct) in one round trip; the set of those
+        that were new. The caller's transaction."""
+        ...
+
     async def add_outbox(
         self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
     ) -> None:

@@ -27,6 +27,7 @@ claim, and replaying it runs the handler as it should.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +51,14 @@ async def claim(session: AsyncSession, group: str, source: str, event_id: str) -
     """
     check_identity(event_id, source)
     return await dialect_for(session).claim(session, group, source, event_id, time.time())
+
+
+async def claim_many(session: AsyncSession, group: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """`claim` for several distinct `(source, event_id)` keys in one statement (a group commit's
+    members); returns those that were new. Keys must pass `check_identity` (the caller filters)."""
+    if not keys:
+        return set()
+    return await dialect_for(session).claim_many(session, group, keys, time.time())
 
 
 async def contains(session: AsyncSession, group: str, event_id: str, *, source: str | None = None) -> bool:

@@ -21,7 +21,7 @@ CHANNEL = "tidings_outbox"
 """The notification channel of outbox commits; the payload is the source (service name)."""
 RECONNECT_EVERY = 5.0
 """Seconds between attempts to reopen a lost listening connection."""
-_PASSED_ON = ("ssl", "sslmode")
+_PASSED_ON = ("ssl", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword")
 """URL query options that concern the connection itself and are given to asyncpg."""
 
 

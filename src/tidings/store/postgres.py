@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import GenerativeSelect, text
+from sqlalchemy import GenerativeSelect, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from tidings.errors import ConfigurationError
+from tidings.store import tls
 from tidings.store.notify import CHANNEL, Listener
 from tidings.store.tables import relay
 
@@ -43,6 +44,17 @@ WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox
                   WHERE consumer_group = :consumer_group AND source = '' AND event_id = :event_id)
 ON CONFLICT DO NOTHING
 RETURNING event_id
+"""
+)
+_CLAIM_MANY = text(
+    """
+INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at)
+SELECT CAST(:consumer_group AS varchar), k.source, k.event_id, CAST(:claimed_at AS double precision)
+FROM unnest(CAST(:sources AS varchar[]), CAST(:event_ids AS varchar[])) AS k(source, event_id)
+WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox
+                  WHERE consumer_group = :consumer_group AND source = '' AND event_id = k.event_id)
+ON CONFLICT DO NOTHING
+RETURNING source, event_id
 """
 )
 _ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
@@ -79,7 +91,17 @@ class PostgresDialect:
             import asyncpg  # noqa: F401
         except ImportError:
             raise ConfigurationError("PostgreSQL needs asyncpg: pip install 'tidings[postgres]'") from None
-        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        secure = tls.connect_argument(url.query)  # sslmode & co. (tidings.store.tls)
+        if secure is not None:
+
+            @event.listens_for(engine.sync_engine, "do_connect")
+            def _tls(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+                for name in tls.OPTIONS:
+                    cparams.pop(name, None)
+                cparams["ssl"] = secure
+
+        return engine
 
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """Take Tidings' migration advisory lock until `connection`'s transaction ends (DDL is
@@ -90,6 +112,18 @@ class PostgresDialect:
         """`INSERT ... ON CONFLICT DO NOTHING RETURNING`; True if a row came back (it was new)."""
         parameters = {"consumer_group": group, "source": source, "event_id": event_id, "claimed_at": claimed_at}
         return (await session.execute(_CLAIM, parameters)).first() is not None
+
+    async def claim_many(
+        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+    ) -> set[tuple[str, str]]:
+        """One `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING` of every key."""
+        parameters = {
+            "consumer_group": group,
+            "claimed_at": claimed_at,
+            "sources": [source for source, _ in keys],
+            "event_ids": [event_id for _, event_id in keys],
+        }
+        return {(row.source, row.event_id) for row in await session.execute(_CLAIM_MANY, parameters)}
 
     async def add_outbox(
         self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float

@@ -17,6 +17,7 @@ begin event), so the statements are inside the session's transaction.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,6 +42,14 @@ _CLAIM = (
     "INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at) SELECT ?1, ?2, ?3, ?4"
     " WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox WHERE consumer_group = ?1 AND source = '' AND event_id = ?3)"
     " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_CLAIM_MANY = (
+    "INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at)"
+    " SELECT ?1, k.source, k.event_id, ?2 FROM (SELECT json_extract(value, '$[0]') AS source,"
+    " json_extract(value, '$[1]') AS event_id"
+    " FROM json_each(?3)) AS k WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox"
+    " WHERE consumer_group = ?1 AND source = '' AND event_id = k.event_id)"
+    " ON CONFLICT DO NOTHING RETURNING source, event_id"
 )
 _ADD = "INSERT INTO tidings_outbox (source, event_id, headers, body, created_at) VALUES (?, ?, ?, ?, ?)"
 _ENSURE_RELAY_ROW = sqlite.insert(relay).on_conflict_do_nothing()
@@ -73,6 +82,14 @@ class SQLiteDialect:
         """Insert-or-ignore the inbox row on the raw connection; True if it was new."""
         driver = await driver_connection(session)
         return bool(await driver.execute_fetchall(_CLAIM, (group, source, event_id, claimed_at)))
+
+    async def claim_many(
+        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+    ) -> set[tuple[str, str]]:
+        """One insert-or-ignore of every key (passed as a JSON array) on the raw connection."""
+        driver = await driver_connection(session)
+        rows = await driver.execute_fetchall(_CLAIM_MANY, (group, claimed_at, json.dumps(keys)))
+        return {(source, event_id) for source, event_id in rows}
 
     async def add_outbox(
         self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float

@@ -19,6 +19,7 @@ from tidings.errors import ConfigurationError
 from tidings.store import parked
 from tidings.store.database import Store, check_folder, normalise_url
 from tidings.store.tables import outbox, relay
+from tidings.transport.urls import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ async def outbox_status(database_url: str | URL) -> OutboxStatus:
     except DBAPIError as error:
         await store.close()
         raise ConfigurationError(
-            f"{database_url!s} has no Tidings outbox (has a service run on it?): {error.orig}"
+            f"{redact(str(database_url))} has no Tidings outbox (has a service run on it?): {error.orig}"
         ) from None
     try:
         async with store.session() as session, session.begin():

@@ -85,6 +85,27 @@ def credentials(netloc: str) -> tuple[str | None, str | None, str]:
     return unquote(user), unquote(password) if colon else None, hosts
 
 
+def hosts(url: str, netloc: str, what: str, default_port: int) -> list[tuple[str, int]]:
+    """The (host, port) pairs of an authority naming one host or several (`h1:p1,h2:p2,[::1]:p3`).
+
+    A host without a port gets `default_port`; an empty entry or a port that is not a number is a
+    `ConfigurationError` naming the URL (redacted).
+    """
+    _, _, listed = credentials(netloc)
+    found: list[tuple[str, int]] = []
+    for entry in listed.split(","):
+        entry = entry.strip()
+        if entry.startswith("["):  # [IPv6]:port
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = entry.partition(":")
+        if not host or (port and not port.isdigit()) or (port and not 0 < int(port) < 65536):
+            raise ConfigurationError(f"bad host {entry!r} in the {what} URL {redact(url)!r}; use host:port[,host:port]")
+        found.append((unquote(host), int(port) if port else default_port))
+    return found
+
+
 def unknown(url: str, name: str, known: Collection[str], what: str) -> ConfigurationError:
     """The error for a query option the adapter does not know."""
     return ConfigurationError(

@@ -5,7 +5,8 @@
     TIDINGS_TEST_DATABASE  the service's database URL
     TIDINGS_TEST_CRASH     "" | after-commit (SIGKILL in the first ack, i.e. after the handler's
                            commit) | after-publish (SIGKILL after the relay's first confirmed
-                           publish, before it deletes the rows)
+                           publish, before it deletes the rows) | mid-batch (SIGKILL when a group
+                           commit of more than one delivery is about to commit)
     TIDINGS_TEST_PUBLISH   publisher: how many JobDone events to publish, one transaction each,
                            once a line arrives on stdin
 
@@ -19,8 +20,10 @@ import json
 import os
 import signal
 import sys
+from typing import Any
 
 from tests.integration.store.shop import JobDone, worker
+from tidings.runtime.group_commit import GroupCommit
 from tidings.service import Service
 from tidings.store.relay import Relay
 from tidings.transport.base import Delivery
@@ -31,7 +34,16 @@ def _die(*_args: object, **_kwargs: object) -> None:
 
 
 def install_crash_point(point: str) -> None:
-    if point == "after-commit":
+    if point == "mid-batch":
+        commit = GroupCommit._commit
+
+        async def commit_or_die(self: GroupCommit, batch: Any) -> None:
+            if batch.members > 1:
+                _die()
+            await commit(self, batch)
+
+        GroupCommit._commit = commit_or_die  # type: ignore[method-assign]
+    elif point == "after-commit":
         Delivery.ack = _die  # type: ignore[assignment, method-assign]
     elif point == "after-publish":
         Relay._settle = _die  # type: ignore[assignment, method-assign]

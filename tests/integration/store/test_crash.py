@@ -5,7 +5,9 @@ point (see `crash_child.py`), over the multi-process SQLite broker; the end stat
     again, the effect and the follow-up event happen once.
 (b) after the relay published, before it deleted the rows: the events are published again and
     the downstream inbox absorbs the duplicates.
-(c) broker unreachable (its file locked exclusively by the test) while events are committed, and
+(c) in a group commit, once every member of a batch did its work and before the commit: nothing of
+    the batch is applied, every delivery comes back, and each is handled exactly once.
+(d) broker unreachable (its file locked exclusively by the test) while events are committed, and
     the process killed meanwhile: the rows stay, the restarted relay publishes every event.
 """
 
@@ -162,6 +164,36 @@ async def test_a_crash_after_publish_before_mark_sent_republishes_and_the_inbox_
     assert await effect_counts(audit_database, "audit") == dict.fromkeys(range(5), 1)
     assert await effect_counts(database_url, "worker") == dict.fromkeys(range(5), 1)
     assert (await outbox_status(database_url)).pending == 0
+    await transport.close()
+
+
+async def test_a_crash_in_a_batch_before_its_commit_loses_nothing_and_applies_nothing_twice(
+    database_url: str, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path)
+    await create_tables(database_url)
+    transport = await connect(broker)
+    await _declare(transport, "worker", Job.event_type)
+    audit = await transport.subscribe("audit", [JobDone.event_type])
+    jobs = [Envelope.wrap(Job(n=n, key=f"k{n}"), source="test") for n in range(12)]
+    await transport.publish(jobs)  # waiting before the worker starts: handed out together, batched
+
+    crashing = await Child.start("worker", broker, database_url, crash="mid-batch")
+    await crashing.expect("ready")
+    await crashing.killed()
+    assert await effect_counts(database_url, "worker") == {}  # the batch did its work, then died
+    assert not await _claimed(database_url, "worker", jobs[0].id)
+    assert await _backlog(transport, "worker") == 12
+
+    restarted = await Child.start("worker", broker, database_url)
+    await restarted.expect("ready")
+    await eventually(lambda: _backlog_is(transport, "worker", 0), what="every job to be acked")
+    received = await receive(audit, 12, quiet=0.5)
+    stats = await restarted.stop()
+    assert (stats["handled"], stats.get("duplicates", 0)) == (12, 0)
+    assert await effect_counts(database_url, "worker") == dict.fromkeys(range(12), 1)
+    assert sorted(envelope.causationid or "" for envelope in received) == sorted(job.id for job in jobs)
+    await audit.close()
     await transport.close()
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tidings.runtime import group_commit
 from tidings.runtime.pipeline import DUPLICATE, Handle, Message, Outcome
-from tidings.store import inbox
 
 
 def with_inbox(group: str) -> Callable[[Handle], Handle]:
     """Must run inside `with_unit_of_work` (it needs the transaction): the claim commits with the
-    handler's rows, so a redelivered event whose (source, id) is claimed is acked without running again."""
+    handler's rows, so a redelivered event whose (source, id) is claimed is acked without running again.
+    In a group commit the batch's claims are made together (`group_commit.claim`)."""
 
     def middleware(next_: Handle) -> Handle:
         async def handle(message: Message) -> Outcome:
             assert message.context is not None
             assert message.envelope is not None
             envelope = message.envelope
-            if not await inbox.claim(message.context.session, group, envelope.source, envelope.id):
+            if not await group_commit.claim(message.context.session, group, envelope.source, envelope.id):
                 return DUPLICATE
             return await next_(message)
 

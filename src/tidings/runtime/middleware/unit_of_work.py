@@ -1,10 +1,12 @@
 """Run the rest of the chain in one unit of work: business rows, inbox claim and outbox rows
-commit together, or none of them does."""
+commit together, or none of them does. The unit of work may be a share of a group commit; if that
+batch was rolled back (a neighbour failed), the rest of the chain runs again, alone."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from tidings.runtime.group_commit import Rerun
 from tidings.runtime.pipeline import Handle, Message, Outcome
 from tidings.runtime.unit_of_work import UnitOfWork
 
@@ -15,7 +17,13 @@ def with_unit_of_work(unit: UnitOfWork) -> Callable[[Handle], Handle]:
 
     def middleware(next_: Handle) -> Handle:
         async def handle(message: Message) -> Outcome:
-            async with unit.handling(message.envelope, message.attempt) as context:
+            try:
+                async with unit.handling(message.envelope, message.attempt) as context:
+                    message.context = context
+                    return await next_(message)
+            except Rerun:
+                pass  # nothing of the batch committed: the delivery's work runs again, alone
+            async with unit.handling(message.envelope, message.attempt, alone=True) as context:
                 message.context = context
                 return await next_(message)
 

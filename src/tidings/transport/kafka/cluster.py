@@ -24,6 +24,7 @@ from tidings.errors import PublishError, TransportError
 from tidings.transport.kafka.config import CE_PREFIX, HEADER_GROUP, KafkaConfig
 from tidings.transport.kafka.refusal import TOO_LARGE, RecordRefused
 from tidings.transport.kafka.retrying import raise_retriable, retrying
+from tidings.transport.kafka.tls import handshake_failure
 
 log = logging.getLogger("tidings.transport.kafka")
 
@@ -73,7 +74,8 @@ class Cluster:
         except BaseException as error:
             await self.stop()  # every client, started or not: aiokafka warns about unclosed ones
             if isinstance(error, KafkaError | OSError):
-                raise TransportError(f"cannot reach Kafka at {','.join(self.config.bootstrap)}: {error}") from error
+                why = f"{error}{await handshake_failure(self.config)}"
+                raise TransportError(f"cannot reach Kafka at {','.join(self.config.bootstrap)}: {why}") from error
             raise
 
     async def _create_topics(self) -> None:

@@ -91,9 +91,16 @@ class Admin:
             return len(chosen)
 
     async def backlog(self) -> dict[str, int]:
-        base, user, password = self._config.management()
-        url = f"{base}/api/queues/{quote_vhost(self._config.vhost)}?columns=name,messages"
-        queues = await asyncio.to_thread(_get_json, url, user, password)
+        bases, user, password = self._config.managements()
+        path = f"/api/queues/{quote_vhost(self._config.vhost)}?columns=name,messages"
+        queues: list[dict[str, Any]] = []
+        for index, base in enumerate(bases):  # in a cluster, any node answers for all of them
+            try:
+                queues = await asyncio.to_thread(_get_json, base + path, user, password)
+                break
+            except TransportError:
+                if index == len(bases) - 1:
+                    raise
         groups: dict[str, int] = {}
         pending: dict[str, int] = {}
         for queue in queues:

@@ -1,6 +1,9 @@
 """RabbitMQ transport configuration: the URL and its options, and legacy-queue mappings.
 
-`amqp://user:pass@host:port/vhost?queue_type=classic&ordering=key` (or `amqps://`). Options
+`amqp://user:pass@host:port/vhost?queue_type=classic&ordering=key` (or `amqps://`). A cluster's
+nodes are listed in one URL, `amqp://user:pass@h1:5672,h2:5672,h3:5672/vhost`: the transport
+connects to the first that answers and, when that connection is lost, to the next one in the list
+(see `Link`); `management_url` may list one API per node the same way, comma-separated. Options
 Tidings reads are removed from the URL; the connection options aio-pika reads (`heartbeat`,
 `name`, `timeout`, and for TLS `cafile`, `capath`, `cadata`, `certfile`, `keyfile`,
 `no_verify_ssl`) are passed through; anything else is a `ConfigurationError`.
@@ -88,7 +91,7 @@ class LegacyMapping:
         return self.group is None or self.group == group
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RabbitConfig:
     """Connection and topology options of a `RabbitTransport`; `from_url` reads them from a URL."""
 
@@ -113,7 +116,8 @@ class RabbitConfig:
     delivery_limit: int | None = None
     """Quorum queues only: dead-letter a message the broker delivered this many times."""
     management_url: str | None = None
-    """Management HTTP API for `backlog()`; defaults to port 15672 (15671 for amqps) of the host."""
+    """Management HTTP API for `backlog()`, or several comma-separated (one per node, tried in
+    order); defaults to port 15672 (15671 for amqps) of each host."""
     legacy: tuple[LegacyMapping, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -155,7 +159,22 @@ class RabbitConfig:
                 raise urls.unknown(url, name, {*_PASSTHROUGH, *_OWN, "delivery_limit", "legacy_*"}, _WHAT)
         mappings = (*legacy, *_legacy_from_query(legacy_options))
         connection_url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(passthrough), ""))
+        if parts.netloc.rpartition("@")[2]:
+            urls.hosts(url, parts.netloc, _WHAT, 5672)  # refuse a malformed host list now, not at connect
         return cls(url=connection_url, legacy=mappings, **options)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """One connection URL per host the URL names, in its order (one for a single host)."""
+        parts = urlsplit(self.url)
+        userinfo, at, listed = parts.netloc.rpartition("@")
+        if "," not in listed:
+            return (self.url,)
+        default = 5671 if parts.scheme == "amqps" else 5672
+        return tuple(
+            urlunsplit((parts.scheme, f"{userinfo}{at}{_netloc(host, port)}", parts.path, parts.query, ""))
+            for host, port in urls.hosts(self.url, parts.netloc, _WHAT, default)
+        )
 
     @property
     def vhost(self) -> str:
@@ -163,20 +182,28 @@ class RabbitConfig:
         return unquote(path[1:]) if len(path) > 1 else "/"
 
     def management(self) -> tuple[str, str, str]:
-        """Base URL, user and password of the management HTTP API."""
+        """Base URL, user and password of the (first) management HTTP API."""
+        bases, user, password = self.managements()
+        return bases[0], user, password
+
+    def managements(self) -> tuple[tuple[str, ...], str, str]:
+        """Base URLs of the management HTTP API of every node (to try in order), user and password."""
         parts = urlsplit(self.url)
-        user, password, _ = urls.credentials(parts.netloc)
+        user, password, listed = urls.credentials(parts.netloc)
         user, password = user or "guest", password or "guest"
         if self.management_url is not None:
-            return self.management_url.rstrip("/"), user, password
+            return tuple(base.strip().rstrip("/") for base in self.management_url.split(",")), user, password
         tls = parts.scheme == "amqps"
-        host = parts.hostname or "localhost"
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if tls else 'http'}://{host}:{15671 if tls else 15672}", user, password
+        found = urls.hosts(self.url, parts.netloc, _WHAT, 5672) if listed else [("localhost", 5672)]
+        port = 15671 if tls else 15672
+        return tuple(f"{'https' if tls else 'http'}://{_netloc(host, port)}" for host, _ in found), user, password
 
     def redacted(self) -> str:
         """The connection URL without its password, for messages and logs."""
         return urls.redact(self.url)
+
+    def __repr__(self) -> str:  # the URL holds the password: only ever shown redacted
+        return f"RabbitConfig({self.redacted()!r}, namespace={self.namespace!r}, queue_type={self.queue_type!r})"
 
 
 def _legacy_from_query(options: dict[str, str]) -> tuple[LegacyMapping, ...]:
@@ -205,6 +232,10 @@ def _legacy_from_query(options: dict[str, str]) -> tuple[LegacyMapping, ...]:
             subject_field=options.get("subject_field"),
         ),
     )
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def check_group(group: str) -> str:

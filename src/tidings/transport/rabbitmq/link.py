@@ -13,6 +13,13 @@ Both retry with exponential backoff and jitter (`tidings.retry.RetryPolicy`, cap
 an admin call) waits for the next connection instead of trying the dead one again, and is woken
 the moment it is up.
 
+A URL naming several nodes of a cluster (`RabbitConfig.endpoints`) is one broker to `Link`: each
+(re)connection attempt tries the nodes in turn, starting with the one after the node it was last
+connected to (which is likely the one that just failed), and a round that reaches none of them
+counts as one failed attempt. A node that is down refuses at once on a reachable host; one that
+does not answer is given `nodes.NODE_TIMEOUT` seconds. What was declared is declared again on the
+node now connected to (quorum queues are already there, with their messages, on every node).
+
 Publishing uses one confirm-mode channel: a batch is written without waiting for each frame
 to drain and its confirms are gathered, so a batch costs about one round trip.
 """
@@ -24,14 +31,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from tidings.errors import PublishError, TransportError
 from tidings.retry import RetryPolicy
 from tidings.transport.rabbitmq.config import RabbitConfig
+from tidings.transport.rabbitmq.nodes import connect_any
 
 log = logging.getLogger("tidings.transport.rabbitmq")
 
@@ -63,6 +71,8 @@ class Link:
         self.config = config
         self.connection: AbstractConnection | None = None
         self.generation = 0
+        self.endpoint = 0
+        """Index in `config.endpoints` of the node of the current (or last) connection."""
         self._hooks: list[Hook] = []
         self._up = asyncio.Event()
         self._lost = asyncio.Event()
@@ -163,7 +173,7 @@ class Link:
     # -- (re)connecting ---------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        connection = await aio_pika.connect(self.config.url)
+        connection = await self._reach()
         try:
             self.connection = connection
             self.generation += 1
@@ -176,6 +186,11 @@ class Link:
             await connection.close()
             raise
         self._up.set()
+
+    async def _reach(self) -> AbstractConnection:
+        start = self.endpoint + 1 if self.generation else 0
+        self.endpoint, connection = await connect_any(self.config.endpoints, start, _REFUSED, _RECONNECT_ERRORS)
+        return connection
 
     def _on_close(self, sender: Any, error: BaseException | None = None) -> None:
         """The connection `sender` is gone: mark it down (once) and wake the supervisor."""
@@ -239,13 +254,15 @@ class Link:
                 self._publisher = current
             return current[1]
 
-    async def send(self, messages: Sequence[Outgoing]) -> None:
+    async def send(self, messages: Sequence[Outgoing], *, mandatory: bool = False) -> None:
         """Publish `messages` in order and return once the broker confirmed every one of them.
 
         Waits for a connection first; raises `PublishError` when the broker nacks any message,
         when the connection or channel closes before every confirm arrived, or when all this
-        takes longer than `publish_timeout`. Unroutable messages are not an error (`mandatory`
-        is off): in pub/sub an event no group subscribes to is simply not needed by anyone.
+        takes longer than `publish_timeout`. Unroutable messages are not an error unless
+        `mandatory`: in pub/sub an event no group subscribes to is simply not needed by anyone,
+        but a copy sent to one named queue (a retry, a dead letter) must reach it, and in a
+        cluster that queue can be unavailable; with `mandatory` a returned message fails too.
         """
         if not messages:
             return
@@ -254,7 +271,9 @@ class Link:
                 channel = await self._publisher_channel()
                 results = await asyncio.gather(
                     *(
-                        channel.basic_publish(body, exchange=exchange, routing_key=key, properties=props, wait=False)
+                        channel.basic_publish(
+                            body, exchange=exchange, routing_key=key, properties=props, mandatory=mandatory, wait=False
+                        )
                         for exchange, key, props, body in messages
                     ),
                     return_exceptions=True,
@@ -267,7 +286,7 @@ class Link:
         except BROKER_ERRORS as error:
             raise PublishError(f"publishing {len(messages)} message(s) failed: {error!r}") from error
         failed: list[object] = [result for result in results if isinstance(result, BaseException)]
-        failed += [result for result in results if isinstance(result, Basic.Nack | Basic.Reject)]
+        failed += [result for result in results if isinstance(result, Basic.Nack | Basic.Reject | DeliveredMessage)]
         if failed:
             first = failed[0]
             raise PublishError(

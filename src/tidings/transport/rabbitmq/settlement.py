@@ -65,7 +65,7 @@ async def move(link: Link, message: DeliveredMessage, queue: str, extra: Mapping
     """Publish a copy to `queue` (confirmed), then ack the original; requeue it on failure."""
     properties = copy_properties(message.header.properties, extra)
     try:
-        await link.send([("", queue, properties, message.body)])
+        await link.send([("", queue, properties, message.body)], mandatory=True)
     except PublishError:
         await requeue(message)
         raise
@@ -84,7 +84,7 @@ async def park(
     try:
         await declarer.delay(group, bucket)
         properties = copy_properties(message.header.properties, extra)
-        await link.send([("", delay_queue(config, group, bucket), properties, message.body)])
+        await link.send([("", delay_queue(config, group, bucket), properties, message.body)], mandatory=True)
     except COPY_ERRORS as error:
         log.warning("%s: could not park a delayed retry (%r); requeueing it", group, error)
         await requeue(message)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Collection
 from typing import Any
@@ -35,6 +36,7 @@ from tidings.errors import ConfigurationError, TransportError
 from tidings.transport.rabbitmq.config import RabbitConfig
 from tidings.transport.rabbitmq.link import BROKER_ERRORS, Link
 
+log = logging.getLogger("tidings.transport.rabbitmq")
 BUCKET_BASE_MS = 10
 BUCKETS_MS = tuple(BUCKET_BASE_MS * 2**k for k in range(24))
 MAX_BUCKET_MS = BUCKETS_MS[-1]
@@ -141,18 +143,18 @@ class Declarer:
         raw = await self._raw(wait=False)
         await raw.exchange_declare(events_exchange(self._config), exchange_type="topic", durable=True)
         for group, types in self._groups.items():
-            await self._declare_group(raw, group, types)
+            await self._declare_group(group, types, wait=False)
+        raw = await self._raw(wait=False)
         for group, bucket in self._delays:
             await self._declare_delay(raw, group, bucket)
         for queue in self._legacy:
-            await raw.queue_declare(queue, durable=True)
+            await self._declare_classic(queue, None, wait=False)
 
     async def group(self, group: str, types: Collection[str], legacy_queues: Collection[str] = ()) -> None:
         async with self._lock, self._refusals():
-            raw = await self._raw()
-            await self._declare_group(raw, group, types)
+            await self._declare_group(group, types)
             for queue in legacy_queues:
-                await raw.queue_declare(queue, durable=True)
+                await self._declare_classic(queue, None)
         self._groups.setdefault(group, set()).update(types)
         self._legacy.update(legacy_queues)
 
@@ -163,9 +165,10 @@ class Declarer:
             await self._declare_delay(await self._raw(), group, bucket_ms)
         self._delays.add((group, bucket_ms))
 
-    async def _declare_group(self, raw: RawChannel, group: str, types: Collection[str]) -> None:
+    async def _declare_group(self, group: str, types: Collection[str], *, wait: bool = True) -> None:
         queue = group_queue(self._config, group)
-        await raw.queue_declare(dead_letter_queue(self._config, group), durable=True, arguments=dead_letter_arguments())
+        await self._declare_classic(dead_letter_queue(self._config, group), dead_letter_arguments(), wait=wait)
+        raw = await self._raw(wait=wait)
         await raw.queue_declare(queue, durable=True, arguments=group_arguments(self._config, group))
         for event_type in sorted(types):
             await raw.queue_bind(queue, events_exchange(self._config), routing_key=event_type)
@@ -176,6 +179,22 @@ class Declarer:
             durable=True,
             arguments=delay_arguments(self._config, group, bucket_ms),
         )
+
+    async def _declare_classic(self, queue: str, arguments: dict[str, Any] | None, *, wait: bool = True) -> None:
+        """Declare a classic queue (dead letters, a legacy queue). In a cluster it lives on one
+        node; while that node is down the broker answers NOT_FOUND ("home node ... is down"):
+        the rest of the topology is declared anyway, so consuming resumes on the surviving nodes,
+        and copies meant for that queue are refused until it is back (`settlement.move`
+        publishes them `mandatory`, and the original returns to its queue)."""
+        raw = await self._raw(wait=wait)
+        try:
+            await raw.queue_declare(queue, durable=True, arguments=arguments)
+        except aiormq.exceptions.ChannelNotFoundEntity as error:
+            text = str(error.args[-1] if error.args else error)
+            if "home node" not in text:
+                raise
+            log.warning("queue %r is unavailable (%s); declaring the rest of the topology", queue, text)
+            self._channel = None  # the refusal closed the channel
 
     async def _raw(self, *, wait: bool = True) -> RawChannel:
         if self._channel is None or self._channel.is_closed:

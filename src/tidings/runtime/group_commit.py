@@ -1,0 +1,257 @@
+"""`GroupCommit`: the units of work of deliveries handled at the same time share one transaction.
+
+Each delivery still has its own task and its own `Context`; what they share is the database
+transaction, so a batch of N deliveries costs one session, one `BEGIN` and one `COMMIT` (on SQLite
+one fsync) instead of N. The contract, which `UnitOfWork.handling` keeps for its callers:
+
+- a member's work (inbox claim, handler, ORM flush, outbox rows) runs when the member's turn
+  comes, one member at a time on the batch's session (an `AsyncSession` is not safe for concurrent
+  use); `member()` returns only after the batch committed, so an ack that follows it acks a durable
+  effect;
+- the batch commits when the last member that joined it has done its work; members join while
+  it is open, up to `limit`; only one batch works at a time (the next one waits until the
+  previous one finished working, then works while that one commits), so a batch never waits on a
+  lock held by a later one;
+- the inbox claims of every member that joined so far are made by one statement when the first of
+  them asks (`claim`, which `with_inbox` calls); a member whose event another member of the batch
+  already carries (a redelivery) claims alone, and finds it taken;
+- the outbox rows of every member are added by one statement just before the commit (one round
+  trip per batch); on PostgreSQL that statement takes the per-key advisory locks, which the batch
+  then holds only for its commit;
+- if any member's work raises, or the commit (with its outbox rows) fails, the whole batch is rolled back and every
+  member gets `Rerun`: it must run again alone, in a transaction of its own (the caller does it),
+  so a failure never leaves a neighbour's effects half-applied and never applies one twice. A batch
+  of one raises its member's own error instead (alone already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.context import Context
+from tidings.envelope import Envelope, check_identity
+from tidings.errors import MalformedMessage
+from tidings.store import Store, inbox, outbox
+
+DEFAULT_LIMIT = 100
+"""Members of one batch at most (the consumer's concurrency usually bounds it first)."""
+
+
+_member: ContextVar[tuple[_Batch, Context] | None] = ContextVar("tidings_group_member", default=None)
+"""The batch and context of the member whose work the current task is doing, if any."""
+
+
+async def claim(session: AsyncSession, group: str, source: str, event_id: str) -> bool:
+    """`inbox.claim` for the unit of work of `session`: within a group commit, one statement claims
+    the batch's members that have not claimed yet, and this member's answer is taken from it."""
+    member = _member.get()
+    if member is None or member[0].session is not session or member[0].committed.done():
+        return await inbox.claim(session, group, source, event_id)
+    batch, context = member
+    key = (source, event_id)
+    if batch.owners.get(key) is not context:  # not registered, or a redelivery of a neighbour's event
+        return await inbox.claim(session, group, source, event_id)
+    if key not in batch.claimed:
+        keys, batch.unclaimed = batch.unclaimed, []
+        batch.won |= await inbox.claim_many(session, group, keys)
+        batch.claimed.update(keys)
+    return key in batch.won
+
+
+class Rerun(Exception):
+    """The batch this unit of work belonged to was rolled back: run it again, alone."""
+
+
+Key = tuple[str, str]
+"""An inbox key within a group: (source, event id)."""
+
+
+class _Batch:
+    __slots__ = (
+        "claimed",
+        "committed",
+        "doomed",
+        "members",
+        "outgoing",
+        "owners",
+        "pending",
+        "previous",
+        "session",
+        "turn",
+        "unclaimed",
+        "won",
+        "worked",
+    )
+
+    def __init__(self, previous: _Batch | None) -> None:
+        self.previous = previous
+        self.members = 0
+        self.doomed = False
+        """A member was cancelled before its turn: the batch will be rolled back."""
+        self.pending = 0
+        """Members that joined and have not finished their work."""
+        self.turn = asyncio.Lock()
+        self.worked = asyncio.Event()
+        """Set once no member will use the session again (all worked, or the batch failed)."""
+        self.committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        """True once committed; False if rolled back (members then rerun alone)."""
+        self.session: AsyncSession | None = None
+        self.outgoing: list[Envelope] = []
+        self.owners: dict[Key, Context] = {}
+        """The member whose claim each key is (the first that joined with it)."""
+        self.unclaimed: list[Key] = []
+        self.claimed: set[Key] = set()
+        self.won: set[Key] = set()
+
+    @property
+    def failed(self) -> bool:
+        return self.committed.done() and not self.committed.result()
+
+
+class GroupCommit:
+    """Batches the units of work of one service's handlers on `store` (see the module docstring).
+
+    `committed(envelopes)` is called once per committed batch that wrote outbox rows (to wake the relay).
+    """
+
+    def __init__(
+        self, store: Store, committed: Callable[[list[Envelope]], None], *, limit: int = DEFAULT_LIMIT
+    ) -> None:
+        self._store = store
+        self._committed = committed
+        self._limit = limit
+        self._open: _Batch | None = None
+        self._last: _Batch | None = None
+
+    def _join(self, context: Context) -> _Batch:
+        batch = self._open
+        if batch is None or batch.members >= self._limit:
+            batch = self._open = _Batch(self._last)
+            self._last = batch
+        batch.members += 1
+        batch.pending += 1
+        incoming = context.incoming
+        if incoming is not None:
+            key = (incoming.source, incoming.id)
+            try:
+                check_identity(incoming.id, incoming.source)
+            except MalformedMessage:
+                return batch  # claims alone, and fails alone
+            if key not in batch.owners:
+                batch.owners[key] = context
+                batch.unclaimed.append(key)
+        return batch
+
+    def _close(self, batch: _Batch) -> None:
+        if self._open is batch:
+            self._open = None
+        batch.worked.set()
+
+    @contextlib.asynccontextmanager
+    async def member(self, context: Context) -> AsyncIterator[Context]:
+        """Run the body as `context`'s share of a batch; returns once the batch committed, raises
+        `Rerun` if it was rolled back (or the member's own error, in a batch of one)."""
+        batch = self._join(context)
+        try:
+            await batch.turn.acquire()
+        except BaseException:
+            await self._abandon(batch)
+            raise
+        try:
+            if batch.previous is not None:
+                await batch.previous.worked.wait()
+                batch.previous = None
+        except BaseException:
+            batch.turn.release()
+            await self._abandon(batch)
+            raise
+        try:
+            if batch.failed:
+                batch.pending -= 1
+                raise Rerun
+            if batch.doomed:
+                await self._roll_back(batch)
+                raise Rerun
+            try:
+                if batch.session is None:
+                    batch.session = self._store.session()
+                    await batch.session.begin()
+                session = batch.session
+                context.bind(session)
+                token = _member.set((batch, context))
+                try:
+                    yield context
+                finally:
+                    _member.reset(token)
+                if session.new or session.dirty or session.deleted:
+                    await session.flush()  # the member's own errors are its own, not the commit's
+                batch.outgoing.extend(context.outgoing)  # added by the commit, in one statement
+            except Exception as error:
+                alone = batch.members == 1
+                await self._roll_back(batch)
+                if alone:
+                    raise
+                raise Rerun from error
+            except BaseException:  # cancelled: nothing of the batch may commit
+                await self._roll_back(batch)
+                raise
+            if batch.pending == 1 and batch.doomed:  # the last, after a neighbour gave up its turn
+                await self._roll_back(batch)
+                raise Rerun
+            batch.pending -= 1
+            last = batch.pending == 0
+            if last:
+                self._close(batch)
+        finally:
+            batch.turn.release()
+        if last:
+            await self._commit(batch)
+        if not await asyncio.shield(batch.committed):
+            raise Rerun
+
+    async def _abandon(self, batch: _Batch) -> None:
+        """A member cancelled before its turn. Its event may have been claimed by the batch's inbox
+        statement without its handler having run, so the batch must not commit: it is doomed, and
+        rolled back by whoever comes next (here, if nobody will)."""
+        batch.pending -= 1
+        batch.doomed = True
+        if batch.pending == 0:  # every other member has done its work and waits for the commit
+            self._close(batch)
+            if not batch.committed.done():
+                batch.committed.set_result(False)
+            if batch.session is not None:
+                await asyncio.shield(batch.session.close())
+
+    async def _roll_back(self, batch: _Batch) -> None:
+        """Fail `batch` (its members rerun alone) and roll back what it did; while holding its turn."""
+        batch.pending -= 1
+        self._close(batch)
+        if not batch.committed.done():
+            batch.committed.set_result(False)
+        if batch.session is not None:
+            await asyncio.shield(batch.session.close())  # rolls back the open transaction
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Add the batch's outbox rows, commit, release the members; a failed commit fails the batch (its members
+        rerun alone, and a batch of one raises the error, as a transaction of its own would)."""
+        session = batch.session
+        assert session is not None
+        try:
+            if batch.outgoing:
+                await outbox.add(session, batch.outgoing)
+            await session.commit()
+        except BaseException as error:
+            batch.committed.set_result(False)
+            await asyncio.shield(session.close())
+            if batch.members == 1 or not isinstance(error, Exception):
+                raise
+            return
+        batch.committed.set_result(True)
+        await session.close()
+        if batch.outgoing:
+            self._committed(batch.outgoing)
