@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     every = ", ".join(SERVICES + OPTIONAL)
     up.add_argument("--services", default=",".join(SERVICES), help=f"comma-separated, of {every} [all five]")
     up.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
+    _signal_arguments(up)
     up.add_argument(
         "--replicas", action="append", default=[], metavar="SERVICE=N", help="run N processes of SERVICE (repeatable)"
     )
@@ -55,12 +57,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true", help="delete the data dir's shop databases first (make run does)")
     demo.add_argument("--dashboard", action="store_true", help="also run the dashboard (docs/dashboard.md)")
     demo.add_argument("--log-level", default="INFO")
+    _signal_arguments(demo)
     provision = commands.add_parser("provision", help="a broker user and database role per service (docs/security.md)")
     add_arguments(provision)  # --broker and --database: the administrator's URLs
     provision.add_argument("--out", type=Path, required=True, help="credentials file to write (mode 600)")
     provision.add_argument("--user-prefix", default="shop-", help="prefix of the user and role names [shop-]")
     provision.add_argument("--signing-keys", type=Path, help="also write signing keys into this folder")
     return parser
+
+
+def _signal_arguments(parser: argparse.ArgumentParser) -> None:
+    """One switch per signal (docs/observability.md); `--metrics-port` comes with the settings."""
+    parser.add_argument("--otlp-endpoint", help="export every service's spans over OTLP/HTTP here [OTEL_* env]")
+    parser.add_argument("--log-format", choices=["human", "json"], help="service logs: human or json [human]")
+
+
+def _signals_to_env(args: argparse.Namespace) -> None:
+    """The children inherit the environment: the OpenTelemetry variable and the shop's log format."""
+    if getattr(args, "otlp_endpoint", None):
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp_endpoint
+    if getattr(args, "log_format", None):
+        os.environ["SHOP_LOG_FORMAT"] = args.log_format
 
 
 def _load_arguments(parser: argparse.ArgumentParser, *, orders: int = 300, rate: float = 50.0) -> None:
@@ -80,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env().with_args(args)
+        _signals_to_env(args)
         with contextlib.suppress(KeyboardInterrupt):
             if args.command == "up":
                 from services.supervisor import up

@@ -228,6 +228,9 @@ async def up(
         if "dashboard" in supervisor.children:
             where += f", dashboard {supervisor.ready_info('dashboard').get('dashboard')}"
         _say(f"shop is up: {where}; logs in {settings.log_dir}; Ctrl-C stops")
+        metrics = {name: supervisor.ready_info(name).get("metrics") for name in supervisor.children}
+        if any(metrics.values()):
+            _say("metrics: " + ", ".join(f"{name} {url}/metrics" for name, url in metrics.items() if url))
         await stop.wait()
     finally:
         _say("stopping")

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +27,7 @@ from sqlalchemy import MetaData
 from services.kit.db import Seeder, ensure_database
 from services.settings import Settings, add_arguments
 from tidings.legacy import LegacySource
+from tidings.observe import setup
 from tidings.runtime.hooks import Component
 from tidings.runtime.supervisor import BackgroundTaskFailed, Restart
 from tidings.service import Hook, Service
@@ -158,21 +158,19 @@ def run_main(build: Callable[[Settings], Service], argv: Sequence[str] | None = 
     add_arguments(parser)
     parser.add_argument("--log-level", default=os.environ.get("SHOP_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env().with_args(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     service = build(settings)
+    # logs (SHOP_LOG_FORMAT / TIDINGS_LOG_FORMAT) and spans (OTEL_* variables) as `tidings run` does
+    setup.configure(service.name, log_format=os.environ.get("SHOP_LOG_FORMAT"), log_level=args.log_level)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(service))
     except BackgroundTaskFailed as failure:  # the consumer died, say: exit non-zero, the supervisor restarts it
         log.error("%s", failure)
         return failure.exit_code
+    finally:
+        setup.shutdown()  # the spans still buffered
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
 from sqlalchemy import select
@@ -43,6 +43,7 @@ from services.orders.schemas import (
     as_utc,
 )
 from services.settings import Settings
+from tidings.observe.metrics import CONTENT_TYPE
 from tidings.service import Service
 
 MAX_BODY = 64 * 1024
@@ -192,6 +193,22 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": service.name}
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        """The process answers (its event loop turns)."""
+        return {"status": "live", "service": service.name}
+
+    @app.get("/health/ready", responses={503: {"description": "not ready; the body says which check failed"}})
+    async def ready() -> JSONResponse:
+        """The orders service can work now: database, migrations, broker, background tasks."""
+        verdict = await service.ready()
+        return JSONResponse(verdict, status_code=200 if verdict["status"] == "ready" else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """The orders service's Prometheus metrics (the text exposition format 0.0.4)."""
+        return PlainTextResponse(await service.scrape(), media_type=CONTENT_TYPE)
 
     return app
 

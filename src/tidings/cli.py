@@ -15,6 +15,7 @@ from pathlib import Path
 from tidings.commands import declare, events, outbox, publish, trace
 from tidings.commands.output import add_json_flag, emit
 from tidings.errors import ConfigurationError, TidingsError
+from tidings.observe import setup
 from tidings.runtime.supervisor import BackgroundTaskFailed
 from tidings.service import Service
 from tidings.transport.base import connect
@@ -83,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("target", help="module:attribute naming a tidings.Service")
     run.add_argument("--metrics-port", type=int, help="serve GET /metrics and /health on this port")
     run.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
+    run.add_argument("--otlp-endpoint", help="export spans over OTLP/HTTP here (sets OTEL_EXPORTER_OTLP_ENDPOINT)")
+    run.add_argument("--log-format", choices=["human", "json"], help="human (default) or json: one line per event")
 
     dead = commands.add_parser("dead-letters", help="list, replay or purge a group's dead letters")
     dead.add_argument("action", choices=["list", "replay", "purge"])
@@ -143,11 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             service = load_service(args.target)
             if args.metrics_port is not None:
                 service.metrics_port, service.metrics_host = args.metrics_port, args.metrics_host
+            if args.otlp_endpoint:
+                os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp_endpoint
+            setup.configure(service.name, log_format=args.log_format, log_level=args.log_level)
             try:
                 asyncio.run(service.run())
             except BackgroundTaskFailed as failure:
                 print(f"tidings: {failure}", file=sys.stderr)
                 return failure.exit_code
+            finally:
+                setup.shutdown()  # the spans still buffered
             return 0
         if args.command == "dead-letters":
             return asyncio.run(_dead_letters(args))

@@ -1,11 +1,6 @@
-"""`Service`: the public face of a service — its handlers, its hooks, and start/stop — composed
-from `tidings.runtime` (docs/architecture.md follows one delivery through it).
-
-What runs beside the handlers is declared, never subclassed: business tables (`tables=`),
-`on_startup` / `on_shutdown` hooks, `component`s started once the service consumes (an HTTP app
-in the same loop), and supervised `background` tasks; one `Supervisor` owns every background task
-(consumer, relay, saga timeouts, inbox retention, the user's) and `/health` reports each. Without
-a database, follow-ups are published after the handler returns, before the ack (at-least-once).
+"""`Service`: the public face of a service — its handlers, its hooks (business tables, startup and
+shutdown hooks, components, supervised background tasks: declared, never subclassed) and start/stop —
+composed from `tidings.runtime` (docs/architecture.md follows one delivery through it).
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData
 
@@ -26,7 +21,7 @@ from tidings.errors import ConfigurationError
 from tidings.events import Event, Registry
 from tidings.observe import ServiceMetrics, Telemetry
 from tidings.retry import RetryPolicy
-from tidings.runtime import activity, chain, health
+from tidings.runtime import activity, chain, health, readiness
 from tidings.runtime.consumer import Consumer
 from tidings.runtime.hooks import Component, Hooks
 from tidings.runtime.pipeline import HANDOVER
@@ -293,8 +288,12 @@ class Service:
     async def scrape(self) -> str:
         """The Prometheus text of this service (`GET /metrics`); see `tidings.runtime.health.scrape`."""
         group = self.group if self.routes else None
-        return await health.scrape(self.metrics, self.name, self._store, self._transport, group)
+        return await health.scrape(self.metrics, self.name, self._store, self._transport, group, self.supervisor)
 
     def health(self) -> dict[str, object]:
         """What `GET /health` answers; see `tidings.runtime.health.report`."""
         return health.report(self.name, phase=self._phase, supervisor=self.supervisor, stats=dict(self.stats))
+
+    async def ready(self) -> dict[str, Any]:
+        """What `GET /health/ready` answers; see `tidings.runtime.readiness.check`."""
+        return await readiness.check(self.name, self._phase, self.supervisor, self._store, self._transport)

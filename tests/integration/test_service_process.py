@@ -49,7 +49,7 @@ async def test_run_with_metrics_port_serves_metrics_until_stopped(tmp_path: Path
                 while True:
                     try:
                         response = await client.get("/metrics")
-                        if 'tidings_messages_handled_total{service="slowpoke"' in response.text:
+                        if 'outcome="handled"} 1' in response.text:  # every series exists from the start, at 0
                             break
                     except httpx.TransportError:
                         pass  # not listening yet

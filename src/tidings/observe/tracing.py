@@ -1,21 +1,26 @@
 """OpenTelemetry spans for the three moments of a message: create, send, process.
 
-Only the OpenTelemetry *API* is used, and only when it is installed (`tidings[otel]`); the
-application configures the SDK and its exporter. Without the API, or without an SDK, every
-function here is a cheap no-op and `traceparent` is passed through from the incoming event.
+Only the OpenTelemetry *API* is used here, and only when it is installed (`tidings[otel]`);
+`tidings.observe.setup` configures the SDK from the environment for `tidings run` and the shop.
+Without the API, or without an SDK, every function here is a cheap no-op and `traceparent` is
+passed through from the incoming event.
 
 A message's creation context travels in the envelope's `traceparent` (W3C trace context). The
-process span is a *child* of that context, not merely linked to it, so one business transaction
-is one trace across services (ADR 0008 explains this deviation from the conventions).
+process span links to that context, as the messaging conventions ask, and is also its child, so
+one business transaction is one trace across services (ADR 0008, ADR 0020). A create span is
+started by `ctx.publish` and ended only when its unit of work commits (`end_created`): a span
+that is never ended is never exported, so a rolled-back attempt leaves no create span behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tidings.envelope import Envelope
+from tidings.observe import conventions as names
+from tidings.observe.conventions import Broker
 
 try:
     from opentelemetry import trace
@@ -23,18 +28,11 @@ try:
 except ImportError:  # tracing is optional
     trace = None  # type: ignore[assignment]
 
-_SYSTEMS = {"amqp": "rabbitmq", "amqps": "rabbitmq"}
 _propagator: Any = TraceContextTextMapPropagator() if trace is not None else None
 _provider: Any = None
 """Set by `use_tracer_provider`; None means OpenTelemetry's global provider."""
 _last: tuple[Any, Any] = (None, None)
 """(provider, its tracer) last used: an SDK builds a new tracer object on every `get_tracer`."""
-
-
-def messaging_system(broker_url: str) -> str:
-    """`messaging.system` for a broker URL: its scheme, with AMQP named as RabbitMQ."""
-    scheme = broker_url.split(":", 1)[0]
-    return _SYSTEMS.get(scheme, scheme)
 
 
 def use_tracer_provider(provider: Any) -> None:
@@ -56,11 +54,20 @@ def _tracer() -> Any:
     return _last[1]
 
 
-def _parent(traceparent: str | None) -> Any:
+def _context_of(traceparent: str | None) -> Any:
     """The OpenTelemetry context carried by a `traceparent`, or None."""
     if traceparent is None or _propagator is None:
         return None
     return _propagator.extract({"traceparent": traceparent})
+
+
+def _span_context(traceparent: str | None) -> Any:
+    """The valid span context a `traceparent` names, or None."""
+    context = _context_of(traceparent)
+    if context is None:
+        return None
+    span_context = trace.get_current_span(context).get_span_context()
+    return span_context if span_context.is_valid else None
 
 
 def _traceparent_of(span: Any) -> str | None:
@@ -69,50 +76,78 @@ def _traceparent_of(span: Any) -> str | None:
     return carrier.get("traceparent")
 
 
-def creation_context(event_type: str, service: str, inherited: str | None) -> str | None:
-    """The `traceparent` for a new message: a just-ended create span's context when tracing is
-    on, else `inherited` (the incoming event's), so contexts still flow without an SDK."""
+def current_traceparent() -> str | None:
+    """The `traceparent` of the current span (an HTTP request's, a handler's), or None."""
+    if trace is None:
+        return None
+    span = trace.get_current_span()
+    return _traceparent_of(span) if span.get_span_context().is_valid else None
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of the current span in hex, for log lines; None outside any span."""
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def creation(event_type: str, service: str, broker: Broker, inherited: str | None) -> tuple[str | None, Any]:
+    """Start the create span of a new message, a child of the current span; returns the message's
+    `traceparent` and the span, which the caller ends once the message is committed (`end_created`).
+
+    Without an SDK: (`inherited`, None), so contexts still flow to a traced service further on.
+    """
     tracer = _tracer()
     if tracer is None:
-        return inherited
-    span = tracer.start_span(
-        f"create {event_type}",
-        kind=trace.SpanKind.PRODUCER,
-        attributes={
-            "messaging.operation.type": "create",
-            "messaging.destination.name": event_type,
-            "tidings.service": service,
-        },
-    )
-    span.end()
+        return inherited, None
+    attributes = broker.attributes("create")
+    attributes[names.CE_TYPE] = event_type
+    attributes[names.SERVICE] = service
+    if broker.routes_by_type:
+        attributes[names.ROUTING_KEY] = event_type
+    span = tracer.start_span(f"create {event_type}", kind=trace.SpanKind.PRODUCER, attributes=attributes)
     if not span.get_span_context().is_valid:  # no SDK: a non-recording span
-        return inherited
-    return _traceparent_of(span)
+        return inherited, None
+    return _traceparent_of(span), span
+
+
+def describe_created(span: Any, envelope: Envelope) -> None:
+    """Name the message a create span is about, once its envelope exists."""
+    if span is not None:
+        span.set_attribute(names.MESSAGE_ID, envelope.id)
+        span.set_attribute(names.CE_ID, envelope.id)
+        span.set_attribute(names.CE_SOURCE, envelope.source)
+        if envelope.correlationid is not None:
+            span.set_attribute(names.CONVERSATION_ID, envelope.correlationid)
+
+
+def end_created(spans: Iterable[Any]) -> None:
+    """End the create spans of messages whose unit of work committed (they are then exported)."""
+    for span in spans:
+        if span is not None:
+            span.end()
 
 
 @contextlib.contextmanager
-def sending(envelopes: Sequence[Envelope], system: str) -> Iterator[None]:
+def sending(envelopes: Sequence[Envelope], broker: Broker) -> Iterator[None]:
     """A send span around one `transport.publish` batch, linked to each message's creation context."""
     tracer = _tracer()
     if tracer is None:
         yield
         return
-    links = []
-    for envelope in envelopes:
-        parent = _parent(envelope.traceparent)
-        context = trace.get_current_span(parent).get_span_context() if parent is not None else None
-        if context is not None and context.is_valid:
-            links.append(trace.Link(context))
-    with tracer.start_as_current_span(
-        "send",
-        kind=trace.SpanKind.CLIENT,
-        links=links,
-        attributes={
-            "messaging.system": system,
-            "messaging.operation.type": "send",
-            "messaging.batch.message_count": len(envelopes),
-        },
-    ):
+    links = [trace.Link(context) for e in envelopes if (context := _span_context(e.traceparent)) is not None]
+    attributes = broker.attributes("send")
+    attributes[names.BATCH_COUNT] = len(envelopes)
+    types = {envelope.type for envelope in envelopes}
+    if len(envelopes) == 1:
+        attributes[names.MESSAGE_ID] = envelopes[0].id
+    if broker.routes_by_type and len(types) == 1:
+        attributes[names.ROUTING_KEY] = next(iter(types))
+    name = f"send {next(iter(types))}" if len(types) == 1 else "send"
+    with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, links=links, attributes=attributes):
         yield
 
 
@@ -126,38 +161,67 @@ class Processing:
         """How the delivery ended (`handled`, `duplicate`, `retried`, `dead_lettered`) and why."""
         if self._span is None:
             return
-        self._span.set_attribute("tidings.outcome", outcome)
+        self._span.set_attribute(names.OUTCOME, outcome)
         if error is not None:
             self._span.record_exception(error)
-            self._span.set_attribute("error.type", type(error).__qualname__)
+            self._span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
             self._span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
 
 
 @contextlib.contextmanager
-def processing(envelope: Envelope | None, attempt: int, group: str, system: str) -> Iterator[Processing]:
-    """The current span while one delivery is handled: a child of the message's creation
-    context. `envelope` is None for a message that could not be decoded."""
+def processing(
+    envelope: Envelope | None, attempt: int, group: str, broker: Broker, position: Any = None
+) -> Iterator[Processing]:
+    """The current span while one delivery is handled: linked to the message's creation context and
+    its child. `envelope` is None for a message that could not be decoded; `position` is a Kafka
+    record's (partition, offset, key), if known."""
     tracer = _tracer()
     if tracer is None:
         yield Processing(None)
         return
-    attributes: dict[str, Any] = {
-        "messaging.system": system,
-        "messaging.operation.type": "process",
-        "messaging.consumer.group.name": group,
-        "messaging.message.delivery_attempt": attempt,
-    }
+    attributes = broker.attributes("process")
+    attributes[names.GROUP] = group
+    attributes[names.ATTEMPT] = attempt
+    links = []
     if envelope is not None:
-        attributes["messaging.destination.name"] = envelope.type
-        attributes["messaging.message.id"] = envelope.id
+        attributes[names.MESSAGE_ID] = envelope.id
+        attributes[names.CE_ID] = envelope.id
+        attributes[names.CE_TYPE] = envelope.type
+        attributes[names.CE_SOURCE] = envelope.source
         if envelope.correlationid is not None:
-            attributes["messaging.message.conversation_id"] = envelope.correlationid
+            attributes[names.CONVERSATION_ID] = envelope.correlationid
+        if broker.routes_by_type:
+            attributes[names.ROUTING_KEY] = envelope.type
+        creation_context = _span_context(envelope.traceparent)
+        if creation_context is not None:
+            links.append(trace.Link(creation_context))
+    if position is not None:
+        partition, offset, key = position
+        attributes[names.PARTITION] = str(partition)
+        attributes[names.KAFKA_OFFSET] = offset
+        if key is not None:
+            attributes[names.KAFKA_KEY] = key
     with tracer.start_as_current_span(
         f"process {envelope.type}" if envelope is not None else "process",
-        context=_parent(envelope.traceparent if envelope is not None else None),
+        context=_context_of(envelope.traceparent if envelope is not None else None),
         kind=trace.SpanKind.CONSUMER,
+        links=links,
         record_exception=False,  # outcomes are recorded explicitly: a retried error is not a crash
         set_status_on_exception=False,
         attributes=attributes,
     ) as span:
         yield Processing(span if span.is_recording() else None)
+
+
+@contextlib.contextmanager
+def continuing(traceparent: str | None, name: str, attributes: dict[str, Any]) -> Iterator[None]:
+    """An INTERNAL span, current while the block runs, that continues the trace `traceparent`
+    names (a saga's timeout continues its transaction's trace); a no-op without an SDK."""
+    tracer = _tracer()
+    if tracer is None:
+        yield
+        return
+    with tracer.start_as_current_span(
+        name, context=_context_of(traceparent), kind=trace.SpanKind.INTERNAL, attributes=attributes
+    ):
+        yield

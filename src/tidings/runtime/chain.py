@@ -46,10 +46,11 @@ def pipeline(service: Declared, unit: UnitOfWork, *, members_share_types: bool) 
     """The pipeline of `service` consuming as its group: the inbox only with a database;
     `service.handover` paces giving back what another member of the group may handle."""
     owner, group, routes, retry = service.telemetry.service, service.group, service.routes, service.retry
+    service.telemetry.metrics.declare(routes.types)  # every type's series exist from the start, at 0
     edge: list[Middleware] = [
-        with_tracing(group, service.telemetry.system),
+        with_tracing(group, service.telemetry.broker),
         with_settlement(owner, service.stats),
-        with_metrics(service.telemetry.metrics),
+        with_metrics(service.telemetry.metrics, group),
     ]
     verifier = service.signing.verifier if service.signing is not None else None
     trust = [with_verification(owner, verifier)] if verifier is not None else []  # signed events only

@@ -105,6 +105,10 @@ class Supervisor:
         """Each task's state: `running`, `restarting (n)`, `stopped` or `failed: <why>`."""
         return {name: supervised.state for name, supervised in self._tasks.items()}
 
+    def crashes(self) -> dict[str, int]:
+        """Each task's crashes in a row (back to 0 once a run lasted its `healthy_after`)."""
+        return {name: supervised.crashes for name, supervised in self._tasks.items()}
+
     @property
     def healthy(self) -> bool:
         return all(supervised.state == RUNNING for supervised in self._tasks.values())

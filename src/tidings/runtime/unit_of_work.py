@@ -96,6 +96,7 @@ class UnitOfWork:
         if self.store is None:
             yield context
             self._sign(context)
+            context.committed()
             if context.outgoing:
                 await self._publish(context.outgoing)
             return
@@ -105,6 +106,7 @@ class UnitOfWork:
             self._sign(context)
             if context.outgoing:
                 await outbox.add(session, context.outgoing)
+        context.committed()  # create spans end only for what committed
         if context.outgoing:
             self._committed(context.outgoing)
 

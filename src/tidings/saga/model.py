@@ -118,6 +118,11 @@ class SagaContext:
         """The event being handled; None in `timed_out`."""
         return self._context.incoming
 
+    @property
+    def trace_context(self) -> str | None:
+        """The trace context of the business transaction (kept with the instance for its timeout)."""
+        return self._context.trace_context
+
     def publish(self, event: Event) -> Envelope:
         """Publish `event` as part of this business transaction (the saga's correlation id)."""
         return self._context.publish(event, correlationid=self.correlation)

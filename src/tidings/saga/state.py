@@ -34,6 +34,7 @@ async def save(session: AsyncSession, name: str, saga: Saga, ctx: SagaContext, *
         "compensations": json.dumps(ctx.compensations),
         "deadline": ctx.deadline,
         "updated_at": now,
+        "traceparent": ctx.trace_context,
     }
     if new:
         await session.execute(insert(sagas).values(saga=name, correlation=ctx.correlation, started_at=now, **values))

@@ -9,6 +9,7 @@ import time
 from sqlalchemy import select, update
 
 from tidings.events import Registry
+from tidings.observe import tracing
 from tidings.saga.model import RETRY_TIMEOUT_AFTER, RUNNING, Saga, SagaContext, Transaction
 from tidings.saga.state import compensations_of, load, save
 from tidings.store import Store
@@ -74,7 +75,10 @@ class TimeoutSweeper:
                 return 0
             saga = saga_class.model_validate_json(row.state)
             saga_context = SagaContext(ctx, self._registry, correlation, compensations_of(row), row.deadline)
-            await saga.timed_out(saga_context)
+            # the cancellation and its compensations continue the transaction's trace, not a new one
+            attributes = {"tidings.saga.name": name, "tidings.saga.correlation": correlation}
+            with tracing.continuing(row.traceparent, f"timeout {name}", attributes):
+                await saga.timed_out(saga_context)
             if saga_context.status == RUNNING and saga_context.deadline == row.deadline:
                 saga_context.set_timeout(None)  # neither ended nor rescheduled: do not fire again
             await save(ctx.session, name, saga, saga_context, new=False)

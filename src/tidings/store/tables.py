@@ -80,5 +80,11 @@ sagas = Table(
     Column("deadline", Float, nullable=True, comment="Unix seconds when it times out; NULL: never."),
     Column("started_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column(
+        "traceparent",
+        String(64),
+        nullable=True,
+        comment="W3C traceparent of the transaction's last step; NULL: none known (tracing off, or before 0005).",
+    ),
 )
 Index("ix_tidings_sagas_due", sagas.c.status, sagas.c.deadline)

@@ -169,6 +169,11 @@ class Transport(ABC):
     async def backlog(self) -> dict[str, int]:
         """Messages each declared group has not yet acked (ready, in flight or waiting to retry)."""
 
+    async def ping(self) -> None:
+        """Raise unless the broker can be reached now (for readiness probes); by default a backlog
+        read, which every adapter answers only from the broker."""
+        await self.backlog()
+
     @abstractmethod
     async def close(self) -> None:
         """Release connections; does not delete anything on the broker."""

@@ -19,7 +19,7 @@ from tidings.store import Store, inbox, outbox
 from tidings.store.migrate import VERSION_TABLE, alembic_config
 from tidings.store.tables import metadata as tidings_metadata
 
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision in tidings/store/migrations/versions."""
 
 

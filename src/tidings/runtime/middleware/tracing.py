@@ -1,20 +1,24 @@
-"""A `process` span around each delivery, a child of the creation context its envelope carries."""
+"""A `process` span around each delivery, linked to (and a child of) the creation context its
+envelope carries."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from tidings.observe import tracing
+from tidings.observe.conventions import Broker
 from tidings.runtime.pipeline import Handle, Message, Outcome
 
 
-def with_tracing(group: str, system: str) -> Callable[[Handle], Handle]:
+def with_tracing(group: str, broker: Broker) -> Callable[[Handle], Handle]:
     """Open the span before anything else runs and record the outcome (and its error) on it; a
-    no-op without an OpenTelemetry SDK."""
+    no-op without an OpenTelemetry SDK. A delivery that knows its place in a partitioned log (a
+    Kafka record's `position`: partition, offset, key) says so on the span."""
 
     def middleware(next_: Handle) -> Handle:
         async def handle(message: Message) -> Outcome:
-            with tracing.processing(message.envelope, message.attempt, group, system) as span:
+            position = getattr(message.delivery, "position", None)
+            with tracing.processing(message.envelope, message.attempt, group, broker, position) as span:
                 outcome = await next_(message)
                 span.outcome(outcome.kind, outcome.error)
             return outcome

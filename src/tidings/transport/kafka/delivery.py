@@ -49,6 +49,12 @@ class KafkaDelivery(Delivery):
         self._subscription = subscription
         self._slot = slot
 
+    @property
+    def position(self) -> tuple[int, int, str | None]:
+        """(partition, offset, key) of the record, for the process span's attributes."""
+        key = self._slot.key
+        return self._slot.record.partition, self._slot.offset, key.decode("utf-8", "replace") if key else None
+
     def envelope(self) -> Envelope:
         """The record's envelope; with no `ce_partitionkey` header the record key is the
         partition key (the Kafka binding's partitioning extension), as producers that key

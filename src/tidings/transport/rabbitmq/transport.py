@@ -81,6 +81,12 @@ class RabbitTransport(Transport):
         from the management API (as fresh as the broker's statistics, 5 s by default)."""
         return await self._admin.backlog()
 
+    async def ping(self) -> None:
+        """Raise unless the AMQP connection is open (the backlog comes from the management API,
+        which may answer while AMQP does not)."""
+        if not self._link.up:
+            raise ConnectionError("the AMQP connection is down; reconnecting")
+
     async def close(self) -> None:
         """Close the subscriptions (their unsettled deliveries return to the queues) and the connection."""
         for subscription in self._subscriptions:
