@@ -18,10 +18,12 @@ one fsync) instead of N. The contract, which `UnitOfWork.handling` keeps for its
 - the outbox rows of every member are added by one statement just before the commit (one round
   trip per batch); on PostgreSQL that statement takes the per-key advisory locks, which the batch
   then holds only for its commit;
-- if any member's work raises, or the commit (with its outbox rows) fails, the whole batch is rolled back and every
-  member gets `Rerun`: it must run again alone, in a transaction of its own (the caller does it),
-  so a failure never leaves a neighbour's effects half-applied and never applies one twice. A batch
-  of one raises its member's own error instead (alone already).
+- if any member's work raises, or the commit (with its outbox rows) fails, the whole batch is rolled back;
+  the member whose work raised gets its own error (one failed attempt, which the retry policy
+  counts and delays like any other), and every other member gets `Rerun`: it must run again alone,
+  in a transaction of its own (the caller does it), so a failure never leaves a neighbour's effects
+  half-applied and never applies one twice. A failed commit raises in a batch of one, `Rerun` in a
+  larger one (nobody's own error).
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ class GroupCommit:
     @contextlib.asynccontextmanager
     async def member(self, context: Context) -> AsyncIterator[Context]:
         """Run the body as `context`'s share of a batch; returns once the batch committed, raises
-        `Rerun` if it was rolled back (or the member's own error, in a batch of one)."""
+        `Rerun` if it was rolled back by a neighbour (its own work's error raises as it is)."""
         batch = self._join(context)
         try:
             await batch.turn.acquire()
@@ -191,12 +193,9 @@ class GroupCommit:
                 if session.new or session.dirty or session.deleted:
                     await session.flush()  # the member's own errors are its own, not the commit's
                 batch.outgoing.extend(context.outgoing)  # added by the commit, in one statement
-            except Exception as error:
-                alone = batch.members == 1
+            except Exception:
                 await self._roll_back(batch)
-                if alone:
-                    raise
-                raise Rerun from error
+                raise  # the member's own failure: an attempt for the retry policy (its neighbours rerun)
             except BaseException:  # cancelled: nothing of the batch may commit
                 await self._roll_back(batch)
                 raise
