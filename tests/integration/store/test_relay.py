@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sqlite3
 import time
@@ -75,10 +76,12 @@ class Outage(Transport):
         self.inner = inner
         self.down = True
         self.failures = 0
+        self.attempts: list[float] = []  # time.monotonic() of each refused publish
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if self.down:
             self.failures += 1
+            self.attempts.append(time.monotonic())
             raise PublishError("broker unreachable (simulated outage)")
         await self.inner.publish(envelopes)
 
@@ -89,32 +92,42 @@ class Outage(Transport):
     open = subscribe = dead_letters = replay = purge = backlog = close = None  # type: ignore[assignment]
 
 
+BACKING_OFF = RelayConfig(
+    batch_size=10, poll_interval=0.01, backoff=RetryPolicy(base=0.1, factor=2.0, max_delay=0.4, jitter=0.0)
+)
+EARLY, LATE = 0.02, 0.5
+"""Tolerances on a backoff delay: clock granularity before it, a loaded machine after it."""
+
+
 async def test_a_failing_broker_keeps_the_rows_and_the_relay_backs_off_then_recovers(
     store: Store, broker: Transport
 ) -> None:
+    """Each failed cycle waits `backoff.delay(n)` for the n-th failure in a row (not `poll_interval`,
+    which is ten times shorter here), the rows stay, and they flow once the broker is back."""
     audit = await broker.subscribe("audit", [JobDone.event_type])
     outage = Outage(broker)
-    relay = Relay(store, outage, source=SOURCE, config=FAST)
+    relay = Relay(store, outage, source=SOURCE, config=BACKING_OFF)
     await relay.start()
     try:
         envelopes = _done(range(15))
         await _add(store, envelopes)
         relay.wake()
-        await eventually(lambda: _true(outage.failures >= 3), what="three failed attempts")
-        started = time.monotonic()
-        failures_then = outage.failures
-        await asyncio.sleep(0.3)
-        # backoff: far fewer attempts than one per poll interval, and nothing lost
-        assert outage.failures - failures_then <= 0.3 / FAST.poll_interval
+        await eventually(lambda: _true(outage.failures >= 5), what="five failed attempts")
         assert (await outbox_status(store.engine.url)).pending == 15
         outage.down = False
+        started = time.monotonic()
         received = await receive(audit, 15, quiet=0.2)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < BACKING_OFF.backoff.max_delay + 5
     finally:
         await relay.stop()
         await audit.close()
     assert received == envelopes
     assert relay.stats["failures"] == outage.failures
+    gaps = [later - earlier for earlier, later in itertools.pairwise(outage.attempts)][:4]
+    wanted = [BACKING_OFF.backoff.delay(n) for n in range(1, 5)]
+    assert wanted == [0.1, 0.2, 0.4, 0.4]
+    for n, (gap, delay) in enumerate(zip(gaps, wanted, strict=True), start=1):
+        assert delay - EARLY <= gap <= delay + LATE, f"retried {gap:.3f}s after failure {n}, the backoff is {delay}s"
 
 
 async def test_a_locked_broker_file_keeps_the_rows_until_it_is_released(store: Store, tmp_path: Path) -> None:
