@@ -188,9 +188,10 @@ async def test_two_relays_of_one_service_publish_each_row_once(database_url: str
 async def test_wake_starts_a_cycle_at_once(store: Store, broker: Transport) -> None:
     audit = await broker.subscribe("audit", [JobDone.event_type])
     relay = Relay(store, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+    await _add(store, _done([0]))
     await relay.start()
     try:
-        await asyncio.sleep(0.1)  # the first (empty) cycle is over: the relay waits
+        await receive(audit, 1, within=5)  # the first cycle is over: the relay waits for 30 s
         await _add(store, _done([1]))
         started = time.monotonic()
         relay.wake()
@@ -207,9 +208,10 @@ async def test_a_commit_in_another_process_wakes_the_relay_through_notify(broker
         relaying, writing = await Store.open(url), await Store.open(url)
         audit = await broker.subscribe("audit", [JobDone.event_type])
         relay = Relay(relaying, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+        await _add(writing, _done([0]))
         await relay.start()
         try:
-            await asyncio.sleep(0.2)
+            await receive(audit, 1, within=5)  # the first cycle is over: the relay waits for 30 s
             started = time.monotonic()
             await _add(writing, _done([1]))  # no wake(): only NOTIFY can tell the relay
             await receive(audit, 1, within=5)
@@ -240,9 +242,9 @@ async def test_the_relay_listens_again_after_its_connection_was_killed(
                     )
                 )
                 assert killed.scalars().all() == [True]
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # sleep-ok: the listener's reconnect timer (0.05 s) fires meanwhile
             relay.wake()  # one cycle, then the relay waits again and listens anew first
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # sleep-ok: no public signal says "listening again"; shorter only weakens
             started = time.monotonic()
             await _add(writing, _done([1]))  # only NOTIFY can wake the relay before 30 s
             await receive(audit, 1, within=5)
@@ -258,7 +260,7 @@ async def test_stop_finishes_the_batch_in_flight(store: Store, broker: Transport
     class Slow(Outage):
         async def publish(self, envelopes: Sequence[Envelope]) -> None:
             self.failures += 1  # counts calls here
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # sleep-ok: a slow publish is the scenario
             await self.inner.publish(envelopes)
 
     audit = await broker.subscribe("audit", [JobDone.event_type])
