@@ -12,12 +12,17 @@ point (see `crash_child.py`), over the multi-process SQLite broker; the end stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import ClassVar
+
+import pytest
 
 from tests.integration.store.helpers import eventually, receive
 from tests.integration.store.shop import Job, JobDone, auditor, create_tables, effect_counts
@@ -31,8 +36,12 @@ ROOT = Path(__file__).resolve().parents[3]
 class Child:
     """One run of `crash_child.py`."""
 
+    started: ClassVar[list[Child]] = []
+    """Every child of the running test; `_no_orphans` kills those still alive after it."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        Child.started.append(self)
 
     @classmethod
     async def start(cls, role: str, broker: str, database: str, **extra: str) -> Child:
@@ -84,6 +93,19 @@ class Child:
         assert self.process.returncode == 0
         stats: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])
         return stats
+
+
+@pytest.fixture(autouse=True)
+async def _no_orphans() -> AsyncIterator[None]:
+    """A test that fails half-way leaves no child process behind (SIGKILL, then reap)."""
+    Child.started.clear()
+    yield
+    for child in Child.started:
+        if child.process.returncode is None:
+            child.process.kill()
+        with contextlib.suppress(Exception):
+            await child.process.communicate()
+    Child.started.clear()
 
 
 def _broker(tmp_path: Path, **options: str) -> str:
