@@ -13,7 +13,7 @@ KEYS = st.sampled_from([None, b"a", b"b", b"c"])
 STEPS = st.lists(st.one_of(st.tuples(st.just("admit"), KEYS), st.tuples(st.just("settle"), st.integers(0, 50))))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(start=st.integers(0, 1_000), steps=STEPS)
 def test_the_checkpoint_never_passes_an_unsettled_record(start: int, steps: list[tuple[str, object]]) -> None:
     ledger = Ledger(start)
