@@ -10,10 +10,13 @@ that talk to SQLite and time retries. Exit status 0 even with survivors: this is
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +51,26 @@ def kind(code: int | None) -> str:
 
 
 def show(mutant: str) -> str:
-    shown = subprocess.run([*MUTMUT, "show", mutant], cwd=ROOT, capture_output=True, text=True, check=False)
-    lines = [line for line in shown.stdout.splitlines() if line.startswith(("+", "-")) and line[1:2] != line[:1]]
-    return "\n".join(lines) or shown.stdout.strip()
+    """The lines the mutant changed: its function against the original, both read from the mutated
+    copy under `mutants/` (as `mutmut show` does, without starting mutmut once per survivor)."""
+    module, _, function = mutant.rpartition(".")
+    functions = _functions(module)
+    original = functions.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    mutated = functions.get(function, "")
+    changed = difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0)
+    return "\n".join(line for line in changed if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
+@cache
+def _functions(module: str) -> dict[str, str]:
+    """Each function's source in the mutated copy of `module`."""
+    path = ROOT / "mutants" / "src" / Path(*module.split(".")).with_suffix(".py")
+    lines = path.read_text().splitlines()
+    return {
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        for node in ast.walk(ast.parse("\n".join(lines)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
 
 
 def generated(found: dict[str, int | None]) -> str:
@@ -60,7 +80,10 @@ def generated(found: dict[str, int | None]) -> str:
         per_module[module_of(mutant)][kind(code)] += 1
         if kind(code) in ("survived", "no tests"):
             survivors.append(mutant)
-    rows = ["| module | mutants | killed | survived | no tests | score |", "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| module | mutants | killed | survived | no tests | not run | score (killed of those run) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     total: Counter[str] = Counter()
     for module, counts in sorted(per_module.items()):
         total.update(counts)
@@ -76,9 +99,12 @@ def generated(found: dict[str, int | None]) -> str:
 
 def _row(module: str, counts: Counter[str]) -> str:
     mutants = sum(counts.values())
-    undetected = counts["survived"] + counts["no tests"]
-    score = f"{100 * (mutants - undetected) / mutants:.0f} %" if mutants else "-"
-    return f"| {module} | {mutants} | {counts['killed']} | {counts['survived']} | {counts['no tests']} | {score} |"
+    tested = counts["killed"] + counts["survived"] + counts["no tests"]
+    score = f"{100 * counts['killed'] / tested:.0f} %" if tested else "-"
+    return (
+        f"| {module} | {mutants} | {counts['killed']} | {counts['survived']} | {counts['no tests']} "
+        f"| {mutants - tested} | {score} |"
+    )
 
 
 def write(report: Path, body: str) -> None:
