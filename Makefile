@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test test-browser lint docs services services-down chaos security asyncapi-check bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test test-browser mutation lint docs services services-down chaos security asyncapi-check bench bench-transport bench-reliable bench-shop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,17 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/shop demo --fresh
 
-## test: install the test dependencies and run the whole suite
+## test: install the test dependencies and run the whole suite: in parallel (pytest-xdist; tests mostly wait on
+## servers, so more workers than cores pay off), in random order (pytest-randomly prints the seed: replay it with
+## --randomly-seed=N, or turn it off with -p no:randomly), with branch coverage of the library (the TOTAL line)
+TEST_WORKERS ?= 4
 test: $(TEST_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov=tidings --cov-branch --cov-report=term:skip-covered
+
+## mutation: mutmut over the guarantee modules with their fast tests (on demand, not in CI); docs/mutation.md
+mutation: $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e ".[all,test,mutation]"
+	$(BIN)/python scripts/mutation.py --report docs/mutation.md
 
 ## lint: ruff, mypy --strict and the import contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(TEST_STAMP)

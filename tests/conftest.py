@@ -40,3 +40,14 @@ def _real_services(request: pytest.FixtureRequest) -> None:
     for name in SERVICES:
         if request.node.get_closest_marker(name) is not None:
             require_service(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the `slow` tests (each starts a whole shop or a
+    private broker: five or more processes) run one after another on one worker, beside the rest of
+    the suite, rather than several at once: on a two-core machine, several shops at a time starve
+    each other past their deadlines. Everything else is isolated by name (files, vhosts, topic
+    prefixes, databases, ports) and runs anywhere, in any order."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group("processes"))

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from tests.conformance.events import PING, Ping, event_of, ping
-from tests.conformance.harness import Broker, Consumer, until
-from tidings.transport import Transport
+from tests.conformance.harness import Broker, Consumer, settle_all, until
+from tidings.transport import Delivery, Transport
 
 KEYS = [f"account-{n}" for n in range(5)]
 PER_KEY = 20
@@ -81,3 +81,47 @@ async def test_a_retried_event_keeps_later_events_of_its_key_waiting(broker: Bro
     (third,) = await consumer.take(1)
     assert event_of(third) == Ping(n=2, key="k")
     await third.ack()
+
+
+HOLD = 0.5
+"""How long a held delivery must keep its key's next event back: well past the time the other key's
+event takes to arrive, and shorter than the suite's one-second leases (a lease running out would
+legitimately hand the held event out again)."""
+
+
+async def test_the_next_event_of_a_key_waits_until_the_previous_one_is_settled(broker: Broker) -> None:
+    """One at a time: while a delivery of key `k` is out unsettled, no consumer of the group gets
+    the next event of `k`, though another key's event flows past it; once settled, it comes."""
+    first, second = await broker.connect(), await broker.connect()
+    if not first.capabilities.per_key_ordering:
+        pytest.skip("the adapter does not promise per-key ordering")
+    consumers = [await broker.consumer(first, "held", [PING]), await broker.consumer(second, "held", [PING])]
+    await first.publish([ping(0, key="k"), ping(1, key="k"), ping(0, key="other")])
+    arrived: list[tuple[Ping, Delivery]] = []
+    pulling = [asyncio.create_task(_collect(consumer, arrived)) for consumer in consumers]
+    try:
+        seen = lambda key, n: [d for event, d in arrived if (event.key, event.n) == (key, n)]  # noqa: E731
+        await until(lambda: asyncio.sleep(0, arrived), lambda _: bool(seen("k", 0) and seen("other", 0)))
+        loop = asyncio.get_running_loop()
+        held_since = loop.time()
+        while loop.time() - held_since < HOLD:  # a bounded "nothing of k arrives" window, justified above
+            assert not seen("k", 1), "the next event of 'k' was handed out before the previous one was settled"
+            await asyncio.sleep(0.01)
+        assert not seen("k", 1), "the next event of 'k' was handed out before the previous one was settled"
+        await seen("k", 0)[0].ack()
+        await until(lambda: asyncio.sleep(0, arrived), lambda _: bool(seen("k", 1)))
+        await settle_all([delivery for event, delivery in arrived if (event.key, event.n) != ("k", 0)])
+    finally:
+        for task in pulling:
+            task.cancel()
+        await asyncio.gather(*pulling, return_exceptions=True)
+
+
+async def _collect(consumer: Consumer, into: list[tuple[Ping, Delivery]]) -> None:
+    """Pull whatever the consumer is handed, for as long as the test runs."""
+    while True:
+        delivery = await consumer.poll(0.05)
+        if delivery is not None:
+            event = event_of(delivery)
+            assert isinstance(event, Ping)
+            into.append((event, delivery))

@@ -22,5 +22,5 @@ service = Service("slowpoke", broker=os.environ.get("SIGTERM_APP_BROKER", "memor
 @service.on(SlowJob)
 async def work(event: SlowJob, ctx: Context) -> None:
     (MARKS / f"started-{event.n}").touch()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # sleep-ok: a slow handler is the scenario (SIGTERM arrives while it runs)
     (MARKS / f"finished-{event.n}").touch()

@@ -104,7 +104,11 @@ async def test_redeliveries_are_recorded_once_and_a_missing_cause_makes_a_root(s
     await shop.transport.publish([orphan])
     await shop.transport.publish([orphan])  # the broker delivers it twice
     await recorded(shop, 1)
-    await asyncio.sleep(0.3)  # room for the duplicate to arrive, if it were recorded
+
+    async def both_copies_settled() -> bool:
+        return (await shop.transport.backlog()).get("tidings-dashboard") == 0
+
+    await until(both_copies_settled)  # the recorder has had the duplicate too
     assert len((await shop.api.get("/api/events")).json()) == 1
     tree = (await shop.api.get("/api/transactions/corr-2")).json()
     assert [root["id"] for root in tree["roots"]] == [orphan.id]

@@ -69,7 +69,7 @@ async def test_an_unreachable_broker_is_retried_with_backoff_not_in_a_spin(
         caplog.clear()
         proxy.refuse()
         proxy.cut()
-        await asyncio.sleep(3)  # an outage of a fixed length is the scenario itself
+        await asyncio.sleep(3)  # sleep-ok: an outage of a fixed length is the scenario
         warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING]
         attempts = proxy.refused
         proxy.accept()
@@ -94,7 +94,7 @@ async def test_publishing_resumes_within_a_second_of_the_broker_coming_back(vhos
         await wait_for(lambda: publisher.confirmed, 10, "a first publish")
         proxy.refuse()
         proxy.cut()
-        await asyncio.sleep(6)
+        await asyncio.sleep(6)  # sleep-ok: the 6 s outage is the scenario
         before = len(publisher.confirmed)
         loop = asyncio.get_running_loop()
         back = loop.time()

@@ -24,10 +24,10 @@ async def test_cutting_the_connection_mid_stream_loses_nothing(vhost: str, proxy
 
         async def cut_twice() -> None:
             assert proxy.cut() >= 2
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # sleep-ok: the outage's timing is the scenario
             proxy.refuse()  # keep both off the broker for a while: reconnects must back off and retry
             proxy.cut()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.5)  # sleep-ok: the outage's timing is the scenario
             proxy.accept()
 
         traffic = await run_traffic(publisher, subscription, cut_twice, after=2.0, drain_within=30)
@@ -62,7 +62,7 @@ async def test_publish_waits_for_the_broker_then_gives_up(vhost: str, proxy: Tcp
     try:
         proxy.refuse()
         proxy.cut()
-        await asyncio.sleep(0.3)  # the transport has noticed: publish now waits for a connection
+        await asyncio.sleep(0.3)  # sleep-ok: no public signal of a lost link; shorter only weakens
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(PublishError, match=r"not confirmed within 1\.0s"):
@@ -70,7 +70,7 @@ async def test_publish_waits_for_the_broker_then_gives_up(vhost: str, proxy: Tcp
         assert loop.time() - started >= 0.9
 
         pending = asyncio.ensure_future(transport.publish([ping(2)]))  # waits for the connection
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # sleep-ok: the publish must be waiting when the broker is back
         proxy.accept()
         await pending
     finally:
@@ -87,7 +87,7 @@ async def test_settling_a_delivery_from_a_lost_connection_is_harmless(vhost: str
         iterator = aiter(subscription)
         stale: list[Delivery] = [await anext(iterator) for _ in range(3)]
         proxy.cut()
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # sleep-ok: no public signal of a lost link; shorter only weakens
 
         await stale[0].ack()  # none of these raise, and none makes a copy
         await stale[1].retry(0)

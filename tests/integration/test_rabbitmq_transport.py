@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tests.conformance.events import PING, PONG, event_id, ping
-from tests.integration.rabbitmq_support import AUTH, MANAGEMENT, amqp_url
+from tests.conformance.harness import until
+from tests.integration.rabbitmq_support import AUTH, MANAGEMENT, amqp_url, queue_counts
 from tidings.errors import ConfigurationError, PublishError, TransportError
-from tidings.transport import connect
+from tidings.transport import Delivery, Subscription, connect
 from tidings.transport.rabbitmq import RabbitTransport
 from tidings.transport.rabbitmq.codec import DELAY_LEFT, encode
 
@@ -104,9 +105,33 @@ async def test_changing_the_queue_options_of_an_existing_group_is_a_configuratio
 async def test_an_event_no_group_wants_is_confirmed_and_dropped(vhost: str) -> None:
     transport = await connect(amqp_url(vhost))
     try:
-        await transport.publish([ping(1), ping(2)])
+        await transport.publish([ping(1), ping(2)])  # returns: the broker confirmed both
+        assert await transport.backlog() == {}
+        assert sum((await queue_counts(vhost)).values()) == 0, "an unwanted event was kept in some queue"
+        late = await transport.subscribe("late", [PING])  # a group that subscribes afterwards gets none of it
+        try:
+            assert await _first_within(late, 0.5) is None
+        finally:
+            await late.close()
     finally:
         await transport.close()
+
+
+async def _first_within(subscription: Subscription, seconds: float) -> Delivery | None:
+    iterator = aiter(subscription)
+    try:
+        async with asyncio.timeout(seconds):  # a bounded "nothing arrives" window after a confirmed publish
+            return await anext(iterator)
+    except TimeoutError:
+        return None
+
+
+async def _policy_of(vhost: str, queue: str) -> str | None:
+    async with httpx.AsyncClient(base_url=MANAGEMENT, auth=AUTH) as client:
+        response = await client.get(f"/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+        response.raise_for_status()
+        policy = response.json().get("effective_policy_definition")
+        return "full" if policy and policy.get("max-length") == 2 else None
 
 
 async def test_a_nack_from_the_broker_is_a_publish_error(vhost: str) -> None:
@@ -117,7 +142,7 @@ async def test_a_nack_from_the_broker_is_a_publish_error(vhost: str) -> None:
         async with httpx.AsyncClient(base_url=MANAGEMENT, auth=AUTH) as client:
             response = await client.put(f"/api/policies/{quote(vhost, safe='')}/full", json=policy)
             response.raise_for_status()
-        await asyncio.sleep(1)  # the policy reaches the queue
+        await until(lambda: _policy_of(vhost, "tidings:full"), lambda applied: applied == "full", within=20)
         with pytest.raises(PublishError, match="not confirmed by the broker"):  # noqa: PT012
             for _ in range(20):  # quorum queues notice the overflow a little late
                 await transport.publish([ping(n) for n in range(5)])  # reject-publish: nacked

@@ -57,7 +57,11 @@ class Shop:
             self.process = subprocess.Popen(
                 self.args, cwd=ROOT, env=shop_env(self.settings), stdout=output, stderr=subprocess.STDOUT
             )
-        self.wait_for_output("shop is up", within=60)
+        try:
+            self.wait_for_output("shop is up", within=60)
+        except BaseException:
+            self.stop()  # a shop that never came up is not left running (nor its children, which it stops)
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -77,6 +81,10 @@ class Shop:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+        except BaseException:  # the test interrupted: never leave the process behind
+            self.process.kill()
+            self.process.wait()
+            raise
 
     @property
     def api(self) -> str:

@@ -198,7 +198,7 @@ async def test_stop_drains_in_flight_handlers(broker: str) -> None:
     @service.on(Pinged)
     async def handle(event: Pinged, ctx: Context) -> None:
         started.set()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # sleep-ok: a slow handler is the scenario (stop drains it)
         finished.append(event.n)
 
     await service.start()

@@ -203,7 +203,7 @@ class Flaky(Transport):
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if self.hang:
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # sleep-ok: a publish that hangs is the scenario
         raise PublishError("connection reset by peer (simulated)")
 
     open = subscribe = dead_letters = replay = purge = backlog = close = None  # type: ignore[assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sqlite3
 import time
@@ -75,10 +76,12 @@ class Outage(Transport):
         self.inner = inner
         self.down = True
         self.failures = 0
+        self.attempts: list[float] = []  # time.monotonic() of each refused publish
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if self.down:
             self.failures += 1
+            self.attempts.append(time.monotonic())
             raise PublishError("broker unreachable (simulated outage)")
         await self.inner.publish(envelopes)
 
@@ -89,32 +92,42 @@ class Outage(Transport):
     open = subscribe = dead_letters = replay = purge = backlog = close = None  # type: ignore[assignment]
 
 
+BACKING_OFF = RelayConfig(
+    batch_size=10, poll_interval=0.01, backoff=RetryPolicy(base=0.1, factor=2.0, max_delay=0.4, jitter=0.0)
+)
+EARLY, LATE = 0.02, 0.5
+"""Tolerances on a backoff delay: clock granularity before it, a loaded machine after it."""
+
+
 async def test_a_failing_broker_keeps_the_rows_and_the_relay_backs_off_then_recovers(
     store: Store, broker: Transport
 ) -> None:
+    """Each failed cycle waits `backoff.delay(n)` for the n-th failure in a row (not `poll_interval`,
+    which is ten times shorter here), the rows stay, and they flow once the broker is back."""
     audit = await broker.subscribe("audit", [JobDone.event_type])
     outage = Outage(broker)
-    relay = Relay(store, outage, source=SOURCE, config=FAST)
+    relay = Relay(store, outage, source=SOURCE, config=BACKING_OFF)
     await relay.start()
     try:
         envelopes = _done(range(15))
         await _add(store, envelopes)
         relay.wake()
-        await eventually(lambda: _true(outage.failures >= 3), what="three failed attempts")
-        started = time.monotonic()
-        failures_then = outage.failures
-        await asyncio.sleep(0.3)
-        # backoff: far fewer attempts than one per poll interval, and nothing lost
-        assert outage.failures - failures_then <= 0.3 / FAST.poll_interval
+        await eventually(lambda: _true(outage.failures >= 5), what="five failed attempts")
         assert (await outbox_status(store.engine.url)).pending == 15
         outage.down = False
+        started = time.monotonic()
         received = await receive(audit, 15, quiet=0.2)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < BACKING_OFF.backoff.max_delay + 5
     finally:
         await relay.stop()
         await audit.close()
     assert received == envelopes
     assert relay.stats["failures"] == outage.failures
+    gaps = [later - earlier for earlier, later in itertools.pairwise(outage.attempts)][:4]
+    wanted = [BACKING_OFF.backoff.delay(n) for n in range(1, 5)]
+    assert wanted == [0.1, 0.2, 0.4, 0.4]
+    for n, (gap, delay) in enumerate(zip(gaps, wanted, strict=True), start=1):
+        assert delay - EARLY <= gap <= delay + LATE, f"retried {gap:.3f}s after failure {n}, the backoff is {delay}s"
 
 
 async def test_a_locked_broker_file_keeps_the_rows_until_it_is_released(store: Store, tmp_path: Path) -> None:
@@ -175,9 +188,10 @@ async def test_two_relays_of_one_service_publish_each_row_once(database_url: str
 async def test_wake_starts_a_cycle_at_once(store: Store, broker: Transport) -> None:
     audit = await broker.subscribe("audit", [JobDone.event_type])
     relay = Relay(store, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+    await _add(store, _done([0]))
     await relay.start()
     try:
-        await asyncio.sleep(0.1)  # the first (empty) cycle is over: the relay waits
+        await receive(audit, 1, within=5)  # the first cycle is over: the relay waits for 30 s
         await _add(store, _done([1]))
         started = time.monotonic()
         relay.wake()
@@ -194,9 +208,10 @@ async def test_a_commit_in_another_process_wakes_the_relay_through_notify(broker
         relaying, writing = await Store.open(url), await Store.open(url)
         audit = await broker.subscribe("audit", [JobDone.event_type])
         relay = Relay(relaying, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+        await _add(writing, _done([0]))
         await relay.start()
         try:
-            await asyncio.sleep(0.2)
+            await receive(audit, 1, within=5)  # the first cycle is over: the relay waits for 30 s
             started = time.monotonic()
             await _add(writing, _done([1]))  # no wake(): only NOTIFY can tell the relay
             await receive(audit, 1, within=5)
@@ -227,9 +242,9 @@ async def test_the_relay_listens_again_after_its_connection_was_killed(
                     )
                 )
                 assert killed.scalars().all() == [True]
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # sleep-ok: the listener's reconnect timer (0.05 s) fires meanwhile
             relay.wake()  # one cycle, then the relay waits again and listens anew first
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # sleep-ok: no public signal says "listening again"; shorter only weakens
             started = time.monotonic()
             await _add(writing, _done([1]))  # only NOTIFY can wake the relay before 30 s
             await receive(audit, 1, within=5)
@@ -245,7 +260,7 @@ async def test_stop_finishes_the_batch_in_flight(store: Store, broker: Transport
     class Slow(Outage):
         async def publish(self, envelopes: Sequence[Envelope]) -> None:
             self.failures += 1  # counts calls here
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # sleep-ok: a slow publish is the scenario
             await self.inner.publish(envelopes)
 
     audit = await broker.subscribe("audit", [JobDone.event_type])

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import Field
 
-from tests.integration.store.helpers import eventually
+from tests.waiting import eventually
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
 from tidings.events import Event
@@ -166,7 +166,7 @@ async def test_compensations_run_newest_first_and_late_events_change_nothing(sho
     status, saga = await shop.state("order-1") or ("", Fulfilment())
     assert (status, saga.steps) == ("compensated", ["placed", "reserved", "charged", "failed"])
 
-    await asyncio.sleep(0.3)  # the relay publishes after each commit
+    await eventually(lambda: len(shop.outgoing) >= 3, "the relay published the saga's three commands")
     sent = [(envelope.type, envelope.correlationid) for envelope in shop.outgoing]
     assert sent == [
         (Reserve.event_type, "order-1"),
@@ -205,7 +205,7 @@ async def test_the_deadline_compensates_what_was_done(shop: Harness) -> None:
 
 async def test_an_event_before_the_start_is_retried_until_the_saga_exists(shop: Harness) -> None:
     await shop.send(Reserved(order_id="o-4"), "order-4")
-    await eventually(lambda: _true(shop.service.stats["retried"] >= 1), what="the early event to be retried")
+    await eventually(lambda: shop.service.stats["retried"] >= 1, "the early event retried")
     assert await shop.state("order-4") is None
     await shop.send(Placed(order_id="o-4"), "order-4")
     saga = await shop.until("order-4", lambda status, saga: len(saga.steps) == 2)
@@ -237,7 +237,3 @@ def test_a_saga_is_checked_when_it_is_declared() -> None:
 
     with pytest.raises(ConfigurationError, match="keeps its state in the service's database"):
         Service("stateless", broker="memory://x").saga(Fulfilment)
-
-
-async def _true(value: bool) -> bool:
-    return value

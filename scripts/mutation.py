@@ -1,0 +1,134 @@
+"""`make mutation`: run mutmut 3 over the guarantee modules ([tool.mutmut] in pyproject.toml) and
+write the score per module and every surviving mutant, with its diff, into a Markdown report.
+
+The generated part of the report sits between two markers; what is outside them (the review of
+each survivor: why it survives or why it is equivalent) is kept when the report is written again.
+Runs one mutant at a time (`--max-children 1`): the machine is shared, and each mutant runs tests
+that talk to SQLite and time retries. Exit status 0 even with survivors: this is a report, not a gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTMUT = [sys.executable, "-m", "mutmut"]
+BEGIN, END = "<!-- mutation:begin -->", "<!-- mutation:end -->"
+KILLED = {1, 3, -24, 24, 36, 152}  # a failing test, or a timeout (the mutant hung the test: caught)
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+
+
+def outcomes() -> dict[str, int | None]:
+    """Each mutant's name -> the exit code of its test run, from mutmut's metadata files."""
+    found: dict[str, int | None] = {}
+    for meta in sorted((ROOT / "mutants").rglob("*.meta")):
+        found.update(json.loads(meta.read_text()).get("exit_code_by_key", {}))
+    return found
+
+
+def module_of(mutant: str) -> str:
+    """`tidings.retry.x_RetryPolicy__delay__mutmut_3` -> `tidings.retry`."""
+    return mutant.split(".x", 1)[0].split(".x_", 1)[0]
+
+
+def kind(code: int | None) -> str:
+    if code in KILLED:
+        return "killed"
+    if code in SURVIVED:
+        return "survived"
+    if code in NO_TESTS:
+        return "no tests"
+    return "not run" if code is None else f"exit {code}"
+
+
+def show(mutant: str) -> str:
+    """The lines the mutant changed: its function against the original, both read from the mutated
+    copy under `mutants/` (as `mutmut show` does, without starting mutmut once per survivor)."""
+    module, _, function = mutant.rpartition(".")
+    functions = _functions(module)
+    original = functions.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig", "")
+    mutated = functions.get(function, "")
+    changed = difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0)
+    return "\n".join(line for line in changed if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
+@cache
+def _functions(module: str) -> dict[str, str]:
+    """Each function's source in the mutated copy of `module`."""
+    path = ROOT / "mutants" / "src" / Path(*module.split(".")).with_suffix(".py")
+    lines = path.read_text().splitlines()
+    return {
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        for node in ast.walk(ast.parse("\n".join(lines)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+
+
+def generated(found: dict[str, int | None]) -> str:
+    per_module: dict[str, Counter[str]] = defaultdict(Counter)
+    survivors: list[str] = []
+    for mutant, code in found.items():
+        per_module[module_of(mutant)][kind(code)] += 1
+        if kind(code) in ("survived", "no tests"):
+            survivors.append(mutant)
+    rows = [
+        "| module | mutants | killed | survived | no tests | not run | score (killed of those run) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    total: Counter[str] = Counter()
+    for module, counts in sorted(per_module.items()):
+        total.update(counts)
+        rows.append(_row(module, counts))
+    rows.append(_row("**all**", total))
+    parts = ["## Score per module", "", *rows, "", "## Surviving mutants", ""]
+    for mutant in sorted(survivors):
+        parts += [f"### `{mutant}` ({kind(found[mutant])})", "", "```diff", show(mutant), "```", ""]
+    if not survivors:
+        parts.append("None.")
+    return "\n".join(parts)
+
+
+def _row(module: str, counts: Counter[str]) -> str:
+    mutants = sum(counts.values())
+    tested = counts["killed"] + counts["survived"] + counts["no tests"]
+    score = f"{100 * counts['killed'] / tested:.0f} %" if tested else "-"
+    return (
+        f"| {module} | {mutants} | {counts['killed']} | {counts['survived']} | {counts['no tests']} "
+        f"| {mutants - tested} | {score} |"
+    )
+
+
+def write(report: Path, body: str) -> None:
+    text = report.read_text() if report.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    report.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "mutation.md")
+    parser.add_argument("--no-run", action="store_true", help="only write the report of the last run")
+    args = parser.parse_args()
+    if not args.no_run:
+        subprocess.run([*MUTMUT, "run", "--max-children", "1"], cwd=ROOT, check=False)
+    found = outcomes()
+    if not found:
+        print("mutmut left no results under mutants/", file=sys.stderr)
+        return 1
+    write(args.report, generated(found))
+    print(f"wrote {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
