@@ -15,6 +15,7 @@ import importlib
 from dataclasses import replace
 from pathlib import Path
 
+from services.orders.legacy import ORDER_EVENTS
 from services.settings import SERVICES, Settings
 from tidings.errors import ConfigurationError
 from tidings.security import Key, identities, load_keys, write_keys
@@ -31,7 +32,9 @@ def declared(settings: Settings) -> list[Service]:
 async def provision(settings: Settings, target: Path, *, prefix: str = "", keys: Path | None = None) -> list[Identity]:
     """Create or update the users and roles on `settings.broker` and `settings.database` (the
     administrator's URLs) and write the credentials file `target`; keys into `keys` if given."""
-    plan = identities.plan(declared(settings), prefix=prefix, passwords=_passwords(target))
+    plan = identities.plan(
+        declared(settings), prefix=prefix, passwords=_passwords(target), queues={"orders": [ORDER_EVENTS.name]}
+    )
     broker = settings.broker_url()
     if broker.startswith(("amqp://", "amqps://")):
         from tidings.transport.rabbitmq import identities as rabbitmq

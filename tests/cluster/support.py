@@ -215,7 +215,7 @@ async def run_load(
                 await publisher.publish(batch)
             except PublishError:
                 measured.publish_failures += 1
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # sleep-ok: back off while the queue has no leader
                 continue
             measured.published.extend(envelope.id for envelope in batch)
             published_at.append(time.monotonic())
@@ -228,7 +228,7 @@ async def run_load(
         await kill()
         await asyncio.sleep(after_kill)
         measured.restarted_in = await restart()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # sleep-ok: keep publishing for a second against the restarted node
         stop.set()
         await producer
         deadline = time.monotonic() + drain_within
@@ -240,7 +240,7 @@ async def run_load(
             if len(measured.effects) > seen:
                 seen, last_progress = len(measured.effects), time.monotonic()
             await asyncio.sleep(0.5)
-        await asyncio.sleep(1.0)  # redeliveries still in flight would show up as second effects
+        await asyncio.sleep(1.0)  # sleep-ok: a bounded window for in-flight redeliveries to show as second effects
     finally:
         stop.set()
         producer.cancel()

@@ -79,6 +79,7 @@ class UnitOfWork:
             async with self._group.member(context) as joined:
                 yield joined
                 self._sign(joined)  # before the member hands its outgoing events to the batch's outbox rows
+            joined.committed()  # `member` returns only once the batch committed: end the create spans
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:

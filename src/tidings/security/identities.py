@@ -46,6 +46,8 @@ class Identity:
     group: str
     consumes: tuple[str, ...] = ()
     publishes: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    """Queues outside the namespace that it declares and consumes: its legacy sources (`tidings.legacy`)."""
 
     def url(self, url: str) -> str:
         """`url` (a broker or database server URL) with this identity's user and password."""
@@ -56,9 +58,14 @@ class Identity:
 
 
 def plan(
-    services: Iterable[Declared], *, prefix: str = "", passwords: Mapping[str, str] | None = None
+    services: Iterable[Declared],
+    *,
+    prefix: str = "",
+    passwords: Mapping[str, str] | None = None,
+    queues: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Identity]:
-    """One identity per service; `passwords` (by service) keeps existing ones on a re-run."""
+    """One identity per service; `passwords` (by service) keeps existing ones on a re-run;
+    `queues` (by service) names the legacy-source queues a service consumes besides its own."""
     identities = []
     for service in services:
         user = f"{prefix}{service.name}"
@@ -73,6 +80,7 @@ def plan(
                 service.group,
                 tuple(service.handled_types),
                 tuple(service.published_types),
+                tuple((queues or {}).get(service.name, ())),
             )
         )
     return identities
@@ -87,6 +95,7 @@ def save(path: str | Path, identities: Sequence[Identity]) -> None:
             "group": identity.group,
             "consumes": list(identity.consumes),
             "publishes": list(identity.publishes),
+            "queues": list(identity.queues),
         }
         for identity in identities
     }
@@ -109,6 +118,7 @@ def load(path: str | Path) -> dict[str, Identity]:
                 str(item.get("group", service)),
                 tuple(item.get("consumes", ())),
                 tuple(item.get("publishes", ())),
+                tuple(item.get("queues", ())),
             )
             for service, item in document.items()
         }

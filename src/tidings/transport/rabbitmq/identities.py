@@ -3,7 +3,8 @@
 For service `S` (group `G`) under namespace `N`, through the management HTTP API:
 
 - configure and read: the events exchange `N.events` and `G`'s own queues (`N:G`, `N:G:dlq`,
-  `N:G:delay:*`): it declares and binds them, and consumes only them;
+  `N:G:delay:*`), and its legacy-source queues (`Identity.queues`): it declares and binds them,
+  and consumes only them;
 - write: the same, plus the default exchange (retries wait in delay queues and dead letters are
   replayed through it);
 - topic permission on `N.events`: write only the routing keys (event types) `S` publishes, read
@@ -38,6 +39,8 @@ def _alternatives(names: Sequence[str]) -> str:
 def permissions(identity: Identity, namespace: str) -> tuple[dict[str, str], dict[str, str]]:
     """(vhost permissions, topic permissions on the events exchange) of `identity`."""
     own = f"{re.escape(namespace)}:{re.escape(identity.group)}(:dlq|:delay:[0-9]+)?"
+    if identity.queues:
+        own = f"{own}|{_alternatives(identity.queues)}"
     exchange = re.escape(f"{namespace}.events")
     never = "^$"  # matches no routing key: RabbitMQ has no "nothing" permission
     vhost = {
