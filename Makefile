@@ -25,10 +25,12 @@ run: $(RUN_STAMP)
 
 ## test: install the test dependencies and run the whole suite: in parallel (pytest-xdist; tests mostly wait on
 ## servers, so more workers than cores pay off), in random order (pytest-randomly prints the seed: replay it with
-## --randomly-seed=N, or turn it off with -p no:randomly), with branch coverage of the library (the TOTAL line)
+## --randomly-seed=N, or turn it off with -p no:randomly), with branch coverage of the library (the TOTAL line).
+## The security tests run after, in one process: they share private servers on fixed ports (5690, 5440, 19192-4).
 TEST_WORKERS ?= 4
 test: $(TEST_STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov=tidings --cov-branch --cov-report=term:skip-covered
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov=tidings --cov-branch --cov-report= --ignore=tests/integration/security
+	$(BIN)/pytest tests/integration/security --cov=tidings --cov-branch --cov-append --cov-report=term:skip-covered
 
 ## mutation: mutmut over the guarantee modules with their fast tests (on demand, not in CI); docs/mutation.md
 mutation: $(TEST_STAMP)
