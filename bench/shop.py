@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services import contracts
 from services.check import check
+from services.kit.db import drop_databases
 from services.load import LoadReport, percentiles, run_load
 from services.settings import SERVICES, Settings
 from services.supervisor import Supervisor
@@ -115,7 +114,7 @@ async def environment(name: str, data_dir: Path) -> AsyncIterator[Settings]:
         try:
             yield Settings(data_dir=data_dir, api_port=_free_port(), database=POSTGRES, db_prefix=prefix)
         finally:
-            await _drop_databases(prefix)
+            await drop_databases(POSTGRES, prefix, SERVICES)
         return
     import importlib.util
 
@@ -138,18 +137,7 @@ async def environment(name: str, data_dir: Path) -> AsyncIterator[Settings]:
             )
         finally:
             await api.delete(f"/vhosts/{vhost}")
-            await _drop_databases(prefix)
-
-
-async def _drop_databases(prefix: str) -> None:
-    engine = create_async_engine(f"{POSTGRES}/postgres".replace("postgresql", "postgresql+asyncpg"))
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            for service in SERVICES:
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{prefix}{service}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
+            await drop_databases(POSTGRES, prefix, SERVICES)
 
 
 def _figures(report: LoadReport) -> dict[str, Any]:

@@ -31,12 +31,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.chaos.run import _free_port, _until
 from services.chaos.stats import StatsCollector
 from services.check import check
+from services.kit.db import drop_databases
 from services.load import ACCEPTED_FILE, read_accepted, run_load
 from services.settings import SERVICES, Settings
 from services.supervisor import Supervisor
@@ -102,23 +101,12 @@ async def shop(
     finally:
         await supervisor.stop()
         log.close()
-        await _drop(prefix)
+        await drop_databases(POSTGRES, prefix, SERVICES)
         async with httpx.AsyncClient(auth=("guest", "guest"), timeout=30) as api:
             for base in MANAGEMENT:
                 with contextlib.suppress(httpx.HTTPError):
                     await api.delete(f"{base}/api/vhosts/{path}")
                     break
-
-
-async def _drop(prefix: str) -> None:
-    engine = create_async_engine(f"{POSTGRES}/postgres".replace("postgresql", "postgresql+asyncpg"))
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            for service in SERVICES:
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{prefix}{service}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
 
 
 async def _leader(vhost: str, queue: str) -> str:

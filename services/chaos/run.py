@@ -23,15 +23,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from services.chaos.faults import Injector
 from services.chaos.proxy import TcpProxy
 from services.chaos.rabbit import PrivateRabbit
 from services.chaos.stats import StatsCollector, logged_problems
 from services.check import check
 from services.invariants import deadline_cancelled
+from services.kit.db import drop_databases
 from services.load import ACCEPTED_FILE, read_accepted, run_load
 from services.settings import SERVICES, Settings
 from services.supervisor import Supervisor
@@ -78,7 +76,7 @@ async def chaos_run(config: RunConfig, seed: int, root: Path, say: Callable[[str
             say(f"starting the private RabbitMQ node {rabbit.node} on 127.0.0.1:{rabbit.port}")
             stack.push_async_callback(rabbit.stop)
             await rabbit.start(fresh=True)
-            await _drop_databases()
+            await drop_databases(POSTGRES, DB_PREFIX, SERVICES)
             proxies["rabbitmq"] = await _proxy(stack, "rabbitmq", rabbit.port)
             proxies["postgres"] = await _proxy(stack, "postgres", 5432)
             pg = proxies["postgres"].port
@@ -191,17 +189,6 @@ async def _proxy(stack: contextlib.AsyncExitStack, name: str, port: int) -> TcpP
     proxy = await TcpProxy("127.0.0.1", port, name=name).start()
     stack.push_async_callback(proxy.close)
     return proxy
-
-
-async def _drop_databases() -> None:
-    engine = create_async_engine(f"{POSTGRES}/postgres".replace("postgresql", "postgresql+asyncpg"))
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            for service in SERVICES:
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_PREFIX}{service}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
 
 
 async def _until(condition: Callable[[], bool], *, within: float) -> None:

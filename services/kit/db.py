@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -94,3 +94,17 @@ async def ensure_database(url: str) -> None:
             await asyncio.sleep(0.2 * (attempt + 1))
     finally:
         await admin.dispose()
+
+
+async def drop_databases(server: str, prefix: str, services: Iterable[str]) -> None:
+    """Drop each service's database `<prefix><service>` on the PostgreSQL `server` (a
+    `postgresql://user:password@host:port` URL), forcing out what is still connected: the clean-up
+    of a shop run on a shared server (tests, benchmarks, chaos runs)."""
+    engine = create_async_engine(f"{server}/postgres".replace("postgresql", "postgresql+asyncpg"))
+    try:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            for service in services:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{prefix}{service}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()

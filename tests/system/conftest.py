@@ -11,9 +11,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.kit.db import drop_databases
 from services.settings import SERVICES
 from tests.system.harness import MANAGEMENT, POSTGRES, RABBITMQ
 
@@ -40,15 +39,4 @@ def postgres_prefix() -> Iterator[str]:
     """A database name prefix of this test's own; its databases are dropped afterwards."""
     prefix = f"shop_t{os.getpid()}_{next(_names)}_"
     yield prefix
-    asyncio.run(_drop_databases(prefix))
-
-
-async def _drop_databases(prefix: str) -> None:
-    engine = create_async_engine(f"{POSTGRES}/postgres".replace("postgresql", "postgresql+asyncpg"))
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            for service in SERVICES:
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{prefix}{service}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
+    asyncio.run(drop_databases(POSTGRES, prefix, SERVICES))
