@@ -20,9 +20,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from tidings.envelope import STRUCTURED
-from tidings.errors import PublishError, TransportError
+from tidings.errors import TransportError
 from tidings.transport.kafka.config import CE_PREFIX, HEADER_GROUP, KafkaConfig
-from tidings.transport.kafka.refusal import TOO_LARGE, RecordRefused
+from tidings.transport.kafka.produce import produce
 from tidings.transport.kafka.retrying import raise_retriable, retrying
 from tidings.transport.kafka.tls import handshake_failure
 
@@ -135,24 +135,9 @@ class Cluster:
         stays in order and travels in one request (Kafka's sticky partitioning). Raises
         `PublishError` if any record was not acknowledged.
         """
-        sticky = next(self._sticky)
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            for topic, key, value, headers in records:
-                partition = None if key is not None else sticky % self._partitions.get(topic, 1)
-                futures.append(await self.producer.send(topic, value, key=key, partition=partition, headers=headers))
-        except Exception as error:
-            await asyncio.gather(*futures, return_exceptions=True)
-            if isinstance(error, TOO_LARGE):
-                raise RecordRefused(len(futures), type(error).__name__) from error
-            raise PublishError(f"Kafka refused a record: {error!r}") from error
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for index, result in enumerate(results):
-            if isinstance(result, TOO_LARGE):
-                raise RecordRefused(index, type(result).__name__) from result
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            raise PublishError(f"Kafka did not acknowledge {len(failures)} of {len(results)} records: {failures[0]!r}")
+        await produce(
+            self.producer, records, next(self._sticky), self.producer._max_request_size, self.config.max_batch_size
+        )
 
     # -- offsets and reading ----------------------------------------------------------------------
 

@@ -8,12 +8,13 @@ from typing import ClassVar, Self, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from tidings.envelope import Envelope, to_binary
+from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, EnvelopeRefused, TransportError
 from tidings.transport.base import Capabilities, DeadLetter, Subscription, Transport
 from tidings.transport.kafka.admin import Admin
 from tidings.transport.kafka.cluster import Cluster, Outgoing
-from tidings.transport.kafka.config import CE_PREFIX, KafkaConfig, check_group
+from tidings.transport.kafka.config import KafkaConfig, check_group
+from tidings.transport.kafka.encoding import record_parts
 from tidings.transport.kafka.refusal import RecordRefused
 from tidings.transport.kafka.retrying import retrying
 from tidings.transport.kafka.subscription import KafkaSubscription
@@ -50,9 +51,8 @@ class KafkaTransport(Transport):
         topic = self.config.events_topic
         records = []
         for envelope in envelopes:
-            headers, body = to_binary(envelope, CE_PREFIX)
-            key = envelope.partitionkey.encode() if envelope.partitionkey is not None else None
-            records.append(Outgoing(topic, key, body, [(name, value.encode()) for name, value in headers.items()]))
+            key, body, headers = record_parts(envelope)
+            records.append(Outgoing(topic, key, body, headers))
         if records:
             try:
                 await self._cluster.send(records)
