@@ -26,6 +26,7 @@ from typing import Any
 
 from transport_kafka import kafka_baselines, kafka_broker  # a sibling: bench/ is sys.path[0]
 from transport_rabbitmq import rabbitmq_baselines, rabbitmq_broker  # a sibling: bench/ is sys.path[0]
+from transport_sqlite import sqlite_baselines  # a sibling: bench/ is sys.path[0]
 
 from tidings.envelope import Envelope
 from tidings.events import Event
@@ -52,8 +53,9 @@ BROKERS: dict[str, Callable[[argparse.Namespace], AbstractAsyncContextManager[st
     "rabbitmq": rabbitmq_broker,
     "kafka": kafka_broker,
 }
-BASELINES = {"rabbitmq": rabbitmq_baselines, "kafka": kafka_baselines}
-"""The same work without Tidings, measured in the same run (see bench/transport_rabbitmq.py)."""
+BASELINES = {"rabbitmq": rabbitmq_baselines, "kafka": kafka_baselines, "sqlite": sqlite_baselines}
+"""The same work without Tidings, measured in the same run (see bench/transport_rabbitmq.py); for
+SQLite, the single-envelope shapes (bench/transport_sqlite.py)."""
 
 
 def make_events(count: int, size: int, keys: int) -> list[Envelope]:
@@ -157,7 +159,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250, help="envelopes per publish call")
     parser.add_argument("--prefetch", type=int, default=256)
     parser.add_argument("--keys", type=int, default=1000, help="distinct partition keys (0: none)")
+    parser.add_argument("--concurrency", type=int, default=32, help="callers of the single-envelope shapes")
     parser.add_argument("--out", type=Path, help="merge the figures into this JSON file")
+    parser.add_argument("--key", help="the entry to write in --out (default: the broker's name)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the baseline comparison")
     args = parser.parse_args()
 
@@ -168,7 +172,7 @@ def main() -> None:
         f"{result['publish_events_per_s']:>12,}{result['consume_ack_events_per_s']:>16,}"
     )
     if args.out is not None:
-        merge(args.out, args.broker, result)
+        merge(args.out, args.key or args.broker, result)
         print(f"written to {args.out}")
 
 

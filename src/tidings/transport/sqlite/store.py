@@ -3,9 +3,10 @@ run on one thread (the tables are in `schema`, members in `members`, the dead-le
 statements in `admin`).
 
 `Store` owns one `sqlite3` connection and is only ever called from the transport's single
-worker thread, so no connection is shared between threads. Every write runs in its own
-`BEGIN IMMEDIATE` transaction: it takes the database's write lock up front, so two processes
-never interleave a read-then-write (two consumers cannot claim the same delivery).
+worker thread, so no connection is shared between threads. Every write runs in a
+`BEGIN IMMEDIATE` transaction (queued publishes and settlements share one: `commit`). It takes
+the database's write lock up front, so two processes never interleave a read-then-write (two
+consumers cannot claim the same delivery).
 
 A delivery row is one (group, message) pair, created by fan-out in the publish transaction. Its
 `available_at` says when it may next be claimed, whatever its state:
@@ -142,27 +143,35 @@ class Store:
 
     # -- publish ---------------------------------------------------------------------------------
 
-    def publish(self, rows: Sequence[Row], now: float) -> int:
-        """Insert the messages some group subscribes to, and fan them out; returns how many."""
+    def commit(self, rows: Sequence[Row], settlements: Sequence[Settlement], now: float) -> list[bool]:
+        """Group commit: publish `rows` (in order) and apply `settlements` in one transaction;
+        returns, per settlement, False if its lease was lost meanwhile. Publishing first is correct
+        for per-key order: a settlement promotes a delivery this publish made `waiting`."""
         with self.write() as db:
-            groups: dict[str, list[str]] = {}
-            for group, type in db.execute("SELECT grp, type FROM subscriptions"):
-                groups.setdefault(type, []).append(group)
-            (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-            messages, deliveries, busy_keys = [], [], set()
-            for event_id, type, key, headers, body in rows:
-                if type not in groups:
-                    continue  # no group wants it: like an exchange without bindings
-                seq += 1
-                messages.append((seq, event_id, type, key, headers, body, now))
-                for group in groups[type]:
-                    waiting = key is not None and ((group, key) in busy_keys or self.has_pending(group, key))
-                    deliveries.append((group, seq, key, "waiting" if waiting else "ready", BLOCKED if waiting else now))
-                    if key is not None:
-                        busy_keys.add((group, key))
-            db.executemany(_INSERT_MESSAGE, messages)
-            db.executemany(INSERT_DELIVERY, deliveries)
-            return len(messages)
+            if rows:
+                self._publish(db, rows, now)
+            return self._settle(db, settlements, now) if settlements else []
+
+    def _publish(self, db: sqlite3.Connection, rows: Sequence[Row], now: float) -> int:
+        """Insert the messages some group subscribes to, and fan them out; returns how many."""
+        groups: dict[str, list[str]] = {}
+        for group, type in db.execute("SELECT grp, type FROM subscriptions"):
+            groups.setdefault(type, []).append(group)
+        (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        messages, deliveries, busy_keys = [], [], set()
+        for event_id, type, key, headers, body in rows:
+            if type not in groups:
+                continue  # no group wants it: like an exchange without bindings
+            seq += 1
+            messages.append((seq, event_id, type, key, headers, body, now))
+            for group in groups[type]:
+                waiting = key is not None and ((group, key) in busy_keys or self.has_pending(group, key))
+                deliveries.append((group, seq, key, "waiting" if waiting else "ready", BLOCKED if waiting else now))
+                if key is not None:
+                    busy_keys.add((group, key))
+        db.executemany(_INSERT_MESSAGE, messages)
+        db.executemany(INSERT_DELIVERY, deliveries)
+        return len(messages)
 
     def has_pending(self, group: str, key: str) -> bool:
         found = self._db.execute(
@@ -186,33 +195,32 @@ class Store:
             db.executemany(_LEASE, [(attempts, until, owner, id) for id, _, _, attempts, _, _ in rows])
         return [Claimed(Lease(id, owner, attempts), mid, key, h, b) for id, mid, key, attempts, h, b in rows]
 
-    def settle(self, batch: Sequence[Settlement], now: float) -> list[bool]:
-        """Apply settlements in one transaction; False for those whose lease was lost meanwhile."""
+    def _settle(self, db: sqlite3.Connection, batch: Sequence[Settlement], now: float) -> list[bool]:
+        """Apply settlements; False for those whose lease was lost meanwhile."""
         done: list[bool] = []
-        with self.write() as db:
-            settled_messages = set()
-            for item in batch:
-                mine = (item.lease.id, item.lease.owner, item.lease.attempts)
-                if item.kind is Kind.RETRY:
-                    sql = f"UPDATE deliveries SET state = 'ready', available_at = ?, lease_owner = NULL WHERE {_MINE}"
-                    done.append(db.execute(sql, (item.at, *mine)).rowcount == 1)
-                    continue
-                if item.kind is Kind.DEAD_LETTER:
-                    db.execute(
-                        "INSERT INTO dead_letters (grp, message_id, event_id, type, partition_key, headers, body,"
-                        " published_at, reason, attempts, dead_lettered_at)"
-                        " SELECT d.grp, m.id, m.event_id, m.type, m.partition_key, m.headers, m.body, m.published_at,"
-                        " ?, d.attempts, ? FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
-                        " WHERE d.id = ? AND d.lease_owner = ? AND d.attempts = ?",
-                        (item.reason, now, *mine),
-                    )
-                ok = db.execute(f"DELETE FROM deliveries WHERE {_MINE}", mine).rowcount == 1
-                done.append(ok)
-                if ok:
-                    settled_messages.add(item.message_id)
-                    if item.partition_key is not None:
-                        db.execute(_PROMOTE, (now, item.group, item.partition_key))
-            db.executemany(_COLLECT, [(id,) for id in settled_messages])
+        settled_messages = set()
+        for item in batch:
+            mine = (item.lease.id, item.lease.owner, item.lease.attempts)
+            if item.kind is Kind.RETRY:
+                sql = f"UPDATE deliveries SET state = 'ready', available_at = ?, lease_owner = NULL WHERE {_MINE}"
+                done.append(db.execute(sql, (item.at, *mine)).rowcount == 1)
+                continue
+            if item.kind is Kind.DEAD_LETTER:
+                db.execute(
+                    "INSERT INTO dead_letters (grp, message_id, event_id, type, partition_key, headers, body,"
+                    " published_at, reason, attempts, dead_lettered_at)"
+                    " SELECT d.grp, m.id, m.event_id, m.type, m.partition_key, m.headers, m.body, m.published_at,"
+                    " ?, d.attempts, ? FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
+                    " WHERE d.id = ? AND d.lease_owner = ? AND d.attempts = ?",
+                    (item.reason, now, *mine),
+                )
+            ok = db.execute(f"DELETE FROM deliveries WHERE {_MINE}", mine).rowcount == 1
+            done.append(ok)
+            if ok:
+                settled_messages.add(item.message_id)
+                if item.partition_key is not None:
+                    db.execute(_PROMOTE, (now, item.group, item.partition_key))
+        db.executemany(_COLLECT, [(id,) for id in settled_messages])
         return done
 
     def extend(self, leases: Sequence[Lease], until: float) -> None:

@@ -42,7 +42,8 @@ class SqliteTransport(Transport):
     # -- the port ----------------------------------------------------------------------------
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Store all `envelopes` and their fan-out in one transaction; return after the commit. An
+        """Store all `envelopes` and their fan-out in one transaction (shared with concurrent
+        publishes and settlements: group commit); return after the commit. An
         envelope over the size limit is refused for good (`EnvelopeRefused`) and nothing is stored."""
         if not envelopes:
             return
@@ -54,7 +55,7 @@ class SqliteTransport(Transport):
                 raise EnvelopeRefused(envelope.id, error.detail) from error
         worker = self._worker
         try:
-            await worker.run(partial(worker.store.publish, rows, time.time()))
+            await worker.publish(rows)
         except TransportError as error:
             raise PublishError(f"nothing was published: {error}") from error
         worker.poke()

@@ -1,8 +1,9 @@
 """The SQLite side of one transport: its worker thread and `Store`, group commit, lease renewal.
 
 All SQLite work of a transport runs on one worker thread, which owns the connection: the event
-loop never blocks on the database, and no connection is shared between threads. Settlements
-from all subscriptions of a transport are committed together by one flusher (group commit); a
+loop never blocks on the database, and no connection is shared between threads. Publishes and
+settlements from all tasks and subscriptions of a transport are committed together by one writer
+task (group commit); a
 heartbeat renews the leases of everything the subscriptions hold, and their membership of
 their groups (`members`), and hands back at once what consumers of this host that died held.
 Both the transport and its subscriptions use the worker; neither knows the other's internals.
@@ -16,17 +17,17 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tidings.errors import TransportError
 from tidings.transport.sqlite import members
 from tidings.transport.sqlite.config import SqliteConfig
 from tidings.transport.sqlite.members import Member
-from tidings.transport.sqlite.store import Lease, Settlement, Store
+from tidings.transport.sqlite.store import Lease, Row, Settlement, Store
 
 _log = logging.getLogger("tidings.transport.sqlite")
 T = TypeVar("T")
@@ -64,8 +65,9 @@ class Worker:
         self.subscriptions: set[Holder] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-sqlite")
         self._store: Store | None = None
+        self._publishes: list[tuple[Sequence[Row], asyncio.Future[None]]] = []
         self._pending: list[tuple[Settlement, asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._closing = False
         self._file = os.path.realpath(config.path)
@@ -111,7 +113,7 @@ class Worker:
             self._heartbeat = asyncio.create_task(self._beat(), name="tidings-sqlite-heartbeat")
 
     async def close(self) -> None:
-        """Close the subscriptions, commit pending settlements, close the file. Idempotent."""
+        """Close the subscriptions, commit what is queued, close the file. Idempotent."""
         if self._store is None or self._closing:
             return
         self._closing = True
@@ -121,8 +123,8 @@ class Worker:
             self._heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await self._heartbeat
-        if self._flusher is not None:
-            await self._flusher
+        if self._writer is not None:
+            await self._writer
         store, self._store = self._store, None
         with suppress(TransportError):
             await self.run(store.close)
@@ -131,27 +133,51 @@ class Worker:
 
     # -- settlement and leases ---------------------------------------------------------------
 
+    async def publish(self, rows: Sequence[Row]) -> None:
+        """Queue `rows` for the next group commit; return once committed (`TransportError` if not)."""
+        future: asyncio.Future[None] = self._queue()
+        self._publishes.append((rows, future))
+        await future
+
     async def settle(self, settlement: Settlement) -> bool:
         """Queue a settlement for the next group commit; True once committed, False if the lease was lost."""
-        if self._store is None:
-            raise TransportError("the transport is closed: the delivery returns to its group when its lease ends")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bool] = self._queue()
         self._pending.append((settlement, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="tidings-sqlite-flusher")
         return await future
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
+    def _queue(self) -> asyncio.Future[Any]:
+        if self._store is None:
+            raise TransportError("the transport is closed: the delivery returns to its group when its lease ends")
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="tidings-sqlite-writer")
+        return asyncio.get_running_loop().create_future()
+
+    async def _write(self) -> None:
+        """The writer: commit everything queued in one transaction, then what queued meanwhile.
+
+        A caller's await returns after the commit that holds its work, so it is as durable as
+        with a transaction of its own; concurrent callers share the transaction (and its
+        thread hand-off), which is the cost that bounded one-envelope publishes and one-at-a-time
+        acks (ADR 0025). A failed commit rolled back everything in it: each caller gets the error.
+        """
+        while self._publishes or self._pending:
+            publishes, self._publishes = self._publishes, []
+            settlements, self._pending = self._pending, []
+            rows = [row for batch, _ in publishes for row in batch]
             try:
-                done = await self.run(partial(self.store.settle, [item for item, _ in batch], time.time()))
-            except TransportError as error:
-                for _, future in batch:
+                done = await self.run(partial(self.store.commit, rows, [item for item, _ in settlements], time.time()))
+            except Exception as error:  # `run` makes SQLite's errors TransportError; anything else is a bug
+                failure = error if isinstance(error, TransportError) else TransportError(f"commit failed: {error!r}")
+                futures: list[asyncio.Future[Any]] = [future for _, future in publishes]
+                futures += [future for _, future in settlements]
+                for future in futures:
                     if not future.done():
-                        future.set_exception(error)
+                        future.set_exception(failure)
             else:
-                for (_, future), ok in zip(batch, done, strict=True):
+                for _, future in publishes:
+                    if not future.done():
+                        future.set_result(None)
+                for (_, future), ok in zip(settlements, done, strict=True):
                     if not future.done():
                         future.set_result(ok)
             self.poke()
