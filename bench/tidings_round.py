@@ -6,25 +6,52 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tidings.envelope import Envelope
 from tidings.transport import Delivery, connect
 
 
+class Seconds(float):
+    """Wall seconds of a timed phase, carrying the CPU seconds this process spent in it (`cpu`):
+    on a shared machine, CPU per event moves far less with other load than events/s."""
+
+    cpu: float
+
+    def __new__(cls, wall: float, cpu: float) -> Seconds:
+        seconds = super().__new__(cls, wall)
+        seconds.cpu = cpu
+        return seconds
+
+
+class Stopwatch:
+    """`Stopwatch()` starts; `stop()` gives the `Seconds` since."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> Seconds:
+        return Seconds(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+
+
 async def tidings_round(
-    url: str, args: argparse.Namespace, envelopes: list[Envelope], group: str
-) -> tuple[float, float]:
+    url: str, args: argparse.Namespace, envelopes: list[Envelope], group: str, *, batched: bool = False
+) -> tuple[Seconds, Seconds]:
     """Publish `envelopes` in batches of `args.batch`, then consume and ack them all with
-    `args.prefetch` in flight; returns (publish seconds, consume seconds)."""
+    `args.prefetch` in flight; returns (publish seconds, consume seconds).
+
+    Consuming is a task per delivery, each awaiting its own ack (what `Service` does); with
+    `batched`, the subscription's batch API instead (Kafka: `batches()` and `ack_all`): a task
+    per batch, which decodes every delivery and then waits for one ack, while the next batch
+    is taken (the prefetch window bounds what is unsettled)."""
     publisher, consumer = await connect(url), await connect(url)
     try:
         subscription = await consumer.subscribe(group, [envelopes[0].type], prefetch=args.prefetch)
-        started = time.perf_counter()
+        watch = Stopwatch()
         for start in range(0, len(envelopes), args.batch):
             await publisher.publish(envelopes[start : start + args.batch])
-        publish_seconds = time.perf_counter() - started
+        publish_seconds = watch.stop()
 
         acks: set[asyncio.Task[None]] = set()
 
@@ -32,17 +59,31 @@ async def tidings_round(
             delivery.envelope()  # decode, as a real consumer must
             await delivery.ack()
 
-        started = time.perf_counter()
+        async def handle_all(deliveries: list[Delivery]) -> None:
+            for delivery in deliveries:
+                delivery.envelope()
+            await subscription.ack_all(deliveries)  # type: ignore[attr-defined]
+
+        watch = Stopwatch()
         received = 0
-        async for delivery in subscription:
-            task = asyncio.create_task(handle(delivery))
-            acks.add(task)
-            task.add_done_callback(acks.discard)
-            received += 1
-            if received == len(envelopes):
-                break
+        if batched:
+            async for deliveries in subscription.batches(args.prefetch):  # type: ignore[attr-defined]
+                task = asyncio.create_task(handle_all(deliveries))
+                acks.add(task)
+                task.add_done_callback(acks.discard)
+                received += len(deliveries)
+                if received == len(envelopes):
+                    break
+        else:
+            async for delivery in subscription:
+                task = asyncio.create_task(handle(delivery))
+                acks.add(task)
+                task.add_done_callback(acks.discard)
+                received += 1
+                if received == len(envelopes):
+                    break
         await asyncio.gather(*acks)
-        consume_seconds = time.perf_counter() - started
+        consume_seconds = watch.stop()
         await subscription.close()
     finally:
         await publisher.close()
@@ -50,20 +91,30 @@ async def tidings_round(
     return publish_seconds, consume_seconds
 
 
-def summarise(samples: dict[str, dict[str, list[int]]], baselines: Iterable[str]) -> dict[str, Any]:
-    """Medians per runner and kind, the samples behind them, and Tidings relative to each baseline."""
+def summarise(samples: Mapping[str, Mapping[str, Sequence[float]]], baselines: Iterable[str]) -> dict[str, Any]:
+    """Medians per runner and kind, the samples behind them, and Tidings relative to each baseline.
+
+    Kinds ending in `_cpu_us` are CPU microseconds per event (lower is better); their relative
+    figure is the baseline's over Tidings', so above 1 means Tidings is cheaper, like events/s."""
     figures: dict[str, Any] = {
         name: {
-            **{f"{kind}_events_per_s": round(statistics.median(values)) for kind, values in kinds.items()},
+            **{_figure(kind): round(statistics.median(values), 1) for kind, values in kinds.items()},
             "samples": kinds,
         }
         for name, kinds in samples.items()
     }
     figures["tidings_relative"] = {
-        name: {
-            kind: round(figures["tidings"][f"{kind}_events_per_s"] / figures[name][f"{kind}_events_per_s"], 2)
-            for kind in samples["tidings"]
-        }
+        name: {kind: round(_ratio(figures["tidings"], figures[name], kind), 2) for kind in samples["tidings"]}
         for name in baselines
     }
     return figures
+
+
+def _figure(kind: str) -> str:
+    return kind if kind.endswith("_cpu_us") else f"{kind}_events_per_s"
+
+
+def _ratio(tidings: dict[str, Any], baseline: dict[str, Any], kind: str) -> float:
+    if kind.endswith("_cpu_us"):
+        return float(baseline[kind] / tidings[kind])
+    return float(tidings[_figure(kind)] / baseline[_figure(kind)])

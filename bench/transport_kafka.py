@@ -12,7 +12,9 @@ records at a time and commits after each batch (the usual at-least-once loop). T
   decoding each record when consuming, which any consumer of these events must do.
 
 Tidings decodes each envelope and acks each delivery (a commit per batch of settlements, plus a
-commit recording delivery counts before hand-out). Shared machines are noisy, so the comparison
+commit recording delivery counts before hand-out): `tidings` with a task per delivery awaiting its
+own ack (what `Service` does), `tidings-batches` through the batch API (`batches()`, then one
+`ack_all` per batch, the raw loop's shape). Shared machines are noisy, so the comparison
 runs `--rounds` rounds in rotated order and reports the median of each figure (and every sample).
 """
 
@@ -20,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tidings_round import summarise, tidings_round
+from tidings_round import Seconds, Stopwatch, summarise, tidings_round
 
 from tidings.envelope import Envelope, decode, to_binary
 from tidings.transport.kafka import KafkaConfig
@@ -70,7 +71,7 @@ def _records(envelopes: list[Envelope]) -> list[Record]:
 
 async def raw_aiokafka(
     url: str, args: argparse.Namespace, envelopes: list[Envelope], run: str, *, codec: bool = False
-) -> tuple[float, float]:
+) -> tuple[Seconds, Seconds]:
     """Raw aiokafka; with `codec`, it also encodes each envelope when publishing and decodes each
     record into an envelope when consuming (Tidings' CloudEvents codec), as any real consumer must."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -105,7 +106,7 @@ async def raw_aiokafka(
         await consumer.commit({tp: 0 for tp in partitions if tp in consumer.assignment()})
 
         records = None if codec else _records(envelopes)
-        started = time.perf_counter()
+        watch = Stopwatch()
         for start in range(0, len(envelopes), args.batch):
             batch = (
                 _records(envelopes[start : start + args.batch])
@@ -114,9 +115,9 @@ async def raw_aiokafka(
             )
             futures = [await producer.send(topic, value, key=key, headers=headers) for key, value, headers in batch]
             await asyncio.gather(*futures)
-        publish_seconds = time.perf_counter() - started
+        publish_seconds = watch.stop()
 
-        started = time.perf_counter()
+        watch = Stopwatch()
         received = 0
         while received < len(envelopes):
             fetched = await consumer.getmany(timeout_ms=100, max_records=args.prefetch)
@@ -127,16 +128,19 @@ async def raw_aiokafka(
                         decode(record.headers, record.value, "ce_")
             if fetched:
                 await consumer.commit()
-        consume_seconds = time.perf_counter() - started
+        consume_seconds = watch.stop()
     finally:
         await consumer.stop()
         await producer.stop()
     return publish_seconds, consume_seconds
 
 
-async def tidings(url: str, args: argparse.Namespace, envelopes: list[Envelope], run: str) -> tuple[float, float]:
-    """What `measure` in bench/transport.py does, as one round of the comparison."""
-    return await tidings_round(url, args, envelopes, f"compare-{run}")
+async def tidings(
+    url: str, args: argparse.Namespace, envelopes: list[Envelope], run: str, *, batched: bool = False
+) -> tuple[Seconds, Seconds]:
+    """What `measure` in bench/transport.py does, as one round of the comparison; `batched`
+    consumes through the batch API (`batches()` + `ack_all`) instead of a task per delivery."""
+    return await tidings_round(url, args, envelopes, f"compare-{run}{'-batches' if batched else ''}", batched=batched)
 
 
 async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[Envelope]) -> dict[str, Any]:
@@ -144,20 +148,25 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
     interleaved rounds: median events/s of each, every sample, and Tidings' medians relative to
     the others'."""
     rounds = max(1, getattr(args, "rounds", 3))
-    names = ["tidings", *BASELINES]
-    samples: dict[str, dict[str, list[int]]] = {name: {kind: [] for kind in KINDS} for name in names}
+    names = ["tidings", "tidings-batches", *BASELINES]
+    kinds = (*KINDS, *(f"{kind}_cpu_us" for kind in KINDS))
+    samples: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in kinds} for name in names}
     for number in range(rounds):
         order = names[number % len(names) :] + names[: number % len(names)]
         for name in order:
-            if name == "tidings":
-                seconds = await tidings(url, args, envelopes, str(number))
+            if name.startswith("tidings"):
+                seconds = await tidings(url, args, envelopes, str(number), batched=name == "tidings-batches")
             else:
                 seconds = await raw_aiokafka(
                     url, args, envelopes, f"{name.replace('+', '-')}-{number}", codec=name != "aiokafka"
                 )
             for kind, elapsed in zip(KINDS, seconds, strict=True):
                 samples[name][kind].append(round(len(envelopes) / elapsed))
+                samples[name][f"{kind}_cpu_us"].append(round(elapsed.cpu * 1e6 / len(envelopes), 1))
     figures = summarise(samples, BASELINES)
+    figures["tidings_batches_relative"] = summarise(
+        {"tidings": samples["tidings-batches"], **{name: samples[name] for name in BASELINES}}, BASELINES
+    )["tidings_relative"]
     figures["rounds"] = rounds
     figures["partitions"] = KafkaConfig.from_url(url).partitions
     figures["prefix"] = parse_qs(urlsplit(url).query).get("prefix", [""])[0]

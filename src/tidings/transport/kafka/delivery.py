@@ -38,6 +38,8 @@ class Source(Protocol):
 
     def take(self) -> Slot | None: ...
 
+    def take_many(self, limit: int) -> list[Slot]: ...
+
     async def next_slot(self) -> Slot | None: ...
 
 
@@ -46,33 +48,33 @@ class KafkaDelivery(Delivery):
 
     def __init__(self, subscription: Settler, slot: Slot) -> None:
         Delivery.__init__(self, subscription.group, slot.deliveries)  # not super(): one per delivery
-        self._subscription = subscription
-        self._slot = slot
+        self.subscription = subscription
+        self.slot = slot
 
     @property
     def position(self) -> tuple[int, int, str | None]:
         """(partition, offset, key) of the record, for the process span's attributes."""
-        key = self._slot.key
-        return self._slot.record.partition, self._slot.offset, key.decode("utf-8", "replace") if key else None
+        key = self.slot.key
+        return self.slot.record.partition, self.slot.offset, key.decode("utf-8", "replace") if key else None
 
     def envelope(self) -> Envelope:
         """The record's envelope; with no `ce_partitionkey` header the record key is the
         partition key (the Kafka binding's partitioning extension), as producers that key
         their records but know nothing of the extension send them."""
-        record = self._slot.record
+        record = self.slot.record
         envelope = decode(record.headers or (), record.value or b"", CE_PREFIX)
         if envelope.partitionkey is None and record.key:
             return envelope.with_changes(partitionkey=record.key.decode("utf-8", "replace"))
         return envelope
 
     async def _ack(self) -> None:
-        await self._subscription.settled(self._slot)  # a future: no coroutines in between
+        await self.subscription.settled(self.slot)  # a future: no coroutines in between
 
     async def _retry(self, after: float) -> None:
-        await self._subscription.retry(self._slot, after)
+        await self.subscription.retry(self.slot, after)
 
     async def _dead_letter(self, reason: str) -> None:
-        await self._subscription.dead_letter(self._slot, reason)
+        await self.subscription.dead_letter(self.slot, reason)
 
 
 class Deliveries:
@@ -93,6 +95,32 @@ class Deliveries:
             if slot is None:
                 raise StopAsyncIteration
         return KafkaDelivery(self._subscription, slot)
+
+
+class Batches:
+    """The batch iterator of a subscription: lists of up to `limit` deliveries ready together.
+
+    Waits only for the first of a batch; the rest are what is ready at that moment, so a batch
+    is never held back to fill up. No two deliveries of one batch share a partition key (the
+    next of a key is handed out after the previous is settled)."""
+
+    def __init__(self, source: Source, subscription: Settler, limit: int) -> None:
+        self._source = source
+        self._subscription = subscription
+        self._limit = limit
+
+    def __aiter__(self) -> Batches:
+        return self
+
+    async def __anext__(self) -> list[KafkaDelivery]:
+        source, subscription = self._source, self._subscription
+        slots = source.take_many(self._limit)
+        if not slots:
+            first = await source.next_slot()
+            if first is None:
+                raise StopAsyncIteration
+            slots = [first, *source.take_many(self._limit - 1)]
+        return [KafkaDelivery(subscription, slot) for slot in slots]
 
 
 def dead_letter_record(record: Any, reason: str, attempts: int) -> tuple[bytes, list[tuple[str, bytes]]]:

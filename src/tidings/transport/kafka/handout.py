@@ -68,6 +68,17 @@ class HandOut:
         self.in_flight += 1
         return slot
 
+    def take_many(self, limit: int) -> list[Slot]:
+        """Up to `limit` records that can go out right now, in hand-out order (no waiting)."""
+        slots: list[Slot] = []
+        take = self.take
+        while len(slots) < limit:
+            slot = take()
+            if slot is None:
+                break
+            slots.append(slot)
+        return slots
+
     async def next_slot(self) -> Slot | None:
         """The next record to hand out, waiting for one; None once the subscription is closed."""
         while True:
