@@ -16,9 +16,11 @@ from tidings.transport.kafka.encoding import record_parts
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 optional = st.none() | text
 names = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True).filter(
-    lambda name: name
-    not in {"id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema"}
-    | {"correlationid", "causationid", "traceparent", "partitionkey", "data"}
+    lambda name: (
+        name
+        not in {"id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema"}
+        | {"correlationid", "causationid", "traceparent", "partitionkey", "data"}
+    )
 )
 
 envelopes = st.builds(
