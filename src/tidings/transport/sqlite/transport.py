@@ -55,10 +55,9 @@ class SqliteTransport(Transport):
                 raise EnvelopeRefused(envelope.id, error.detail) from error
         worker = self._worker
         try:
-            await worker.publish(rows)
+            await worker.publish(rows)  # the writer wakes this file's idle consumers after its commit
         except TransportError as error:
             raise PublishError(f"nothing was published: {error}") from error
-        worker.poke()
 
     async def subscribe(self, group: str, types: Collection[str], *, prefetch: int = 64) -> SqliteSubscription:
         """Record (group, type) rows durably and join the group as a member subscribing `types`,
