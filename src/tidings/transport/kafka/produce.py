@@ -11,6 +11,11 @@ numbers as it does for its own batches. Order within a partition is the call's o
 A record the producer would refuse as too large before sending it (`max_request_size`, or a
 batch of its own over `max_batch_size`) sends the whole call the per-record way, so the refusal
 names that record's index exactly as before (`RecordRefused`).
+
+Besides the public `create_batch`/`send_batch`, this reads four producer internals that aiokafka
+has kept since 0.5 (`_partitioner`, `_max_request_size`, `client.cluster`,
+`client._wait_on_metadata`); `tests/integration/test_kafka_*` and the conformance suite would
+catch a release that changes them.
 """
 
 from __future__ import annotations
