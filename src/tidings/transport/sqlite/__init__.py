@@ -15,8 +15,9 @@
 - Each subscription is a *member* of its group and records the types it subscribes (`members`):
   it claims those, and any type no live member of the group subscribes any more, so a type a
   deploy stopped handling is dead-lettered by the runtime instead of blocking its key.
-- Settlements from all subscriptions of a transport are committed together by one flusher
-  (group commit); `await delivery.ack()` returns only after its commit.
+- Publishes and settlements queued on a transport (by any of its tasks and subscriptions) are
+  committed together by one writer (group commit); `await publish(...)` and
+  `await delivery.ack()` return only after the commit holding their work.
 
 All SQLite work runs on one worker thread per transport, which owns the connection: the event
 loop never blocks on the database, and no connection is shared between threads.

@@ -3,7 +3,7 @@
 A subscription claims deliveries in batches on the transport's worker thread and hands them
 out one by one. Its window is `prefetch`: claimed-but-not-handed-out plus handed-out-but-not-
 settled deliveries never exceed it, so a busy consumer leaves the rest of the group's work to
-the other consumers. Settling goes through the worker's group-commit flusher.
+the other consumers. Settling goes through the worker's group-commit writer.
 """
 
 from __future__ import annotations
