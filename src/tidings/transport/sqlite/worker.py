@@ -2,10 +2,10 @@
 
 All SQLite work of a transport runs on one worker thread, which owns the connection: the event
 loop never blocks on the database, and no connection is shared between threads. Publishes and
-settlements from all tasks and subscriptions of a transport are committed together by one writer
-task (group commit); a
-heartbeat renews the leases of everything the subscriptions hold, and their membership of
-their groups (`members`), and hands back at once what consumers of this host that died held.
+settlements from all tasks and subscriptions of a transport are committed together by one
+writer task (group commit); a heartbeat renews the leases of everything the subscriptions hold,
+and their membership of their groups (`members`), and hands back at once what consumers of this
+host that died held.
 Both the transport and its subscriptions use the worker; neither knows the other's internals.
 """
 
@@ -135,19 +135,21 @@ class Worker:
 
     async def publish(self, rows: Sequence[Row]) -> None:
         """Queue `rows` for the next group commit; return once committed (`TransportError` if not)."""
-        future: asyncio.Future[None] = self._queue()
+        future: asyncio.Future[None] = self._queue("nothing was published")
         self._publishes.append((rows, future))
         await future
 
     async def settle(self, settlement: Settlement) -> bool:
         """Queue a settlement for the next group commit; True once committed, False if the lease was lost."""
-        future: asyncio.Future[bool] = self._queue()
+        future: asyncio.Future[bool] = self._queue("the delivery returns to its group when its lease ends")
         self._pending.append((settlement, future))
         return await future
 
-    def _queue(self) -> asyncio.Future[Any]:
+    def _queue(self, if_closed: str) -> asyncio.Future[Any]:
+        """A future for work about to be queued, with the writer running; `TransportError` saying
+        "closed: `if_closed`" once the transport is closed."""
         if self._store is None:
-            raise TransportError("the transport is closed: the delivery returns to its group when its lease ends")
+            raise TransportError(f"the SQLite broker transport for {self.config.path!r} is closed: {if_closed}")
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="tidings-sqlite-writer")
         return asyncio.get_running_loop().create_future()
