@@ -98,9 +98,11 @@ class LegacyReader:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Create the source topics if missing (one partition), join the consumer group, read."""
+        """Create the source topics if missing (one partition), join the consumer group, read.
+        An existing topic is left as it is (a least-privilege user may only read it)."""
         for name in self._sources:
-            await self._cluster.ensure_topic(name, 1)
+            if not await self._cluster.topic_exists(name):
+                await self._cluster.ensure_topic(name, 1)
         await self._consumer.start()
         self._consumer.subscribe(sorted(self._sources))
         self._task = asyncio.create_task(self._run(), name=f"tidings-kafka-legacy-{self.group}")
