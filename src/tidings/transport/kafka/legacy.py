@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from tidings.envelope import Envelope, decode, to_binary
-from tidings.errors import MalformedMessage, TransportError
+from tidings.errors import MalformedMessage
 from tidings.legacy import Ignore, LegacySource, envelope_of, field_value, parse
 from tidings.transport.base import Delivery, Subscription
 from tidings.transport.kafka.cluster import Cluster, Outgoing
@@ -120,16 +119,19 @@ class LegacyReader:
             log.debug("group %s: stopping the legacy consumer failed", self.group, exc_info=True)
 
     async def _run(self) -> None:
+        """Fetch, forward, commit, until cancelled. Any failure (broker, commit after a rebalance)
+        backs off and reads the uncommitted batch again: the reader must not die silently, since
+        nothing else would forward the topic."""
         failures = 0
         while True:
-            batch = await self._consumer.getmany(timeout_ms=1000, max_records=_BATCH)
-            if not batch:
-                continue
+            batch: dict[Any, list[Any]] = {}
             try:
-                await self._forward([record for records in batch.values() for record in records])
-                await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+                batch = await self._consumer.getmany(timeout_ms=1000, max_records=_BATCH)
+                if batch:
+                    await self._forward([record for records in batch.values() for record in records])
+                    await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
                 failures = 0
-            except (TransportError, KafkaError) as error:
+            except Exception as error:
                 failures += 1
                 delay = min(_BACKOFF[1], _BACKOFF[0] * 2**failures)
                 log.warning("group %s: legacy batch failed, reading it again in %.1fs: %r", self.group, delay, error)
