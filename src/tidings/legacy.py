@@ -2,11 +2,13 @@
 each becomes one of the service's events, is ignored, or is refused with a reason.
 
 A `LegacySource` names where such messages arrive (a RabbitMQ queue, optionally bound to
-exchanges, or a Kafka topic) and how to translate them. The transport applies it the same way to every message
-of that source, whether it was waiting before the service started or arrives while it runs:
-a translated event is forwarded to the events of the system (every group subscribed to its
-type gets it), an ignored message is acked and logged, a refused one is dead-lettered with the
-reason and its origin, so that replay returns it to the source and the translation runs again.
+exchanges, or a Kafka topic) and how to translate them. The transport applies it the same way
+to every message of that source, whether it was waiting before the service started or arrives
+while it runs: a translated event is forwarded to the events of the system (every group
+subscribed to its type gets it), an ignored message is acked (committed on Kafka) and logged, a
+refused one is dead-lettered with the reason and its origin, so that replay returns it to the
+source and the translation runs again. `parse` and `envelope_of` are the broker-independent
+half of that; each transport supplies the stable event id of a message.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class LegacySource:
     the duplicate. On RabbitMQ it is the AMQP `message_id`, else the body's `id_field`, else a
     UUIDv5 of the queue name, the `timestamp` property and the body (two messages with identical
     bytes and no id are taken to be the same event); on Kafka the body's `id_field`, else a UUIDv5
-    of the record's topic, partition and offset.
+    of the record's topic, partition, offset and timestamp.
     """
 
     name: str

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from tidings.envelope import Envelope, to_binary
-from tidings.errors import MalformedMessage
+from tidings.errors import ConfigurationError, MalformedMessage
 from tidings.events import Event
 from tidings.legacy import Ignore, LegacySource
+from tidings.transport import connect
 from tidings.transport.kafka.legacy import translate_record
 
 
@@ -93,3 +94,9 @@ def test_a_cloudevent_on_a_legacy_topic_passes_through() -> None:
 def test_what_is_refused_says_why(value: bytes, reason: str) -> None:
     with pytest.raises(MalformedMessage, match=reason):
         translate_record(SOURCE, Record(value))
+
+
+async def test_two_sources_for_one_topic_are_refused_before_connecting() -> None:
+    twice = [LegacySource("scales", translate=Weighed), LegacySource("scales", types={"A": "b.c"})]
+    with pytest.raises(ConfigurationError, match="two legacy sources for one topic"):
+        await connect("kafka://127.0.0.1:1", legacy=twice)  # nothing listens there: refused first

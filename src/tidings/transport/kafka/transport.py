@@ -30,9 +30,6 @@ class KafkaTransport(Transport):
     capabilities: ClassVar[Capabilities] = Capabilities(durable=True, multi_process=True, per_key_ordering=True)
 
     def __init__(self, cluster: Cluster, legacy: Sequence[LegacySource] = ()) -> None:
-        names = [source.name for source in legacy]
-        if len(set(names)) != len(names):
-            raise ConfigurationError(f"two legacy sources for one topic: {names}")
         self.config = cluster.config
         self._cluster = cluster
         self._admin = Admin(cluster)
@@ -45,7 +42,11 @@ class KafkaTransport(Transport):
     async def open(cls, url: str, *, legacy: Sequence[LegacySource] = ()) -> Self:
         """Connect and create the events and registry topics; `ConfigurationError` for a bad URL.
         `legacy`: topics of plain-JSON records the subscribing groups translate (`kafka.legacy`)."""
-        cluster = Cluster(KafkaConfig.from_url(url))
+        config = KafkaConfig.from_url(url)
+        names = [source.name for source in legacy]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"two legacy sources for one topic: {names}")
+        cluster = Cluster(config)
         await cluster.start()
         return cls(cluster, legacy)
 
