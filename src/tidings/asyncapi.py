@@ -40,7 +40,11 @@ a test holds them equal, without this module importing the broker clients)."""
 _KEY = re.compile(r"[^A-Za-z0-9.\-_]")
 _ATTRIBUTES: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "description": "Unique, time-ordered event id (UUIDv7)."},
-    "source": {"type": "string", "description": "The publishing service's name (legacy sources: a URI)."},
+    "source": {
+        "type": "string",
+        "format": "uri",
+        "description": "Absolute URI of the publisher: urn:tidings:<service> unless the service configures its own.",
+    },
     "type": {"type": "string", "description": "The event type (on RabbitMQ also the routing key)."},
     "specversion": {"type": "string", "const": "1.0"},
     "time": {"type": "string", "format": "date-time"},
@@ -98,7 +102,7 @@ def document(
         for event_type in (*service.handled_types, *service.published_types):
             classes.setdefault(event_type, service.registry.event_class(event_type))
         for event_type in service.published_types:
-            publishers.setdefault(event_type, service.name)
+            publishers.setdefault(event_type, service.source)
     ordered = [classes[name] for name in sorted(classes)]
     references, definitions = models_json_schema(
         [(cls, "serialization") for cls in ordered], ref_template="#/components/schemas/{model}"
@@ -111,7 +115,7 @@ def document(
     for cls in ordered:
         base = key(f"{cls.event_type}.v{cls.event_version}")
         payload = references[(cls, "serialization")]
-        source = publishers.get(cls.event_type, "publisher")
+        source = publishers.get(cls.event_type, "urn:tidings:publisher")
         for broker, prefix in (("amqp", AMQP_PREFIX), ("kafka", KAFKA_PREFIX)):
             messages[f"{base}.{broker}"] = _message(cls, broker, prefix, payload, source)
         channels[key(f"amqp.{cls.event_type}")] = {

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from tidings.envelope import Envelope
+from tidings.envelope import MAX_SOURCE_LENGTH, Envelope
 from tidings.errors import ConfigurationError
 from tidings.events import Event
 from tidings.observe import tracing
@@ -13,9 +14,28 @@ from tidings.observe.telemetry import broker_for
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
+
+
+def service_source(service: str, configured: str | None = None) -> str:
+    """The CloudEvents `source` of the events `service` publishes: `configured`, else
+    `urn:tidings:<service>`. An absolute URI, as the spec recommends (a bare name is only a
+    relative URI-reference). Only the wire carries it: the store keys a service's outbox rows,
+    relay lease and parked rows by the service name, so changing it needs no migration."""
+    source = f"urn:tidings:{service}" if configured is None else configured
+    if not _ABSOLUTE_URI.fullmatch(source) or len(source) > MAX_SOURCE_LENGTH:
+        raise ConfigurationError(
+            f"the source of service {service!r} must be an absolute URI of at most {MAX_SOURCE_LENGTH} "
+            f"characters (e.g. urn:tidings:{service} or https://example.com/{service}), got {source!r}"
+        )
+    return source
+
 
 class Context:
     """What a handler (or a state-changing request) may do besides its own logic.
+
+    `service` is the publishing service's name; `source` the URI its events carry (by default
+    `urn:tidings:<service>`, see `service_source`).
 
     `publish` only records the event: the runtime sends what was recorded after the handler
     returned, through the outbox in the same transaction as `session` when the service has a
@@ -30,11 +50,13 @@ class Context:
         self,
         service: str,
         *,
+        source: str | None = None,
         incoming: Envelope | None = None,
         attempt: int = 1,
         session: AsyncSession | None = None,
     ) -> None:
         self.service = service
+        self.source = source or f"urn:tidings:{service}"
         self.incoming = incoming
         self.attempt = attempt
         self._session = session
@@ -59,7 +81,7 @@ class Context:
         traceparent, span = tracing.creation(event.event_type, self.service, broker_for(self.service), inherited)
         envelope = Envelope.wrap(
             event,
-            source=self.service,
+            source=self.source,
             correlationid=correlationid or (incoming.correlationid if incoming else None),
             causationid=incoming.id if incoming else None,
             traceparent=traceparent,

@@ -2,23 +2,28 @@
 each becomes one of the service's events, is ignored, or is refused with a reason.
 
 A `LegacySource` names where such messages arrive (a RabbitMQ queue, optionally bound to
-exchanges) and how to translate them. The transport applies it the same way to every message
-of that source, whether it was waiting before the service started or arrives while it runs:
-a translated event is forwarded to the events of the system (every group subscribed to its
-type gets it), an ignored message is acked and logged, a refused one is dead-lettered with the
-reason and its origin, so that replay returns it to the source and the translation runs again.
+exchanges, or a Kafka topic) and how to translate them. The transport applies it the same way
+to every message of that source, whether it was waiting before the service started or arrives
+while it runs: a translated event is forwarded to the events of the system (every group
+subscribed to its type gets it), an ignored message is acked (committed on Kafka) and logged, a
+refused one is dead-lettered with the reason and its origin, so that replay returns it to the
+source and the translation runs again. `parse` and `envelope_of` are the broker-independent
+half of that; each transport supplies the stable event id of a message.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
 
-from tidings.errors import ConfigurationError
+from tidings.envelope import Envelope
+from tidings.errors import ConfigurationError, Malformation, MalformedMessage
 from tidings.events import Event
 
 log = logging.getLogger("tidings.legacy")
@@ -54,19 +59,21 @@ class Binding:
 
 @dataclass(frozen=True, slots=True)
 class LegacySource:
-    """Where plain-JSON messages arrive (`name`: a RabbitMQ queue) and how each becomes an event.
+    """Where plain-JSON messages arrive (`name`: a RabbitMQ queue or a Kafka topic) and how each
+    becomes an event.
 
     `translate` is a function (document -> `Event` | `Ignore` | `Refuse`) or an `Event` class
     whose validation is the translation. Without it, `types` renames: a JSON object whose
     `type_field` holds a key of `types` becomes an envelope of type `types[value]` whose data is
     the object without `type_field`. The subscriptions of `group` (of every group, when None)
     consume the queue, declared as the ADR-001 sample declares it (durable, classic, no
-    arguments) and bound to `bindings`.
+    arguments) and bound to `bindings`; on Kafka they read the topic (`bindings` do not apply).
 
-    The envelope id is the message's AMQP `message_id`, else the body's `id_field`, else a
-    UUIDv5 of the queue name, the `timestamp` property and the body: the same message
-    redelivered gets the same id (the inbox absorbs the duplicate), and two messages with
-    identical bytes and no id are taken to be the same event.
+    The envelope id is stable per message, so a redelivery gets the same id and the inbox absorbs
+    the duplicate. On RabbitMQ it is the AMQP `message_id`, else the body's `id_field`, else a
+    UUIDv5 of the queue name, the `timestamp` property and the body (two messages with identical
+    bytes and no id are taken to be the same event); on Kafka the body's `id_field`, else a UUIDv5
+    of the record's topic, partition, offset and timestamp.
     """
 
     name: str
@@ -132,3 +139,79 @@ def apply(source: LegacySource, document: Any) -> Translation:
     if not isinstance(result, Event | Ignore | Refuse):
         return Refuse(f"translation returned {type(result).__name__}, not an Event, Ignore or Refuse")
     return result
+
+
+def parse(source: LegacySource, body: bytes) -> Any:
+    """The JSON document of a legacy message, or `MalformedMessage` saying why it is none."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise MalformedMessage(
+            Malformation.NOT_JSON, f"not a CloudEvents message: body is not JSON; {source.rule()}"
+        ) from None
+    except RecursionError:
+        raise MalformedMessage(Malformation.TOO_LARGE, f"body is JSON nested too deeply; {source.rule()}") from None
+
+
+def envelope_of(
+    source: LegacySource, document: Any, *, event_id: str, time: datetime | None, correlationid: str | None
+) -> Envelope | Ignore:
+    """The envelope `document` (parsed by `parse`) becomes through `source`, or `Ignore`;
+    `MalformedMessage` when it is refused. Broker-independent: the transport supplies the
+    stable `event_id` (see `LegacySource`), the message's `time` and `correlationid` if any."""
+    rule = source.rule()
+    subject = field_value(document, source.subject_field)
+    if source.translate is None:
+        return _renamed(source, document, event_id=event_id, time=time, subject=subject, correlationid=correlationid)
+    result = apply(source, document)
+    if isinstance(result, Ignore):
+        return result
+    if isinstance(result, Refuse):
+        raise MalformedMessage(Malformation.SCHEMA_MISMATCH, f"legacy message refused: {result.reason}; {rule}")
+    envelope = Envelope.wrap(result, source=source.event_source)
+    return envelope.with_changes(
+        id=event_id,
+        correlationid=correlationid or event_id,
+        time=time or envelope.time,
+        subject=subject or envelope.subject,
+        partitionkey=subject or envelope.partitionkey,
+    )
+
+
+def _renamed(
+    source: LegacySource,
+    document: Any,
+    *,
+    event_id: str,
+    time: datetime | None,
+    subject: str | None,
+    correlationid: str | None,
+) -> Envelope:
+    """The URL options' rule: rename the type field's value, keep the rest as the data."""
+    rule = source.rule()
+    if not isinstance(document, dict):
+        raise MalformedMessage(Malformation.NOT_JSON, f"not a CloudEvents message: not a JSON object; {rule}")
+    legacy_type = document.get(source.type_field)
+    if not isinstance(legacy_type, str) or legacy_type not in source.types:
+        raise MalformedMessage(
+            Malformation.UNKNOWN_TYPE,
+            f"not a CloudEvents message: {source.type_field}={legacy_type!r} has no mapping; {rule}",
+        )
+    data = {name: value for name, value in document.items() if name != source.type_field}
+    return Envelope(
+        id=event_id,
+        source=source.event_source,
+        type=source.types[legacy_type],
+        data=json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(),
+        time=time,
+        subject=subject,
+        partitionkey=subject,
+        correlationid=correlationid or event_id,
+    )
+
+
+def field_value(document: Any, name: str | None) -> str | None:
+    """The string form of the JSON object's member `name`; None if absent, null or no object."""
+    if name is None or not isinstance(document, dict) or document.get(name) is None:
+        return None
+    return str(document[name])

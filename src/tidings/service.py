@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import MetaData
 
 from tidings import saga
-from tidings.context import Context
+from tidings.context import Context, service_source
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
 from tidings.events import Event, Registry
@@ -53,7 +53,7 @@ class Service:
     `Service("inventory", broker="sqlite:///data/broker.db", database="sqlite+aiosqlite:///data/inventory.db")`.
     The service consumes as the consumer group named after it, so replicas of one service share
     the work and every other service gets its own copy of each event. `tables` (SQLAlchemy
-    metadata) are created, if missing, after Tidings' own migrations.
+    metadata) are created, if missing, after Tidings' own migrations. `source`: the URI its events carry.
     """
 
     def __init__(
@@ -71,10 +71,12 @@ class Service:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         signing: Signing | None = None,
+        source: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         self.name = self.group = name
+        self.source = service_source(name, source)  # on the wire; the store's owner key is `name`
         self.broker_url = broker
         self.database_url, self.tables = database, tables
         self.registry = registry or Registry()
@@ -181,11 +183,10 @@ class Service:
     async def _start(self) -> None:
         self._transport = await self.connector(self.broker_url)
         if self.database_url is not None:
-            # A connection per concurrent handler plus the relay's: an overflow connection is
-            # closed when it is returned, so a smaller pool would reconnect (TLS, auth) per event.
+            # A connection per handler plus the relay's: an overflow one closes when returned (reconnects per event).
             self._store = await Store.open(self.database_url, pool_size=self.concurrency + 2, metadata=self.tables)
         self._unit = UnitOfWork(
-            self.name, self._store, publish=self._publish_now, committed=self._committed, signing=self.signing
+            self.name, self._store, self.source, publish=self._send, committed=self._committed, signing=self.signing
         )
         await self.hooks.run_startup(self)
         if self._store is not None:
@@ -274,7 +275,7 @@ class Service:
                 context.publish(event)
         return context.outgoing
 
-    async def _publish_now(self, envelopes: list[Envelope]) -> None:
+    async def _send(self, envelopes: list[Envelope]) -> None:
         """Without a database: publish straight away (no outbox, no relay)."""
         with self.telemetry.sending(envelopes):
             await self.transport.publish(envelopes)

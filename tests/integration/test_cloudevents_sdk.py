@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
@@ -29,6 +30,7 @@ from tests.integration.kafka_support import BOOTSTRAP, fresh_prefix, kafka_url
 from tests.integration.rabbitmq_support import amqp_url
 from tidings.envelope import Envelope, from_structured, to_structured
 from tidings.events import Event
+from tidings.service import Service
 from tidings.transport import Delivery, Transport, connect
 
 TYPE = "interop.parcel.weighed"
@@ -255,3 +257,62 @@ async def test_a_dead_letter_that_did_not_decode_still_shows_its_id_and_type(vho
         (letter,) = await transport.dead_letters("scales")
         await subscription.close()
     assert (letter.event_id, letter.type) == ("sdk-2", TYPE)
+
+
+@pytest.mark.kafka
+async def test_a_kafka_dead_letter_that_did_not_decode_still_shows_its_id_and_type(prefix: str) -> None:
+    event = CloudEvent(
+        {"id": "sdk-3", "source": "urn:example:scales", "type": TYPE, "datacontenttype": "text/plain"}, "740 g"
+    )
+    binary = ce_kafka.to_binary(event, JSONFormat())
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+        await producer.start()
+        try:
+            await producer.send_and_wait(f"{prefix}events", binary.value, headers=list(binary.headers.items()))
+        finally:
+            await producer.stop()
+
+    async with await connect(kafka_url(prefix)) as transport:
+        subscription = await transport.subscribe("scales", [TYPE])
+        await send()
+        async with asyncio.timeout(20):
+            delivery = await anext(aiter(subscription))
+        with pytest.raises(Exception, match="datacontenttype 'text/plain' is not JSON"):
+            delivery.envelope()
+        await delivery.dead_letter("not JSON")
+        (letter,) = await transport.dead_letters("scales")
+        await subscription.close()
+    assert (letter.event_id, letter.type) == ("sdk-3", TYPE)
+
+
+# -- what a service sends as its source --------------------------------------------------------
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [(None, "urn:tidings:scales"), ("https://scales.example.com/eu", "https://scales.example.com/eu")],
+)
+async def test_the_sdk_sees_a_service_source_as_an_absolute_uri(
+    vhost: str, configured: str | None, expected: str
+) -> None:
+    """The spec recommends an absolute URI: by default `urn:tidings:<service>`, else the configured one."""
+    service = Service("scales", broker=amqp_url(vhost), source=configured)
+    service.publishes(ParcelWeighed)
+    async with service, await aio_pika.connect(amqp_url(vhost)) as raw:
+        channel = await raw.channel()
+        tap = await channel.declare_queue("", exclusive=True)
+        await tap.bind("tidings.events", TYPE)
+        (envelope,) = await service.publish(ParcelWeighed(parcel="p-4", grams=1))
+        sent = await tap.get(timeout=5)
+        await sent.ack()
+    message = ce_amqp.AMQPMessage(
+        properties={"content-type": sent.content_type},
+        application_properties=dict(sent.headers),
+        application_data=sent.body,
+    )
+    event = ce_amqp.from_binary(message, JSONFormat())
+    assert event.get_source() == envelope.source == expected
+    assert urlsplit(event.get_source()).scheme in ("urn", "https")

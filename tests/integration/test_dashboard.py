@@ -80,20 +80,24 @@ async def test_a_business_transaction_is_recorded_as_a_causal_tree(shop: Shop) -
     assert [event["type"] for event in stream] == [StockReserved.event_type, OrderPlaced.event_type]  # newest first
     assert stream[1]["id"] == placed.id
     assert stream[1]["data"] == {"order_id": "o-1", "doomed": False}
-    assert stream[1]["source"] == "orders"
+    assert stream[1]["source"] == "urn:tidings:orders"
     assert (await shop.api.get(f"/api/events?after={stream[0]['seq']}")).json() == []
 
     tree = (await shop.api.get(f"/api/transactions/{placed.correlationid}")).json()
     [root] = tree["roots"]
     assert (root["type"], root["subject"]) == (OrderPlaced.event_type, "o-1")
     [child] = root["children"]
-    assert (child["type"], child["source"], child["causation"]) == (StockReserved.event_type, "inventory", placed.id)
+    assert (child["type"], child["source"], child["causation"]) == (
+        StockReserved.event_type,
+        "urn:tidings:inventory",
+        placed.id,
+    )
     assert child["children"] == []
 
     flow = (await shop.api.get("/api/flow")).json()
     assert flow == [
-        {"source": "inventory", "type": StockReserved.event_type, "count": 1},
-        {"source": "orders", "type": OrderPlaced.event_type, "count": 1},
+        {"source": "urn:tidings:inventory", "type": StockReserved.event_type, "count": 1},
+        {"source": "urn:tidings:orders", "type": OrderPlaced.event_type, "count": 1},
     ]
 
 

@@ -136,5 +136,5 @@ async def test_a_source_bound_to_an_exchange(vhost: str) -> None:
 
 
 async def test_legacy_sources_on_a_broker_without_them_are_refused_at_connect(tmp_path: Any) -> None:
-    with pytest.raises(ConfigurationError, match=r"legacy sources \(billing\) need a RabbitMQ broker"):
+    with pytest.raises(ConfigurationError, match=r"legacy sources \(billing\) need a RabbitMQ \(amqp://\) or Kafka"):
         await connect(f"sqlite:///{tmp_path}/broker.db", legacy=[LegacySource("billing", translate=to_payment)])

@@ -34,7 +34,7 @@ def test_the_dashboard_records_each_order_as_one_causal_tree(tmp_path: Path) -> 
             while True:  # the dashboard consumes like any service: it may trail the load a little
                 flow = {(edge["source"], edge["type"]): edge["count"] for edge in dashboard.get("/api/flow").json()}
                 if (
-                    flow.get(("orders", "shop.order.created")) == 40
+                    flow.get(("urn:tidings:orders", "shop.order.created")) == 40
                     and sum(
                         count
                         for (source, kind), count in flow.items()

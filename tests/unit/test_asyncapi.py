@@ -121,7 +121,7 @@ def test_examples_come_from_the_models_with_the_headers_to_binary_writes() -> No
     example = spec["components"]["messages"]["test.api.order.placed.v2.kafka"]["examples"][0]
     assert Placed.model_validate(example["payload"]).lines[0].price >= 0
     assert example["headers"]["ce_type"] == "test.api.order.placed"
-    assert example["headers"]["ce_source"] == "orders", "what Context.publish writes today"
+    assert example["headers"]["ce_source"] == "urn:tidings:orders", "what Context.publish writes"
 
 
 def test_the_header_prefixes_are_the_transports() -> None:

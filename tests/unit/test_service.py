@@ -72,7 +72,7 @@ async def test_handler_gets_typed_event_and_follow_ups_inherit_correlation(broke
     delivery = await anext(aiter(subscription))
     reply = delivery.envelope()
     assert reply.type == "test.ponged"
-    assert reply.source == "pinger"
+    assert reply.source == "urn:tidings:pinger"
     assert reply.correlationid == sent.correlationid == sent.id
     assert reply.causationid == sent.id
     await delivery.ack()

@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--data", required=True, help="the event's data as a JSON object")
     parser.add_argument("--events", required=True, help="module (or registry) of the Event classes")
     parser.add_argument("--broker", required=True, help="broker URL, e.g. sqlite:///data/broker.db")
-    parser.add_argument("--source", default="tidings.cli", help="the CloudEvents source (default tidings.cli)")
+    parser.add_argument("--source", default="urn:tidings:cli", help="the CloudEvents source (default urn:tidings:cli)")
     parser.add_argument("--correlation", help="the business transaction's id (default: the event's own id)")
     add_json_flag(parser)
     parser.set_defaults(handler=lambda args: asyncio.run(publish(args)))

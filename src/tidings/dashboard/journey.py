@@ -23,6 +23,12 @@ def _seconds(stamp: str | None) -> float | None:
         return None
 
 
+def _lane(source: str) -> str:
+    """The lane of an event's `source`: the service name inside the default `urn:tidings:<service>`
+    (a service consumes as the group of its name), any other URI as it is."""
+    return source.removeprefix("urn:tidings:")
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -47,13 +53,14 @@ def journey(
     lanes: list[str] = []
     handlers: dict[str, list[str]] = {}
     for event in ordered:
-        if event["source"] not in lanes:
-            lanes.append(event["source"])
+        lane = _lane(event["source"])
+        if lane not in lanes:
+            lanes.append(lane)
         cause = event["causation"]
         if cause in index_of and cause != event["id"]:
             names = handlers.setdefault(cause, [])
-            if event["source"] not in names:
-                names.append(event["source"])
+            if lane not in names:
+                names.append(lane)
     failed: dict[str, list[Json]] = {}
     for letter in dead_letters:
         failed.setdefault(letter["event_id"], []).append(
@@ -73,13 +80,14 @@ def journey(
                 "id": event["id"],
                 "type": event["type"],
                 "source": event["source"],
-                "lane": lanes.index(event["source"]),
+                "service": _lane(event["source"]),
+                "lane": lanes.index(_lane(event["source"])),
                 "subject": event["subject"],
                 "time": event["time"],
                 "offset_ms": _ms(at - start) if at is not None and start is not None else None,
                 "hop_ms": _ms(at - cause_at) if at is not None and cause_at is not None else None,
                 "cause": cause_index,
-                "cause_lane": lanes.index(ordered[cause_index]["source"]) if cause_index is not None else None,
+                "cause_lane": lanes.index(_lane(ordered[cause_index]["source"])) if cause_index is not None else None,
                 "handled_by": [{"service": name, "group": name} for name in handlers.get(event["id"], [])],
                 "dead_letters": failed.get(event["id"], []),
                 "replays": done.get(event["id"], []),
@@ -105,7 +113,7 @@ def _saga(saga: Mapping[str, Any], steps: Sequence[Json]) -> Json:
     service = saga["service"]
     history = []
     for step in steps:
-        if step["source"] == service:
+        if step["service"] == service:
             history.append({"index": step["index"], "time": step["time"], "type": step["type"], "role": "published"})
         elif any(handler["service"] == service for handler in step["handled_by"]):
             history.append({"index": step["index"], "time": step["time"], "type": step["type"], "role": "handled"})

@@ -122,8 +122,15 @@ class GroupCommit:
     """
 
     def __init__(
-        self, store: Store, committed: Callable[[list[Envelope]], None], *, limit: int = DEFAULT_LIMIT
+        self,
+        store: Store,
+        committed: Callable[[list[Envelope]], None],
+        *,
+        limit: int = DEFAULT_LIMIT,
+        owner: str | None = None,
     ) -> None:
+        """`owner`: the service whose relay publishes the batches' outbox rows (`outbox.add`)."""
+        self._owner = owner
         self._store = store
         self._committed = committed
         self._limit = limit
@@ -242,7 +249,7 @@ class GroupCommit:
         assert session is not None
         try:
             if batch.outgoing:
-                await outbox.add(session, batch.outgoing)
+                await outbox.add(session, batch.outgoing, owner=self._owner)
             await session.commit()
         except BaseException as error:
             batch.committed.set_result(False)

@@ -22,11 +22,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 
-from tidings.context import Context
+from tidings.context import Context, service_source
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, NestedUnitOfWork
 from tidings.runtime.group_commit import GroupCommit
-from tidings.security.signing import Signing
+from tidings.security.signing import Signing, signs_for
 from tidings.store import Store, outbox
 
 _handling: ContextVar[UnitOfWork | None] = ContextVar("tidings_handling", default=None)
@@ -39,6 +39,9 @@ Committed = Callable[[list[Envelope]], None]
 class UnitOfWork:
     """Opens units of work for the service `owner` on `store` (or none: `publish` sends at once).
 
+    What they publish carries `source` (default `urn:tidings:<owner>`); the outbox rows are the
+    owner's (its relay publishes them), whatever URI the envelopes carry.
+
     `committed(envelopes)` is called after each commit that wrote outbox rows (to wake the relay).
     With `signing` that has a key, each recorded envelope is signed before it is written or published, so the
     outbox holds signed envelopes and the relay, a restart or a replay send them unchanged.
@@ -48,6 +51,7 @@ class UnitOfWork:
         self,
         owner: str,
         store: Store | None,
+        source: str | None = None,
         *,
         publish: Publish,
         committed: Committed,
@@ -55,15 +59,17 @@ class UnitOfWork:
         group_commit: bool = True,
     ) -> None:
         self.owner = owner
+        self.source = source or service_source(owner)
         self.store = store
         self._publish = publish
         self._committed = committed
         self._signer = signing.signer if signing is not None else None
-        if self._signer is not None and self._signer.key.source != owner:
+        if self._signer is not None and not signs_for(self._signer.key, self.source):
             raise ConfigurationError(
-                f"service {owner!r} was given key {self._signer.key.id!r}, which signs for {self._signer.key.source!r}"
+                f"service {owner!r} (source {self.source!r}) was given key {self._signer.key.id!r}, "
+                f"which signs for {self._signer.key.source!r}"
             )
-        self._group = GroupCommit(store, committed) if store is not None and group_commit else None
+        self._group = GroupCommit(store, committed, owner=owner) if store is not None and group_commit else None
 
     @contextlib.asynccontextmanager
     async def handling(self, incoming: Envelope | None, attempt: int, *, alone: bool = False) -> AsyncIterator[Context]:
@@ -71,7 +77,7 @@ class UnitOfWork:
         group commit, or with `alone` (or on a retry) a transaction of its own. A grouped one may
         raise `Rerun` after the body: the caller runs the body again with `alone=True`."""
         _handling.set(self)  # this task runs one delivery: nothing to reset
-        context = Context(self.owner, incoming=incoming, attempt=attempt)
+        context = Context(self.owner, source=self.source, incoming=incoming, attempt=attempt)
         if self._group is None or alone or attempt > 1:
             async with self._open(context) as opened:
                 yield opened
@@ -89,7 +95,7 @@ class UnitOfWork:
                 f"a handler of service {self.owner!r} called service.transaction() or service.publish(); "
                 "publish follow-up events with ctx.publish(...) so they commit with the handler's work"
             )
-        async with self._open(Context(self.owner)) as context:
+        async with self._open(Context(self.owner, source=self.source)) as context:
             yield context
 
     @contextlib.asynccontextmanager
@@ -106,7 +112,7 @@ class UnitOfWork:
             yield context
             self._sign(context)
             if context.outgoing:
-                await outbox.add(session, context.outgoing)
+                await outbox.add(session, context.outgoing, owner=self.owner)
         context.committed()  # create spans end only for what committed
         if context.outgoing:
             self._committed(context.outgoing)

@@ -42,6 +42,13 @@ def _shown(value: str) -> str:
     return repr(value) if len(value) <= 64 else f"{value[:64]!r}..."
 
 
+def signs_for(key: Key, source: str) -> bool:
+    """Whether `key` may sign, and vouch for, an event of `source`: its own `source` exactly, or,
+    for a key that names a service, that service's default URI `urn:tidings:<service>` (so key
+    rings written when `source` was the bare service name stay valid, for that service only)."""
+    return source in (key.source, f"urn:tidings:{key.source}")
+
+
 class Signer:
     """Signs the envelopes of one source with `key` (which must be able to sign)."""
 
@@ -51,7 +58,7 @@ class Signer:
         self.key = key
 
     def sign(self, envelope: Envelope) -> Envelope:
-        if envelope.source != self.key.source:
+        if not signs_for(self.key, envelope.source):
             raise ConfigurationError(
                 f"key {self.key.id!r} signs for source {self.key.source!r}, not {envelope.source!r}"
             )
@@ -82,7 +89,7 @@ class Verifier:
         key = self.ring.get(key_id)
         if key is None:
             raise SignatureRefused(Refusal.UNKNOWN_KEY, f"key id {_shown(key_id)} is not in this service's key ring")
-        if key.source != envelope.source:
+        if not signs_for(key, envelope.source):
             raise SignatureRefused(
                 Refusal.WRONG_SOURCE,
                 f"key {key.id!r} signs for source {key.source!r}, the event claims {_shown(envelope.source)}",

@@ -71,9 +71,15 @@ class StoreDialect(Protocol):
         ...
 
     async def add_outbox(
-        self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
+        self,
+        session: AsyncSession,
+        owners: Sequence[str],
+        envelopes: Sequence[Envelope],
+        encoded: Sequence[tuple[str, bytes]],
+        now: float,
     ) -> None:
-        """Insert outbox rows (`encoded`: each envelope's headers and body) with `created_at=now`,
+        """Insert outbox rows (`owners`: each row's `source` column, the service whose relay publishes
+        it; `encoded`: each envelope's headers and body) with `created_at=now`,
         in one round trip where possible, and queue any wake-up for other processes' relays.
         `envelopes` is not empty. The caller's transaction."""
         ...

@@ -13,7 +13,7 @@ The insert is the dialect's (`StoreDialect.add_outbox`, one round trip).
 Ordering. `id` is the publication order. On SQLite transactions are serialized, so `id` order
 is commit order. On PostgreSQL, concurrent transactions draw ids before they commit, so a
 smaller id can commit after a larger one has been published. `add` therefore takes a
-transaction-scoped advisory lock per (source, partition key) before drawing ids: two
+transaction-scoped advisory lock per (owner, partition key) before drawing ids: two
 transactions with events of one key are serialized from `add` to commit, and their ids are in
 commit order (the id sequence has no per-session cache, so ids are drawn in time order).
 Events with one partition key are thus published in commit order; events without a key or with
@@ -52,8 +52,12 @@ class OutboxRow:
     created_at: float
 
 
-async def add(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+async def add(session: AsyncSession, envelopes: Sequence[Envelope], *, owner: str | None = None) -> None:
     """Record `envelopes` for publication when `session`'s transaction commits; no-op when empty.
+
+    `owner` is the service whose relay publishes them (the rows' `source` column, the relay's
+    `source`); a service passes its name, since its envelopes' `source` is a URI. Without it
+    each row is keyed by its envelope's `source`, as rows were before sources became URIs.
 
     Never opens or commits a transaction: call it inside `session.begin()`, as the last write
     of the unit of work (on PostgreSQL it holds per-key locks until the commit).
@@ -62,7 +66,8 @@ async def add(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         return
     now = time.time()
     encoded = [encode(envelope) for envelope in envelopes]
-    await dialect_for(session).add_outbox(session, envelopes, encoded, now)
+    owners = [owner or envelope.source for envelope in envelopes]
+    await dialect_for(session).add_outbox(session, owners, envelopes, encoded, now)
 
 
 async def pending(session: AsyncSession, source: str, *, limit: int) -> list[OutboxRow]:

@@ -3,7 +3,7 @@
 - Claims are `INSERT ... ON CONFLICT DO NOTHING RETURNING`: a second transaction claiming the same
   id waits on the first one's uncommitted row, then sees the conflict.
 - `add_outbox` is one round trip. Concurrent transactions draw ids before they commit, so it first
-  takes a transaction-scoped advisory lock per (source, partition key): transactions with events
+  takes a transaction-scoped advisory lock per (owner, partition key): transactions with events
   of one key are serialized from the add to the commit, and their ids are in commit order. The
   same statement queues `pg_notify('tidings_outbox', source)`, delivered at commit, which wakes
   the relays of other processes (`listener`).
@@ -126,17 +126,23 @@ class PostgresDialect:
         return {(row.source, row.event_id) for row in await session.execute(_CLAIM_MANY, parameters)}
 
     async def add_outbox(
-        self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
+        self,
+        session: AsyncSession,
+        owners: Sequence[str],
+        envelopes: Sequence[Envelope],
+        encoded: Sequence[tuple[str, bytes]],
+        now: float,
     ) -> None:
         """One statement: the per-key advisory locks, the notification, the rows (module docstring).
         The locks are held until the caller's transaction ends."""
+        pairs = zip(owners, envelopes, strict=True)
         parameters = {
             "namespace": LOCK_NAMESPACE,
-            "keys": sorted({f"{e.source}\x1f{e.partitionkey}" for e in envelopes if e.partitionkey is not None}),
+            "keys": sorted({f"{o}\x1f{e.partitionkey}" for o, e in pairs if e.partitionkey is not None}),
             "channel": CHANNEL,
-            "notify": sorted({e.source for e in envelopes}),
+            "notify": sorted(set(owners)),
             "created_at": now,
-            "sources": [e.source for e in envelopes],
+            "sources": list(owners),
             "event_ids": [e.id for e in envelopes],
             "headers": [headers for headers, _ in encoded],
             "bodies": [body for _, body in encoded],

@@ -92,11 +92,19 @@ class SQLiteDialect:
         return {(source, event_id) for source, event_id in rows}
 
     async def add_outbox(
-        self, session: AsyncSession, envelopes: Sequence[Envelope], encoded: Sequence[tuple[str, bytes]], now: float
+        self,
+        session: AsyncSession,
+        owners: Sequence[str],
+        envelopes: Sequence[Envelope],
+        encoded: Sequence[tuple[str, bytes]],
+        now: float,
     ) -> None:
         """One `executemany` on the raw connection. SQLite serializes transactions, so `id` order is
         commit order without any lock; other processes' relays poll (there is no notification)."""
-        rows = [(e.source, e.id, headers, body, now) for e, (headers, body) in zip(envelopes, encoded, strict=True)]
+        rows = [
+            (owner, e.id, headers, body, now)
+            for owner, e, (headers, body) in zip(owners, envelopes, encoded, strict=True)
+        ]
         driver = await driver_connection(session)
         await driver.executemany(_ADD, rows)
 

@@ -29,7 +29,7 @@ from tidings.transport.base import Delivery, Transport, connect
 
 E = TypeVar("E", bound=Event)
 GROUP = "tidings-harness"
-SOURCE = "tidings.testing"
+SOURCE = "urn:tidings:testing"
 POLL = 0.01
 
 

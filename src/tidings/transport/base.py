@@ -200,8 +200,8 @@ async def connect(url: str, *, legacy: Sequence[LegacySource] = ()) -> Transport
     """Open the adapter the URL's scheme names: `memory://name`, `sqlite:///path/to/broker.db`,
     `amqp://user:pass@host:port/vhost`, `kafka://host:port[,host:port]`.
 
-    `legacy`: sources of plain-JSON messages to translate into events (`tidings.legacy`); only
-    RabbitMQ consumes them so far, any other broker refuses them with `ConfigurationError`."""
+    `legacy`: sources of plain-JSON messages to translate into events (`tidings.legacy`): queues
+    on RabbitMQ, topics on Kafka; any other broker refuses them with `ConfigurationError`."""
     scheme = urlsplit(url).scheme
     if scheme not in _ADAPTERS:
         known = ", ".join(f"{name}://" for name in _ADAPTERS)
@@ -210,8 +210,10 @@ async def connect(url: str, *, legacy: Sequence[LegacySource] = ()) -> Transport
     module = importlib.import_module(module_name)
     adapter: type[Transport] = getattr(module, class_name)
     if legacy:
-        if scheme not in ("amqp", "amqps"):
+        if scheme not in ("amqp", "amqps", "kafka"):
             names = ", ".join(source.name for source in legacy)
-            raise ConfigurationError(f"legacy sources ({names}) need a RabbitMQ broker (amqp://), not {scheme}://")
+            raise ConfigurationError(
+                f"legacy sources ({names}) need a RabbitMQ (amqp://) or Kafka (kafka://) broker, not {scheme}://"
+            )
         return await adapter.open(url, legacy=legacy)  # type: ignore[call-arg]
     return await adapter.open(url)

@@ -42,7 +42,11 @@ async def test_a_good_order_is_pending_priced_from_the_catalog_and_readable(
     assert (await written(orders))[:2] == (1, 2)
     delivery = await asyncio.wait_for(anext(aiter(subscription)), timeout=5)
     envelope = delivery.envelope()
-    assert (envelope.type, envelope.subject, envelope.source) == ("shop.order.created", order["order_id"], "orders")
+    assert (envelope.type, envelope.subject, envelope.source) == (
+        "shop.order.created",
+        order["order_id"],
+        "urn:tidings:orders",
+    )
     await delivery.ack()
     await subscription.close()
     await probe.close()

@@ -23,7 +23,7 @@ Modules: `config` (URL, options, names), `cluster` (shared clients, topics, prod
 registry and declaration), `subscription` (a consumer group member) with `fetch`, `handout`
 (per-key hand-out), `rebalance` and `commits` (group commit), `ledger` (per-partition
 bookkeeping and commit metadata, pure), `delivery`, `admin` (dead letters, backlog),
-`transport` (the port). Only the names below are public.
+`legacy` (topics of plain-JSON records as legacy sources), `transport` (the port). Only the names below are public.
 """
 
 from __future__ import annotations

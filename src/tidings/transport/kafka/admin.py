@@ -9,7 +9,8 @@ dead letter is the original record (key, body, CloudEvents headers) plus `tiding
   DeleteRecords), so purged data really leaves the broker once nothing older is kept.
 - **list** reads the topic from its start, dropping dead letters a marker names.
 - **replay** produces the dead letters back to the events topic with a `tidings-group` header,
-  so only that group handles them (in key order with later events), then purges them. A crash
+  so only that group handles them (in key order with later events), then purges them; a dead
+  letter of a legacy source (`tidings-legacy-topic`) goes back to that topic instead. A crash
   between the two leaves a replayed dead letter listed: replaying it again makes a duplicate,
   which the consumer's inbox absorbs.
 
@@ -37,6 +38,7 @@ from tidings.transport.kafka.config import (
     HEADER_ATTEMPTS,
     HEADER_DEAD_AT,
     HEADER_GROUP,
+    HEADER_LEGACY,
     HEADER_PURGE,
     HEADER_REASON,
 )
@@ -65,6 +67,10 @@ class Admin:
         back = []
         for record in chosen:
             headers = [(key, value) for key, value in record.headers or () if not key.startswith("tidings-")]
+            legacy = record_headers(record).get(HEADER_LEGACY)
+            if legacy is not None:  # back to its legacy topic, through the translation again
+                back.append(Outgoing(legacy.decode(), record.key, record.value or b"", headers))
+                continue
             back.append(
                 Outgoing(
                     self._config.events_topic,

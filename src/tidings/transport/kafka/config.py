@@ -32,6 +32,8 @@ HEADER_ATTEMPTS = "tidings-attempts"
 HEADER_DEAD_AT = "tidings-dead-lettered-at"
 HEADER_ORIGIN = "tidings-origin"
 """On a dead letter: `<topic>/<partition>/<offset>` of the record it was made from."""
+HEADER_LEGACY = "tidings-legacy-topic"
+"""On a dead letter of a legacy source: the topic replay returns it to."""
 HEADER_PURGE = "tidings-purge"
 """A purge marker in a dead-letter topic: JSON list of the purged dead letters' offsets."""
 

@@ -4,7 +4,9 @@ Each service gets a SCRAM-SHA-512 credential and ALLOW ACLs on literal resources
 
 - the events topic and the group registry topic: Read, Write, Describe, Create;
 - its own dead-letter topic `<prefix>dlq.<group>`: Read, Write, Describe, Create;
-- its own consumer group `<prefix><group>`: Read, Describe.
+- its own consumer group `<prefix><group>`: Read, Describe;
+- with legacy sources (`Identity.queues`, on Kafka topics of plain JSON): those topics and the
+  consumer group `<prefix><group>.legacy` that reads them (`kafka.legacy`): Read, Describe.
 
 With `allow.everyone.if.no.acl.found=false`, anything else is refused: another group's offsets
 (GROUP_AUTHORIZATION_FAILED), another service's dead letters or any other topic
@@ -25,6 +27,7 @@ from typing import Any
 from tidings.errors import ConfigurationError, TransportError
 from tidings.security.identities import Identity
 from tidings.transport.kafka.config import KafkaConfig
+from tidings.transport.kafka.legacy import legacy_group
 
 ITERATIONS = 8192
 
@@ -34,6 +37,9 @@ def acls(config: KafkaConfig, identity: Identity) -> list[tuple[str, str, str]]:
     topics = (config.events_topic, config.registry_topic, config.dlq_topic(identity.group))
     grants = [("topic", topic, operation) for topic in topics for operation in ("read", "write", "describe", "create")]
     grants += [("group", config.group_id(identity.group), operation) for operation in ("read", "describe")]
+    if identity.queues:
+        grants += [("topic", topic, operation) for topic in identity.queues for operation in ("read", "describe")]
+        grants += [("group", config.group_id(legacy_group(identity.group)), op) for op in ("read", "describe")]
     return grants
 
 

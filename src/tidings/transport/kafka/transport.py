@@ -10,11 +10,13 @@ from aiokafka.errors import KafkaError
 
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError, EnvelopeRefused, TransportError
+from tidings.legacy import LegacySource
 from tidings.transport.base import Capabilities, DeadLetter, Subscription, Transport
 from tidings.transport.kafka.admin import Admin
 from tidings.transport.kafka.cluster import Cluster, Outgoing
 from tidings.transport.kafka.config import KafkaConfig, check_group
 from tidings.transport.kafka.encoding import record_parts
+from tidings.transport.kafka.legacy import LegacyReader, WithLegacy
 from tidings.transport.kafka.refusal import RecordRefused
 from tidings.transport.kafka.retrying import retrying
 from tidings.transport.kafka.subscription import KafkaSubscription
@@ -28,19 +30,26 @@ class KafkaTransport(Transport):
 
     capabilities: ClassVar[Capabilities] = Capabilities(durable=True, multi_process=True, per_key_ordering=True)
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, legacy: Sequence[LegacySource] = ()) -> None:
         self.config = cluster.config
         self._cluster = cluster
         self._admin = Admin(cluster)
+        self._legacy = tuple(legacy)
         self._subscriptions: set[KafkaSubscription] = set()
+        self._readers: set[LegacyReader] = set()
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str) -> Self:
-        """Connect and create the events and registry topics; `ConfigurationError` for a bad URL."""
-        cluster = Cluster(KafkaConfig.from_url(url))
+    async def open(cls, url: str, *, legacy: Sequence[LegacySource] = ()) -> Self:
+        """Connect and create the events and registry topics; `ConfigurationError` for a bad URL.
+        `legacy`: topics of plain-JSON records the subscribing groups translate (`kafka.legacy`)."""
+        config = KafkaConfig.from_url(url)
+        names = [source.name for source in legacy]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"two legacy sources for one topic: {names}")
+        cluster = Cluster(config)
         await cluster.start()
-        return cls(cluster)
+        return cls(cluster, legacy)
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Produce every envelope, then return once Kafka acknowledged all (`acks=all`).
@@ -91,7 +100,20 @@ class KafkaTransport(Transport):
                 raise TransportError(f"cannot join group {group!r} on Kafka: {error!r}") from error
             raise
         self._subscriptions.add(subscription)
-        return subscription
+        sources = [source for source in self._legacy if source.consumed_by(group)]
+        if not sources:
+            return subscription
+        reader = LegacyReader(self._cluster, group, sources)
+        try:
+            await reader.start()
+        except BaseException as error:
+            await reader.close()
+            await subscription.close()
+            if isinstance(error, KafkaError):
+                raise TransportError(f"cannot read the legacy topics of group {group!r}: {error!r}") from error
+            raise
+        self._readers.add(reader)
+        return WithLegacy(subscription, reader, self._readers.discard)
 
     async def dead_letters(self, group: str, *, limit: int = 100) -> list[DeadLetter]:
         """The group's dead letters, oldest first; `DeadLetter.id` is the dead-letter offset."""
@@ -113,6 +135,8 @@ class KafkaTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        for reader in list(self._readers):
+            await reader.close()
         for subscription in list(self._subscriptions):
             await subscription.close()
         await self._cluster.stop()

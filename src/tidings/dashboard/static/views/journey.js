@@ -45,9 +45,9 @@ function stepItem(step, journey, focus) {
     : "no recorded reaction";
   return h(
     "li",
-    { class: focus === step.id ? "step focus" : "step", "data-step": step.index, "data-type": step.type, "data-source": step.source, "data-hop": step.hop_ms ?? "" },
+    { class: focus === step.id ? "step focus" : "step", "data-step": step.index, "data-type": step.type, "data-source": step.service, "data-hop": step.hop_ms ?? "" },
     h("p", { class: "step-head" },
-      h("strong", {}, step.type), " published by ", h("span", { class: "service" }, step.source),
+      h("strong", {}, step.type), " published by ", h("span", { class: "service", title: step.source }, step.service),
       " at ", h("time", { datetime: step.time }, clock(step.time)),
       step.offset_ms !== null ? ` (+${ms(step.offset_ms)})` : ""),
     h("dl", { class: "facts" },
