@@ -96,6 +96,9 @@ class Relay:
         self.owner = lease.new_owner()
         self.stats: Counter[str] = Counter()
         self.on_published: PublishedHook | None = None
+        self.cycle_started_at = 0.0
+        """When (Unix seconds) the cycle now running, or the last one, began: in `on_published`,
+        `cycle_started_at - row.created_at` is the wait for a cycle, the rest the cycle itself."""
         self._store = store
         self._dialect = store.dialect
         self._transport = transport
@@ -187,6 +190,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """One cycle: publish up to `batch_size` rows if this relay may; returns how many it published."""
+        self.cycle_started_at = time.time()
         await self._ensure_row()
         if self._dialect.concurrent_writers:
             return await self._cycle_locked()
