@@ -117,8 +117,9 @@ bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --database postgres --broker rabbitmq --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/plot.py
 
-bench-shop: $(TEST_STAMP) services
+bench-shop: $(BENCH_STAMP) services
 	$(BIN)/python bench/shop.py --out bench/results/shop.json
+	$(BIN)/python bench/plot_shop.py
 
 ## bench-soak: the embedded shop at 10 orders/s for 10 minutes (--minutes 3 for a short one)
 bench-soak: $(BENCH_STAMP)
