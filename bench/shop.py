@@ -12,8 +12,10 @@ them at `--rate`/s, and `low_rate` at a rate well below saturation. Latency is t
 service's own `settled_at - created_at`. A tap consumer group receives every event: `hops` is
 the time from an event's creation (`time`, stamped in the handler) to its consequence's
 creation one service further, at the low and at the fixed rate, which splits the end-to-end
-latency into its steps. After the runs, `shop check` verifies the invariants. Configurations whose adapter or
-server is missing are reported as skipped.
+latency into its steps. Around the saturation run each process's CPU time and RSS are read from
+`/proc` (`proc_stats`): `cpu_at_saturation` has the CPU milliseconds per settled order of every
+service and of this process (the load generator and the tap). After the runs, `shop check`
+verifies the invariants. Configurations whose adapter or server is missing are reported as skipped.
 """
 
 from __future__ import annotations
