@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test test-browser mutation lint docs services services-down chaos security asyncapi-check bench bench-transport bench-reliable bench-shop clean
+.PHONY: run test test-browser mutation lint docs services services-down chaos security asyncapi-check bench bench-transport bench-reliable bench-shop bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -98,7 +98,7 @@ security: $(TEST_STAMP)
 	TIDINGS_REQUIRE_SERVICES=1 $(BIN)/pytest tests/unit/security tests/integration/security -q -p no:randomly
 
 ## bench: every benchmark; figures land in bench/results/*.json
-bench: bench-transport bench-reliable bench-shop
+bench: bench-transport bench-reliable bench-shop bench-soak
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml $(TEST_STAMP)
@@ -114,10 +114,16 @@ bench-transport: $(BENCH_STAMP) services
 
 bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
+	$(BIN)/python bench/reliable_path.py --database postgres --broker rabbitmq --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/plot.py
 
-bench-shop: $(TEST_STAMP) services
+bench-shop: $(BENCH_STAMP) services
 	$(BIN)/python bench/shop.py --out bench/results/shop.json
+	$(BIN)/python bench/plot_shop.py
+
+## bench-soak: the embedded shop at 10 orders/s for 10 minutes (--minutes 3 for a short one)
+bench-soak: $(BENCH_STAMP)
+	$(BIN)/python bench/soak.py --out bench/results/soak.json --plot bench/results/soak.png
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import raw_floor  # type: ignore[import-not-found]  # bench/ is the script's folder
+import faststream_peer  # type: ignore[import-not-found]  # bench/ is the script's folder
+import raw_floor  # type: ignore[import-not-found]
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from tidings.context import Context
@@ -43,6 +44,8 @@ from tidings.store.outbox import OutboxRow
 from tidings.transport import Transport, connect
 
 POSTGRES = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
+MANAGEMENT = "http://127.0.0.1:15672/api"
 
 metadata = MetaData()
 orders = Table(
@@ -123,7 +126,14 @@ async def measure(broker: str, database: str, args: argparse.Namespace) -> dict[
         "handled_vs_floor": round(saturated["handled_events_per_s"] / floor_rate, 3),
         "end_to_end_vs_floor": round(saturated["end_to_end_events_per_s"] / floor_rate, 3),
     }
-    return {"concurrency": args.concurrency, "saturated": saturated, "paced": paced, "floor": floors, "ratios": ratios}
+    figures = {"concurrency": args.concurrency, "saturated": saturated, "paced": paced, "floor": floors}
+    if broker.startswith("amqp") and not database.startswith("sqlite"):
+        peer = await faststream_peer.measure(database, broker, args.events)
+        figures["faststream_outbox"] = peer
+        ratios["end_to_end_vs_faststream_outbox"] = round(
+            saturated["end_to_end_events_per_s"] / peer["end_to_end_events_per_s"], 3
+        )
+    return {**figures, "ratios": ratios}
 
 
 async def floor(database: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,10 +160,12 @@ async def phase(
             await transport.publish(inputs[start : start + 500])
 
     delays: list[float] = []
+    waits: list[float] = []  # commit to the start of the cycle that published the row
     published = asyncio.Event()
 
     def on_published(rows: Sequence[OutboxRow], confirmed_at: float) -> None:
         delays.extend(confirmed_at - row.created_at for row in rows)
+        waits.extend(bench.relay.cycle_started_at - row.created_at for row in rows)  # type: ignore[union-attr]
         if len(delays) >= events:
             published.set()
 
@@ -182,16 +194,18 @@ async def phase(
     relay_stats = dict(bench.relay.stats)  # type: ignore[union-attr]
     await bench.stop()
     backlog = await transport.backlog()
+    settle_by = time.monotonic() + 15  # RabbitMQ's counts lag its acks by a few seconds
+    while backlog.get("bench") and time.monotonic() < settle_by:
+        await asyncio.sleep(0.5)
+        backlog = await transport.backlog()
     if bench.stats["handled"] != events or backlog.get("bench") != 0:
         raise SystemExit(f"{name}: handled {bench.stats['handled']} of {events} events; backlog {backlog}")
-    delays.sort()
+    cycles = sorted(d - w for d, w in zip(delays, waits, strict=True))
     result: dict[str, Any] = {
         "events": events,
-        "commit_to_publish_ms": {
-            "p50": round(1000 * statistics.median(delays), 2),
-            "p99": round(1000 * delays[int(0.99 * (len(delays) - 1))], 2),
-            "max": round(1000 * delays[-1], 2),
-        },
+        "commit_to_publish_ms": _spread(delays),
+        "commit_to_cycle_start_ms": _spread(waits),
+        "cycle_ms": _spread(cycles),
         "cpu_ms_per_event": round(1000 * cpu_used / events, 3),
         "mean_relay_batch": round(events / max(1, relay_stats.get("batches", 1)), 1),
     }
@@ -201,6 +215,15 @@ async def phase(
         result["handled_events_per_s"] = round(events / ((handled_at or finished) - started))
         result["end_to_end_events_per_s"] = round(events / (finished - started))
     return result
+
+
+def _spread(seconds: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {
+        "p50": round(1000 * statistics.median(ordered), 2),
+        "p99": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 2),
+        "max": round(1000 * ordered[-1], 2),
+    }
 
 
 async def produce(transport: Transport, inputs: Sequence[Envelope], rate: int) -> None:
@@ -230,10 +253,32 @@ def merge(out: Path, name: str, result: dict[str, Any]) -> None:
     temporary.replace(out)
 
 
+@asynccontextmanager
+async def broker_url(kind: str, directory: str) -> AsyncIterator[str]:
+    """The broker of one run; RabbitMQ: a virtual host of its own (the server is shared), deleted after."""
+    if kind == "memory":
+        yield f"memory://bench-{uuid.uuid4().hex}"
+        return
+    if kind == "sqlite":
+        yield f"sqlite:///{directory}/broker.db"
+        return
+    import httpx
+
+    vhost = f"reliable-bench-{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=MANAGEMENT, auth=("guest", "guest")) as api:
+        (await api.put(f"/vhosts/{vhost}")).raise_for_status()
+        (
+            await api.put(f"/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"})
+        ).raise_for_status()
+        try:
+            yield f"{RABBITMQ}/{vhost}"
+        finally:
+            await api.delete(f"/vhosts/{vhost}")
+
+
 async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as directory:
-        broker = f"memory://bench-{uuid.uuid4().hex}" if args.broker == "memory" else f"sqlite:///{directory}/broker.db"
-        async with DATABASES[name](Path(directory), args) as database:
+        async with broker_url(args.broker, directory) as broker, DATABASES[name](Path(directory), args) as database:
             figures = await measure(broker, database, args)
     return {
         **figures,
@@ -246,7 +291,12 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=[*DATABASES, "all"], default="all")
-    parser.add_argument("--broker", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument(
+        "--broker",
+        choices=["sqlite", "memory", "rabbitmq"],
+        default="sqlite",
+        help="rabbitmq (with --database postgres): FastStream + faststream-outbox runs the same job in the run too",
+    )
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16, help="the service's handler concurrency")
     parser.add_argument(
@@ -269,13 +319,24 @@ def main() -> None:
             f" saturated, {paced['commit_to_publish_ms']['p50']}/{paced['commit_to_publish_ms']['p99']} ms"
             f" at {paced['rate_events_per_s']}/s"
         )
+        wait, cycle = paced["commit_to_cycle_start_ms"], paced["cycle_ms"]
+        print(
+            f"{'':<10}at {paced['rate_events_per_s']}/s: commit to cycle start p50/p99 {wait['p50']}/{wait['p99']} ms,"
+            f" cycle (read, publish, confirm) {cycle['p50']}/{cycle['p99']} ms"
+        )
         floors = ", ".join(f"{f['one_per_transaction']['events_per_s']:,}" for f in result["floor"])
         print(
             f"{'':<10}raw floor (1 event/transaction) {floors}/s before/after;"
             f" Tidings handled {result['ratios']['handled_vs_floor']}x the floor"
         )
+        if "faststream_outbox" in result:
+            peer = result["faststream_outbox"]
+            print(
+                f"{'':<10}FastStream + faststream-outbox (no inbox) {peer['end_to_end_events_per_s']:,}/s end to end;"
+                f" Tidings (inbox included) {result['ratios']['end_to_end_vs_faststream_outbox']}x"
+            )
         if args.out is not None:
-            merge(args.out, name, result)
+            merge(args.out, name if args.broker != "rabbitmq" else f"{name}_rabbitmq", result)
     if args.out is not None:
         print(f"written to {args.out}")
 

@@ -12,8 +12,10 @@ them at `--rate`/s, and `low_rate` at a rate well below saturation. Latency is t
 service's own `settled_at - created_at`. A tap consumer group receives every event: `hops` is
 the time from an event's creation (`time`, stamped in the handler) to its consequence's
 creation one service further, at the low and at the fixed rate, which splits the end-to-end
-latency into its steps. After the runs, `shop check` verifies the invariants. Configurations whose adapter or
-server is missing are reported as skipped.
+latency into its steps. Around the saturation run each process's CPU time and RSS are read from
+`/proc` (`proc_stats`): `cpu_at_saturation` has the CPU milliseconds per settled order of every
+service and of this process (the load generator and the tap). After the runs, `shop check`
+verifies the invariants. Configurations whose adapter or server is missing are reported as skipped.
 """
 
 from __future__ import annotations
@@ -35,16 +37,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import proc_stats  # type: ignore[import-not-found]  # bench/ is the script's folder
 
 from services import contracts
 from services.check import check
 from services.kit.db import drop_databases
 from services.load import LoadReport, percentiles, run_load
 from services.settings import SERVICES, Settings
-from services.supervisor import Supervisor
+from services.supervisor import Supervisor, read_ready_file
 from tidings.transport import connect
 
 POSTGRES = "postgresql://postgres:postgres@127.0.0.1:5432"
+LOOPBACK_SSLMODE = "disable"
+"""`PGSSLMODE` for the services' connections to the loopback server, unless set already: asyncpg's
+default (`prefer`) encrypts every query through asyncio's TLS layer, which cost 30-40% of each
+service's CPU at saturation, on a connection that never leaves the machine (and `prefer` checks
+no certificate, so it protects nothing that `disable` exposes here). Children inherit it."""
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
 MANAGEMENT = "http://127.0.0.1:15672/api"
 CONFIGS = ("embedded", "embedded-postgres", "rabbitmq-postgres")
@@ -174,8 +182,12 @@ async def _measure(settings: Settings, args: argparse.Namespace) -> dict[str, An
         await _quiesce(tap)
         low_hops = tap.hops()
         print(f"  saturation: {args.saturation_orders} orders, 64 in flight")
+        pids = _pids(settings)
+        before = proc_stats.Sample.take(pids)
         saturation = await run_load(api, args.saturation_orders, 0, concurrency=64, show_progress=False)
         await _quiesce(tap)
+        cpu = proc_stats.cpu_breakdown(before, proc_stats.Sample.take(pids), saturation.settled)
+        print(f"  CPU per settled order: {proc_stats.describe(cpu)}")
         tap.events.clear()
         print(f"  fixed rate: {args.rate_orders} orders at {args.rate:g}/s")
         fixed = await run_load(api, args.rate_orders, args.rate, show_progress=False)
@@ -191,6 +203,7 @@ async def _measure(settings: Settings, args: argparse.Namespace) -> dict[str, An
         "saturation": _figures(saturation),
         "fixed_rate": _figures(fixed),
         "low_rate": _figures(low),
+        "cpu_at_saturation": cpu,
         "hops_at_low_rate_ms": low_hops,
         "hops_at_fixed_rate_ms": fixed_hops,
         "invariants": "hold" if not found else f"{len(found)} violations, e.g. {found[:3]}",
@@ -203,6 +216,12 @@ async def _measure(settings: Settings, args: argparse.Namespace) -> dict[str, An
     return result
 
 
+def _pids(settings: Settings) -> dict[str, int]:
+    """The services' pids from their ready files, and this process's (the load generator and the tap)."""
+    pids = {name: int(info["pid"]) for name in SERVICES if (info := read_ready_file(settings, name))}
+    return {**pids, "load generator": os.getpid()}
+
+
 async def _quiesce(tap: Tap, *, quiet: float = 2.0, within: float = 120.0) -> None:
     """Wait until no event has reached the tap for `quiet` seconds: downstream work is done."""
     deadline = time.monotonic() + within
@@ -213,6 +232,7 @@ async def _quiesce(tap: Tap, *, quiet: float = 2.0, within: float = 120.0) -> No
 
 
 async def main() -> int:
+    os.environ.setdefault("PGSSLMODE", LOOPBACK_SSLMODE)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--saturation-orders", type=int, default=1000)

@@ -31,6 +31,7 @@ from services.kit.db import utcnow
 from services.orders.idempotency import HEADER, REPLAYED, IdempotencyKeys, check_same_request, fingerprint, parse_key
 from services.orders.limits import BodySizeLimit
 from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
+from services.orders.reads import Prices, Reads
 from services.orders.saga import begin_order
 from services.orders.schemas import (
     NAME_PATTERN,
@@ -60,8 +61,11 @@ PLACE_ORDER_ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such order"}, **INVALID}
 
 
-def create_app(service: Service, settings: Settings) -> FastAPI:
-    """The API of a started orders `service` (its store must be open when requests arrive)."""
+def create_app(service: Service, settings: Settings, reads: Reads | None = None) -> FastAPI:
+    """The API of a started orders `service` (its store must be open when requests arrive); the GET
+    endpoints read through `reads` (default: the service's store)."""
+    reads = reads or Reads(service)
+    prices = Prices()
     app = FastAPI(
         title="Tidings shop: orders",
         version="1.0",
@@ -105,14 +109,11 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
                 response.headers[REPLAYED] = "true"
                 return OrderView.model_validate_json(stored.response)
             skus = [line.sku for line in request.lines]
-            prices = {
-                item.sku: item.unit_price
-                for item in await ctx.session.scalars(select(CatalogItem).where(CatalogItem.sku.in_(skus)))
-            }
-            unknown = sorted(set(skus) - prices.keys())
+            known = await prices.of(ctx.session, skus)
+            unknown = sorted(set(skus) - known.keys())
             if unknown:
                 raise HTTPException(422, f"unknown sku(s): {', '.join(unknown)}")
-            lines = [LineItem(sku=ln.sku, quantity=ln.quantity, unit_price=prices[ln.sku]) for ln in request.lines]
+            lines = [LineItem(sku=ln.sku, quantity=ln.quantity, unit_price=known[ln.sku]) for ln in request.lines]
             total = sum((line.unit_price * line.quantity for line in lines), start=Decimal("0.00"))
             event = OrderCreated(order_id=order_id, customer_id=request.customer_id, lines=tuple(lines), total=total)
             envelope = ctx.publish(event)
@@ -141,7 +142,7 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
 
     @app.get("/orders/{order_id}", response_model=OrderView, responses=NOT_FOUND)
     async def get_order(order_id: Annotated[str, Path(max_length=64, pattern=NAME_PATTERN)]) -> OrderView:
-        async with service.store.session() as session:
+        async with reads.session() as session:
             order = await session.get(Order, order_id)
             if order is None:
                 raise HTTPException(404, f"no order {order_id}")
@@ -174,7 +175,7 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
             query = query.where(Order.customer_id == customer)
         if order_id:
             query = query.where(Order.order_id.in_(order_id))
-        async with service.store.session() as session:
+        async with reads.session() as session:
             orders = list(await session.scalars(query))
             lines: dict[str, list[OrderLine]] = defaultdict(list)
             if orders:
@@ -186,7 +187,7 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
 
     @app.get("/catalog", response_model=list[CatalogEntry])
     async def catalog() -> list[CatalogEntry]:
-        async with service.store.session() as session:
+        async with reads.session() as session:
             items = await session.scalars(select(CatalogItem).order_by(CatalogItem.sku))
             return [CatalogEntry(sku=item.sku, unit_price=item.unit_price) for item in items]
 

@@ -1,11 +1,11 @@
 """The outbox relay: publishes committed outbox rows through the transport, then deletes them.
 
 One relay runs per service process (`Relay(store, transport, source=name)`); of several
-replicas of a service only one publishes at a time (see `tidings.store.lease`). A cycle reads
-up to `batch_size` rows of its source in `id` order, publishes them in one
-`transport.publish` call, and deletes them only after that call returned, i.e. after the broker
-confirmed them. Rows are deleted, not kept: the outbox stays small and the relay's query fast;
-`tidings_relay.published` counts what was sent.
+replicas of a service only one publishes at a time (see `tidings.store.lease`). A cycle reads up
+to `batch_size` rows of its source in `id` order, publishes them in one `transport.publish` call,
+and deletes them only after that call returned, i.e. after the broker confirmed them. Rows are
+deleted, not kept: the outbox stays small and the relay's query fast; `tidings_relay.published`
+counts what was sent.
 
 - Prompt: `wake()` (called by the runtime after a commit with events) and, on PostgreSQL,
   `LISTEN tidings_outbox` (commits of other processes) start a cycle at once; otherwise the
@@ -75,7 +75,8 @@ class RelayConfig:
 
 PublishedHook = Callable[[Sequence[OutboxRow], float], None]
 """Called after each batch was confirmed and deleted, with its rows and the time (Unix seconds) the
-broker confirmed it; `confirmed_at - row.created_at` is the row's commit-to-publish delay."""
+broker confirmed it; `confirmed_at - row.created_at` is the row's commit-to-publish delay (of it,
+`relay.cycle_started_at - row.created_at` was spent waiting for the cycle)."""
 
 
 class Relay:
@@ -96,6 +97,7 @@ class Relay:
         self.owner = lease.new_owner()
         self.stats: Counter[str] = Counter()
         self.on_published: PublishedHook | None = None
+        self.cycle_started_at = 0.0  # Unix time the running (or last) cycle began
         self._store = store
         self._dialect = store.dialect
         self._transport = transport
@@ -187,6 +189,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """One cycle: publish up to `batch_size` rows if this relay may; returns how many it published."""
+        self.cycle_started_at = time.time()
         await self._ensure_row()
         if self._dialect.concurrent_writers:
             return await self._cycle_locked()
@@ -253,8 +256,7 @@ class Relay:
         return self._done(batch, sent)
 
     async def _cycle_leased(self) -> int:
-        """One writer at a time (SQLite): read under the lease, publish outside any transaction,
-        then delete and park."""
+        """One writer at a time (SQLite): read under the lease, publish outside a transaction, then delete and park."""
         async with self._store.session() as session, session.begin():
             if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
                 self.stats["not_leader"] += 1

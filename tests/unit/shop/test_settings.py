@@ -14,7 +14,7 @@ from tidings.errors import ConfigurationError
 
 def test_defaults_are_sqlite_files_in_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    assert settings.broker_url() == f"sqlite:///{tmp_path.resolve()}/broker.db"
+    assert settings.broker_url() == f"sqlite:///{tmp_path.resolve()}/broker.db?poll_max=0.02"
     assert settings.database_url("orders") == f"sqlite+aiosqlite:///{tmp_path.resolve()}/orders.db"
 
 

@@ -1,0 +1,61 @@
+"""What the orders API reads without taking the service's writing connection.
+
+On SQLite a process has one connection (`tidings.store.sqlite`), which the API's writes, the
+consumer's batches and the relay share, and every transaction on it holds the write lock: a
+`GET /orders` there queues behind every write and delays the next one. `Reads` opens a second,
+read-only store on the same file for the API's GET endpoints: its transactions begin deferred, so
+in WAL mode they read the last committed snapshot while the writer goes on. On PostgreSQL the
+service's own pool already reads concurrently, and `Reads` uses it.
+
+`Prices` keeps the catalog in memory: a `POST /orders` needs the price of each line's sku, and
+the catalog only grows (seeding adds the skus that are missing and never changes a price), so a
+sku the cache does not know is read again once, and a known price is never stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orders.models import CatalogItem
+from tidings.service import Service
+from tidings.store import Store
+
+
+class Reads:
+    """Sessions for read-only requests: `open()` after the service started, `close()` before it stops."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._store: Store | None = None
+
+    async def open(self) -> None:
+        """On SQLite, open the read-only store (no migrations: the service ran them)."""
+        if self._store is None and not self.service.store.dialect.concurrent_writers:
+            self._store = await Store.open(self.service.store.engine.url, migrate=False, read_only=True)
+
+    def session(self) -> AsyncSession:
+        """A session that must only read; not opened (tests mounting the app): the service's own."""
+        return (self._store or self.service.store).session()
+
+    async def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+
+class Prices:
+    """The catalog's unit prices, read once and again only for a sku not seen yet."""
+
+    def __init__(self) -> None:
+        self._prices: dict[str, Decimal] = {}
+
+    async def of(self, session: AsyncSession, skus: Iterable[str]) -> dict[str, Decimal]:
+        """The price of each of `skus` that the catalog has (an unknown sku is left out)."""
+        wanted = set(skus)
+        if not wanted <= self._prices.keys():
+            self._prices.update((item.sku, item.unit_price) for item in await session.scalars(select(CatalogItem)))
+        return {sku: self._prices[sku] for sku in wanted if sku in self._prices}
