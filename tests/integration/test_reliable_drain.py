@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.conftest import SqliteAdapter
 from tests.conformance.harness import BrokerTarget
-from tests.integration.kafka_support import KafkaAdapter
+from tests.integration import brokers
 from tests.integration.processes import terminate, tidings_command, wait_subscribed
-from tests.integration.rabbitmq_support import RabbitAdapter
 from tests.integration.reliable_app import LongJob, LongJobDone
 from tests.waiting import eventually
 from tidings.envelope import Envelope
@@ -22,14 +20,9 @@ from tidings.store import outbox_status
 from tidings.transport import connect
 
 APP = "tests.integration.reliable_app:service"
-BROKERS = [
-    pytest.param(SqliteAdapter(), id="sqlite"),
-    pytest.param(RabbitAdapter(), id="rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param(KafkaAdapter(), id="kafka", marks=pytest.mark.kafka),
-]
 
 
-@pytest.fixture(params=BROKERS)
+@pytest.fixture(params=brokers.MULTI_PROCESS)
 async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BrokerTarget]:
     async with request.param.target(tmp_path) as opened:
         yield opened

@@ -43,8 +43,8 @@ def _numbers(envelopes: Sequence[Envelope]) -> list[int]:
 
 
 @pytest.fixture
-async def broker(any_broker_url: str) -> AsyncIterator[Transport]:
-    transport = await connect(any_broker_url)
+async def broker(reliable_broker_url: str) -> AsyncIterator[Transport]:
+    transport = await connect(reliable_broker_url)
     try:
         yield transport
     finally:
