@@ -1,5 +1,5 @@
 """Crash windows of the reliable path, each with a real service process killed by SIGKILL at that
-point (see `crash_child.py`); (a) and (b) on the SQLite broker, RabbitMQ and Kafka; the end state is checked.
+point (see `crash_child.py`), on the SQLite broker, RabbitMQ and Kafka; the end state is checked.
 
 (a) after the handler's commit, before the ack: the event comes back, the handler does not run
     again, the effect and the follow-up event happen once.
@@ -8,8 +8,8 @@ point (see `crash_child.py`); (a) and (b) on the SQLite broker, RabbitMQ and Kaf
 (c) in a group commit, once every member of a batch did its work and before the commit: nothing of
     the batch is applied, every delivery comes back, and each is handled exactly once.
 (d) broker unreachable while events are committed, and the process killed meanwhile: the rows
-    stay, the restarted relay publishes every event; on the SQLite broker, RabbitMQ and Kafka
-    (see `Outage` for how each is made unreachable).
+    stay, the restarted relay publishes every event (`Outage` says how each broker is made
+    unreachable).
 """
 
 from __future__ import annotations
@@ -206,9 +206,9 @@ async def test_a_crash_after_publish_before_mark_sent_republishes_and_the_inbox_
 
 
 async def test_a_crash_in_a_batch_before_its_commit_loses_nothing_and_applies_nothing_twice(
-    database_url: str, tmp_path: Path
+    database_url: str, crash_broker: str
 ) -> None:
-    broker = _broker(tmp_path)
+    broker = crash_broker
     await create_tables(database_url)
     transport = await connect(broker)
     await _declare(transport, "worker", Job.event_type)
