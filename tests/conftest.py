@@ -42,6 +42,7 @@ def _real_services(request: pytest.FixtureRequest) -> None:
             require_service(name)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the mark to group the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`), the `slow` tests (each starts a whole shop or a
     private broker: five or more processes) run one after another on one worker, beside the rest of

@@ -29,6 +29,7 @@ from cloudevents.core.v1.event import CloudEvent
 from tests.integration.kafka_support import BOOTSTRAP, fresh_prefix, kafka_url
 from tests.integration.rabbitmq_support import amqp_url
 from tidings.envelope import Envelope, from_structured, to_structured
+from tidings.errors import Malformation, MalformedMessage
 from tidings.events import Event
 from tidings.service import Service
 from tidings.transport import Delivery, Transport, connect
@@ -251,8 +252,9 @@ async def test_a_dead_letter_that_did_not_decode_still_shows_its_id_and_type(vho
         await send()
         async with asyncio.timeout(10):
             delivery = await anext(aiter(subscription))
-        with pytest.raises(Exception, match="datacontenttype 'text/plain' is not JSON"):
+        with pytest.raises(MalformedMessage, match="datacontenttype 'text/plain' is not JSON") as raised:
             delivery.envelope()
+        assert raised.value.kind is Malformation.INVALID_ATTRIBUTE
         await delivery.dead_letter("not JSON")
         (letter,) = await transport.dead_letters("scales")
         await subscription.close()

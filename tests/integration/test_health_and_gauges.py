@@ -22,9 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.rabbitmq_support import amqp_url
 from tests.integration.store.conftest import postgres_database
 from tests.integration.tcp_proxy import TcpProxy
+from tests.waiting import eventually_async
 from tidings.context import Context
 from tidings.errors import PermanentError
 from tidings.events import Event
+from tidings.runtime.health import GAUGE_TIMEOUT
 from tidings.service import Service
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
@@ -172,3 +174,51 @@ async def test_the_alert_gauges_move(vhost: str, proxy: TcpProxy, tmp_path: Path
             assert time.monotonic() < deadline, "the outbox did not drain once the broker was back"
             await asyncio.sleep(0.1)
         promtool((await client.get("/metrics")).text)
+
+
+OUTBOX_GAUGES = ("tidings_outbox_pending", "tidings_outbox_parked", "tidings_outbox_oldest_age_seconds")
+CONSUMER_GAUGES = ("tidings_consumer_backlog", "tidings_dead_letters")
+
+
+async def test_gauges_of_an_unreadable_database_or_broker_are_left_out_not_reported_as_zero(
+    vhost: str, proxy: TcpProxy, database_proxy: tuple[TcpProxy, str]
+) -> None:
+    """While the database (or the broker: AMQP and its management API) cannot be read, `/metrics`
+    still answers, within the gauges' time limit, with the counters; the gauges read from what is
+    away are missing, so no alert sees a false 0; they come back with it."""
+    database, url = database_proxy
+    async with TcpProxy("127.0.0.1", 15672, name="management") as management:
+        query = f"reconnect_max=0.5&management_url=http://127.0.0.1:{management.port}"
+        service = service_on(amqp_url(vhost, query, port=proxy.port), url)
+        async with service, httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.metrics_port}") as client:
+
+            async def names() -> set[str]:
+                started = time.monotonic()
+                response = await client.get("/metrics", timeout=30)
+                assert response.status_code == 200
+                assert time.monotonic() - started < GAUGE_TIMEOUT * 2 + 3, "an unreadable source hung the scrape"
+                return {name for name, _ in samples(response.text)}
+
+            every = await names()
+            assert set(OUTBOX_GAUGES + CONSUMER_GAUGES) <= every
+            assert "tidings_messages_handled_total" in every
+
+            database.refuse()
+            database.cut()
+            shown = await names()
+            assert not shown & set(OUTBOX_GAUGES), shown
+            assert set(CONSUMER_GAUGES) <= shown
+            assert "tidings_messages_handled_total" in shown
+            database.accept()
+            await eventually_async(names, lambda shown: set(OUTBOX_GAUGES) <= shown, "the outbox gauges", within=20)
+
+            for away in (proxy, management):
+                away.refuse()
+                away.cut()
+            shown = await names()
+            assert not shown & set(CONSUMER_GAUGES), shown
+            assert set(OUTBOX_GAUGES) <= shown
+            assert "tidings_messages_handled_total" in shown
+            for away in (proxy, management):
+                away.accept()
+            await eventually_async(names, lambda shown: set(CONSUMER_GAUGES) <= shown, "the consumer gauges", within=20)

@@ -17,6 +17,7 @@ from tests.conformance.harness import until
 from tests.integration.rabbitmq_support import amqp_url, queue_counts
 from tidings.context import Context
 from tidings.envelope import Envelope, to_structured
+from tidings.errors import Malformation, MalformedMessage
 from tidings.events import Event
 from tidings.service import Service
 from tidings.transport import connect
@@ -147,8 +148,11 @@ async def test_plain_json_on_the_events_exchange_is_dead_lettered_with_the_reaso
             )
         async with asyncio.timeout(10):
             delivery = await anext(aiter(subscription))
-        with pytest.raises(Exception, match="not a CloudEvents message: missing CloudEvents attribute"):
+        with pytest.raises(
+            MalformedMessage, match="not a CloudEvents message: missing CloudEvents attribute"
+        ) as raised:
             delivery.envelope()
+        assert raised.value.kind is Malformation.MISSING_ATTRIBUTE
         await delivery.dead_letter("malformed")
         (letter,) = await transport.dead_letters("inventory")
         assert letter.body == b'{"order_id": 1}'

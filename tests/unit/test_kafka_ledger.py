@@ -86,6 +86,7 @@ def test_a_takeover_skips_settled_records_and_keeps_counts_and_delays() -> None:
     assert third.deliveries == 0
     fourth = after.admit(3, b"d", "record-3")  # beyond what the previous owner read
     assert fourth is not None
+    assert (fourth.deliveries, fourth.not_before) == (0, 0.0)
 
 
 def test_metadata_that_does_not_fit_is_cut_and_the_rest_counts_as_unread() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import brokers
 from tidings.store import Store
 
 POSTGRES_ADMIN = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
@@ -71,3 +72,11 @@ def any_broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         return f"memory://store-test-{uuid.uuid4().hex}"
     return f"sqlite:///{tmp_path / 'broker.db'}?lease=2"
+
+
+@pytest.fixture(params=brokers.EVERY)
+async def reliable_broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh namespace on every broker the reliable path runs over: memory, the SQLite broker,
+    a RabbitMQ vhost, a Kafka topic prefix (deleted after the test)."""
+    async with request.param.target(tmp_path) as target:
+        yield target.url

@@ -9,6 +9,8 @@
                            commit of more than one delivery is about to commit)
     TIDINGS_TEST_PUBLISH   publisher: how many JobDone events to publish, one transaction each,
                            once a line arrives on stdin
+    TIDINGS_TEST_REFUSE    "1": the broker refuses every publish (the test kit's `refuse_publishes`
+                           fault), for a broker the test cannot cut off from outside (Kafka)
 
 Prints "ready" once started, "published" after publishing, and its stats as JSON after SIGTERM.
 """
@@ -26,6 +28,7 @@ from tests.integration.store.shop import JobDone, worker
 from tidings.runtime.group_commit import GroupCommit
 from tidings.service import Service
 from tidings.store.relay import Relay
+from tidings.testing import Faults
 from tidings.transport.base import Delivery
 
 
@@ -59,6 +62,8 @@ async def main() -> None:
         service = worker(broker, database)
     else:
         service = Service("worker", broker=broker, database=database)
+    if env.get("TIDINGS_TEST_REFUSE") == "1":
+        service.connector = Faults(refuse_publishes=3600).connector()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await service.start()

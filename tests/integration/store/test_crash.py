@@ -1,5 +1,5 @@
 """Crash windows of the reliable path, each with a real service process killed by SIGKILL at that
-point (see `crash_child.py`); (a) and (b) on the SQLite broker, RabbitMQ and Kafka; the end state is checked.
+point (see `crash_child.py`), on the SQLite broker, RabbitMQ and Kafka; the end state is checked.
 
 (a) after the handler's commit, before the ack: the event comes back, the handler does not run
     again, the effect and the follow-up event happen once.
@@ -7,8 +7,9 @@ point (see `crash_child.py`); (a) and (b) on the SQLite broker, RabbitMQ and Kaf
     the downstream inbox absorbs the duplicates.
 (c) in a group commit, once every member of a batch did its work and before the commit: nothing of
     the batch is applied, every delivery comes back, and each is handled exactly once.
-(d) broker unreachable (its file locked exclusively by the test) while events are committed, and
-    the process killed meanwhile: the rows stay, the restarted relay publishes every event.
+(d) broker unreachable while events are committed, and the process killed meanwhile: the rows
+    stay, the restarted relay publishes every event (`Outage` says how each broker is made
+    unreachable).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from typing import ClassVar
 
 import pytest
 
-from tests.conformance.conftest import SqliteAdapter
 from tests.conformance.harness import until
-from tests.integration.kafka_support import KafkaAdapter
-from tests.integration.rabbitmq_support import RabbitAdapter
+from tests.integration import brokers
+from tests.integration.kafka_support import fresh_prefix, kafka_url
+from tests.integration.rabbitmq_support import AMQP_PORT, HOST, amqp_url, fresh_vhost
 from tests.integration.store.helpers import eventually, receive
 from tests.integration.store.shop import Job, JobDone, auditor, create_tables, effect_counts
+from tests.integration.tcp_proxy import TcpProxy
 from tidings.envelope import Envelope
 from tidings.store import Store, inbox, outbox_status
 from tidings.transport.base import Transport, connect
@@ -114,14 +116,7 @@ async def _no_orphans() -> AsyncIterator[None]:
     Child.started.clear()
 
 
-BROKERS = [
-    pytest.param(SqliteAdapter(), id="sqlite"),
-    pytest.param(RabbitAdapter(), id="rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param(KafkaAdapter(), id="kafka", marks=pytest.mark.kafka),
-]
-
-
-@pytest.fixture(params=BROKERS)
+@pytest.fixture(params=brokers.MULTI_PROCESS)
 async def crash_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh namespace on each broker (the SQLite file, a vhost, a topic prefix) with short leases
     and session timeouts, so a killed consumer's deliveries come back within seconds."""
@@ -168,7 +163,7 @@ async def test_a_crash_after_commit_before_ack_redelivers_without_running_the_ha
     received = await receive(audit, 1, quiet=0.5)
     stats = await restarted.stop()
     assert stats.get("handled", 0) == 0
-    assert stats["duplicates"] == 1
+    assert stats["duplicates"] >= 1  # absorbed by the inbox (more than once if a lease ran out under load)
     assert await effect_counts(database_url, "worker") == {1: 1}
     assert [envelope.causationid for envelope in received] == [job.id]  # the follow-up, once
     await audit.close()
@@ -211,9 +206,9 @@ async def test_a_crash_after_publish_before_mark_sent_republishes_and_the_inbox_
 
 
 async def test_a_crash_in_a_batch_before_its_commit_loses_nothing_and_applies_nothing_twice(
-    database_url: str, tmp_path: Path
+    database_url: str, crash_broker: str
 ) -> None:
-    broker = _broker(tmp_path)
+    broker = crash_broker
     await create_tables(database_url)
     transport = await connect(broker)
     await _declare(transport, "worker", Job.event_type)
@@ -233,38 +228,92 @@ async def test_a_crash_in_a_batch_before_its_commit_loses_nothing_and_applies_no
     await eventually(lambda: _backlog_is(transport, "worker", 0), what="every job to be acked")
     received = await receive(audit, 12, quiet=0.5)
     stats = await restarted.stop()
-    assert (stats["handled"], stats.get("duplicates", 0)) == (12, 0)
+    # Every job handled by the restarted worker: none of the crashed batch had been applied. (Its
+    # redeliveries may come back once more if a loaded machine lets the SQLite broker's 1 s lease
+    # run out before the ack; the inbox absorbs them, which `duplicates` counts, not `handled`.)
+    assert stats["handled"] == 12
     assert await effect_counts(database_url, "worker") == dict.fromkeys(range(12), 1)
     assert sorted(envelope.causationid or "" for envelope in received) == sorted(job.id for job in jobs)
     await audit.close()
     await transport.close()
 
 
-async def test_rows_committed_while_the_broker_is_unreachable_survive_a_crash_and_all_arrive(
-    database_url: str, tmp_path: Path
-) -> None:
-    broker = _broker(tmp_path, busy_timeout="0.2")
-    transport = await connect(broker)
-    audit = await transport.subscribe("audit", [JobDone.event_type])
-    await audit.close()
-    publisher = await Child.start("publisher", broker, database_url, publish="20")
-    await publisher.expect("ready")
-    locker = sqlite3.connect(tmp_path / "broker.db", isolation_level=None)
-    try:
-        locker.execute("BEGIN EXCLUSIVE")  # the broker is unreachable for writers
-        await publisher.go()
-        await publisher.expect("published")
-        await asyncio.sleep(1.0)  # sleep-ok: a window in which the relay keeps failing; the rows must stay
-        assert (await outbox_status(database_url)).pending == 20
-        await publisher.kill()
-    finally:
-        locker.close()  # the broker is back
-    assert (await outbox_status(database_url)).pending == 20
+class Outage:
+    """A broker the crashing publisher loses: `down()` cuts it off, `up()` brings it back.
 
-    restarted = await Child.start("publisher", broker, database_url)
+    SQLite: the test holds the broker file's exclusive lock (the real lock). RabbitMQ: the child
+    reaches the broker through a TCP proxy that the test makes refuse and cut connections. Kafka: a
+    proxy cannot stand between a client and the broker (clients connect to the address the broker
+    advertises), so the child runs with the test kit's `refuse_publishes` fault instead.
+    """
+
+    def __init__(self, url: str, child_url: str, child_extra: dict[str, str] | None = None) -> None:
+        self.url, self.child_url, self.child_extra = url, child_url, child_extra or {}
+        self.locker: sqlite3.Connection | None = None
+        self.proxy: TcpProxy | None = None
+        self.path: Path | None = None
+
+    async def down(self) -> None:
+        if self.path is not None:
+            self.locker = sqlite3.connect(self.path, isolation_level=None)
+            self.locker.execute("BEGIN EXCLUSIVE")  # no other connection can write the broker file
+        if self.proxy is not None:
+            self.proxy.refuse()
+            self.proxy.cut()
+
+    async def up(self) -> None:
+        if self.locker is not None:
+            self.locker.close()
+        if self.proxy is not None:
+            self.proxy.accept()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("kafka", marks=pytest.mark.kafka),
+    ]
+)
+async def outage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Outage]:
+    if request.param == "sqlite":
+        url = _broker(tmp_path, busy_timeout="0.2")
+        away = Outage(url, url)
+        away.path = tmp_path / "broker.db"
+        yield away
+        await away.up()
+    elif request.param == "rabbitmq":
+        async with fresh_vhost("tidings-crash") as vhost, TcpProxy(HOST, AMQP_PORT) as proxy:
+            away = Outage(amqp_url(vhost), amqp_url(vhost, "publish_timeout=1&reconnect_max=0.2", port=proxy.port))
+            away.proxy = proxy
+            yield away
+            await away.up()
+    else:
+        async with fresh_prefix("crash") as prefix:
+            yield Outage(kafka_url(prefix), kafka_url(prefix), {"refuse": "1"})
+
+
+async def test_rows_committed_while_the_broker_is_unreachable_survive_a_crash_and_all_arrive(
+    database_url: str, outage: Outage
+) -> None:
+    transport = await connect(outage.url)
+    await _declare(transport, "audit", JobDone.event_type)
+    publisher = await Child.start("publisher", outage.child_url, database_url, publish="20", **outage.child_extra)
+    await publisher.expect("ready")
+    await outage.down()
+    await publisher.go()
+    await publisher.expect("published")
+    await asyncio.sleep(1.0)  # sleep-ok: a window in which the relay keeps failing; the rows must stay
+    assert (await outbox_status(database_url)).pending == 20
+    await publisher.kill()
+    await outage.up()
+    assert (await outbox_status(database_url)).pending == 20
+    assert await _backlog(transport, "audit") == 0  # nothing got through while the broker was away
+
+    restarted = await Child.start("publisher", outage.url, database_url)
     await restarted.expect("ready")
     audit = await transport.subscribe("audit", [JobDone.event_type])
-    received = await receive(audit, 20, quiet=0.3)
+    received = await receive(audit, 20, quiet=0.3, within=30)
     await restarted.stop()
     assert [JobDone.model_validate_json(envelope.data).n for envelope in received] == list(range(20))
     assert (await outbox_status(database_url)).pending == 0

@@ -27,10 +27,10 @@ def _when(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-async def test_colliding_ids_from_two_sources_are_both_handled(database_url: str, any_broker_url: str) -> None:
+async def test_colliding_ids_from_two_sources_are_both_handled(database_url: str, reliable_broker_url: str) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
-    service = worker(any_broker_url, database_url, retry=FAST)
+    transport = await connect(reliable_broker_url)
+    service = worker(reliable_broker_url, database_url, retry=FAST)
     first = _job(1, source="https://billing.example/orders", event_id="order-1")
     second = _job(2, source="https://shipping.example/orders", event_id="order-1")  # same id, another producer
     try:
@@ -45,11 +45,11 @@ async def test_colliding_ids_from_two_sources_are_both_handled(database_url: str
 
 
 async def test_an_id_and_a_source_at_the_limit_are_handled_on_every_database(
-    database_url: str, any_broker_url: str
+    database_url: str, reliable_broker_url: str
 ) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
-    service = worker(any_broker_url, database_url, retry=FAST)
+    transport = await connect(reliable_broker_url)
+    service = worker(reliable_broker_url, database_url, retry=FAST)
     try:
         async with service:
             await transport.publish([_job(1, source="s" * LIMIT, event_id="i" * LIMIT)])
@@ -60,11 +60,11 @@ async def test_an_id_and_a_source_at_the_limit_are_handled_on_every_database(
 
 
 async def test_an_over_long_id_is_dead_lettered_at_once_with_the_limit_as_reason(
-    database_url: str, any_broker_url: str
+    database_url: str, reliable_broker_url: str
 ) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
-    service = worker(any_broker_url, database_url, retry=FAST)
+    transport = await connect(reliable_broker_url)
+    service = worker(reliable_broker_url, database_url, retry=FAST)
     too_long = "i" * (LIMIT + 1)
     try:
         async with service:
@@ -81,10 +81,10 @@ async def test_an_over_long_id_is_dead_lettered_at_once_with_the_limit_as_reason
     assert await effect_counts(database_url, "worker") == {2: 1}
 
 
-async def test_an_over_long_source_is_dead_lettered_at_once(database_url: str, any_broker_url: str) -> None:
+async def test_an_over_long_source_is_dead_lettered_at_once(database_url: str, reliable_broker_url: str) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
-    service = worker(any_broker_url, database_url, retry=FAST)
+    transport = await connect(reliable_broker_url)
+    service = worker(reliable_broker_url, database_url, retry=FAST)
     try:
         async with service:
             await transport.publish([_job(1, source="s" * (LIMIT + 1), event_id="e-1")])

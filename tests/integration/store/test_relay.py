@@ -43,8 +43,8 @@ def _numbers(envelopes: Sequence[Envelope]) -> list[int]:
 
 
 @pytest.fixture
-async def broker(any_broker_url: str) -> AsyncIterator[Transport]:
-    transport = await connect(any_broker_url)
+async def broker(reliable_broker_url: str) -> AsyncIterator[Transport]:
+    transport = await connect(reliable_broker_url)
     try:
         yield transport
     finally:
@@ -274,6 +274,39 @@ async def test_stop_finishes_the_batch_in_flight(store: Store, broker: Transport
     assert (await outbox_status(store.engine.url)).pending == 0
     assert len(await receive(audit, 3)) == 3
     await audit.close()
+
+
+async def test_stop_cancels_a_batch_that_outlasts_the_grace_and_keeps_its_rows(store: Store, broker: Transport) -> None:
+    """`stop(grace)` returns once `grace` has passed even if the publish in flight hangs; the batch
+    is cancelled, not half-settled: every row stays, and the next relay publishes each once."""
+
+    class Hanging(Outage):
+        async def publish(self, envelopes: Sequence[Envelope]) -> None:
+            self.failures += 1  # counts calls here
+            await asyncio.Event().wait()  # a publish that never returns: stop's grace must bound it
+
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    hanging = Hanging(broker)
+    config = RelayConfig(batch_size=10, poll_interval=0.05, publish_timeout=20, lease=30)
+    relay = Relay(store, hanging, source=SOURCE, config=config)
+    envelopes = _done(range(3))
+    await _add(store, envelopes)
+    await relay.start()
+    await eventually(lambda: _true(hanging.failures == 1), what="the publish to start")
+    grace = 0.3
+    started = time.monotonic()
+    await relay.stop(grace=grace)
+    assert grace <= time.monotonic() - started < grace + 2
+    assert (await outbox_status(store.engine.url)).pending == 3
+    assert relay.stats["published"] == 0
+
+    after = Relay(store, broker, source=SOURCE, config=FAST)
+    await after.start()
+    try:
+        assert await receive(audit, 3, quiet=0.2) == envelopes
+    finally:
+        await after.stop()
+        await audit.close()
 
 
 async def test_rows_of_one_key_are_published_in_commit_order_under_concurrency(store: Store, broker: Transport) -> None:

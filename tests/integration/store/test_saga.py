@@ -4,7 +4,6 @@ arrive before the start or after the end, and concurrent events for one instance
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,8 +17,6 @@ from tidings.retry import RetryPolicy
 from tidings.saga import Saga, SagaContext, handles, instance, starts
 from tidings.service import Service
 from tidings.transport import Delivery, Transport, connect
-
-_names = itertools.count()
 
 
 class Placed(Event, type="test.saga.placed", version=1):
@@ -122,8 +119,8 @@ class Harness:
 
 
 @pytest.fixture
-async def shop(database_url: str) -> AsyncIterator[Harness]:
-    broker = f"memory://saga-{next(_names)}"
+async def shop(database_url: str, reliable_broker_url: str) -> AsyncIterator[Harness]:
+    broker = reliable_broker_url
     transport = await connect(broker)
     observer = await transport.subscribe("observer", OUTGOING)
     outgoing: list[Envelope] = []
@@ -158,11 +155,8 @@ async def test_compensations_run_newest_first_and_late_events_change_nothing(sho
 
     handled = shop.service.stats["handled"]
     await shop.send(Shipped(order_id="o-1"), "order-1")  # too late: the saga is over
-    for _ in range(100):  # acked as handled, but no step ran
-        if shop.service.stats["handled"] > handled:
-            break
-        await asyncio.sleep(0.02)
-    assert shop.service.stats["handled"] == handled + 1
+    await eventually(lambda: shop.service.stats["handled"] > handled, "the late event acked as handled")
+    assert shop.service.stats["handled"] == handled + 1  # acked as handled, but no step ran
     status, saga = await shop.state("order-1") or ("", Fulfilment())
     assert (status, saga.steps) == ("compensated", ["placed", "reserved", "charged", "failed"])
 
@@ -194,10 +188,9 @@ async def test_the_deadline_compensates_what_was_done(shop: Harness) -> None:
     await shop.send(Reserved(order_id="o-3"), "order-3")
     saga = await shop.until("order-3", lambda status, saga: status == "timed-out", within=10)
     assert saga.steps == ["placed", "reserved"]
-    for _ in range(100):
-        if Release.event_type in {envelope.type for envelope in shop.outgoing}:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: Release.event_type in {envelope.type for envelope in shop.outgoing}, "the relay published Release"
+    )
     released = [envelope for envelope in shop.outgoing if envelope.type == Release.event_type]
     assert len(released) == 1
     assert released[0].correlationid == "order-3"

@@ -5,7 +5,6 @@ request leaves no instance."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
@@ -15,8 +14,6 @@ from tidings.events import Event
 from tidings.saga import Saga, SagaContext, begin, handles, instance
 from tidings.service import Service
 from tidings.transport import connect
-
-_names = itertools.count()
 
 
 class Requested(Event, type="test.saga-begin.requested", version=1):
@@ -47,8 +44,10 @@ async def begin_then_abort(service: Service) -> None:
         raise Aborted
 
 
-async def test_a_begun_saga_takes_its_replies_and_a_rolled_back_one_does_not_exist(database_url: str) -> None:
-    broker = f"memory://saga-begin-{next(_names)}"
+async def test_a_begun_saga_takes_its_replies_and_a_rolled_back_one_does_not_exist(
+    database_url: str, reliable_broker_url: str
+) -> None:
+    broker = reliable_broker_url
     service = Service("approvals", broker=broker, database=database_url)
     service.saga(Approval)
     assert Requested.event_type not in service.handled_types  # no self-consumed starting event

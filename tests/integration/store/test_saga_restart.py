@@ -4,15 +4,12 @@ whose registry never saw the compensation's event class, still rebuilds and publ
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from tidings.envelope import Envelope
 from tidings.events import Event
 from tidings.saga import Saga, SagaContext, handles, instance, starts
 from tidings.service import Service
 from tidings.transport import connect
-
-_names = itertools.count()
 
 
 class Booked(Event, type="test.saga-restart.booked", version=1):
@@ -49,8 +46,10 @@ def trips(broker: str, database: str) -> Service:
     return service
 
 
-async def test_a_compensation_recorded_before_a_restart_is_published_after_it(database_url: str) -> None:
-    broker = f"memory://saga-restart-{next(_names)}"
+async def test_a_compensation_recorded_before_a_restart_is_published_after_it(
+    database_url: str, reliable_broker_url: str
+) -> None:
+    broker = reliable_broker_url
     transport = await connect(broker)
     freed = await transport.subscribe("observer", [FreeSeat.event_type])
     first = trips(broker, database_url)

@@ -32,12 +32,12 @@ async def _count(database: str, table_name: str) -> int:
 
 
 async def test_a_handler_that_raises_after_writing_leaves_no_rows_and_no_events(
-    database_url: str, any_broker_url: str
+    database_url: str, reliable_broker_url: str
 ) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
+    transport = await connect(reliable_broker_url)
     downstream = await transport.subscribe("audit", [JobDone.event_type])
-    service = worker(any_broker_url, database_url, retry=RetryPolicy(max_attempts=2, base=0.01))
+    service = worker(reliable_broker_url, database_url, retry=RetryPolicy(max_attempts=2, base=0.01))
     async with service:
         await transport.publish([Envelope.wrap(Job(n=1, fail=True), source="test")])
         await eventually(lambda: _true(service.stats["dead_lettered"] == 1), what="the dead letter")
@@ -51,11 +51,13 @@ async def test_a_handler_that_raises_after_writing_leaves_no_rows_and_no_events(
     await transport.close()
 
 
-async def test_a_redelivered_event_is_acked_without_running_the_handler(database_url: str, any_broker_url: str) -> None:
+async def test_a_redelivered_event_is_acked_without_running_the_handler(
+    database_url: str, reliable_broker_url: str
+) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
+    transport = await connect(reliable_broker_url)
     downstream = await transport.subscribe("audit", [JobDone.event_type])
-    service = worker(any_broker_url, database_url)
+    service = worker(reliable_broker_url, database_url)
     envelope = Envelope.wrap(Job(n=7), source="test")
     async with service:
         await transport.publish([envelope])
@@ -70,11 +72,11 @@ async def test_a_redelivered_event_is_acked_without_running_the_handler(database
     await transport.close()
 
 
-async def test_a_transaction_publishes_only_after_it_committed(database_url: str, any_broker_url: str) -> None:
+async def test_a_transaction_publishes_only_after_it_committed(database_url: str, reliable_broker_url: str) -> None:
     await create_tables(database_url)
-    transport = await connect(any_broker_url)
+    transport = await connect(reliable_broker_url)
     downstream = await transport.subscribe("audit", [JobDone.event_type])
-    service = worker(any_broker_url, database_url)
+    service = worker(reliable_broker_url, database_url)
     async with service:
         async with service.transaction() as ctx:
             await ctx.session.execute(effects.insert().values(service="api", job=1))
@@ -89,9 +91,11 @@ async def test_a_transaction_publishes_only_after_it_committed(database_url: str
     await transport.close()
 
 
-async def test_a_transaction_that_raises_leaves_no_rows_and_no_events(database_url: str, any_broker_url: str) -> None:
+async def test_a_transaction_that_raises_leaves_no_rows_and_no_events(
+    database_url: str, reliable_broker_url: str
+) -> None:
     await create_tables(database_url)
-    service = worker(any_broker_url, database_url)
+    service = worker(reliable_broker_url, database_url)
 
     async def write_then_fail() -> None:
         async with service.transaction() as ctx:
