@@ -93,3 +93,15 @@ async def test_an_id_or_source_longer_than_the_inbox_holds_is_malformed(store: S
     with pytest.raises(MalformedMessage, match="source is 201 characters, the limit is 200"):
         await _claim(store, "orders", "e-1", source="s" * 201)
     assert await _claim(store, "orders", "e" * 200, source="s" * 200)
+
+
+async def test_contains_answers_for_the_group_and_the_id_asked_about(store: Store) -> None:
+    """`contains` is what tests and admin tools ask: a claim of one group is not another's, and a
+    claim of one id says nothing about another id."""
+    assert await _claim(store, "orders", "e-1", source="billing")
+    async with store.session() as session, session.begin():
+        assert await inbox.contains(session, "orders", "e-1")
+        assert await inbox.contains(session, "orders", "e-1", source="billing")
+        assert not await inbox.contains(session, "payments", "e-1")
+        assert not await inbox.contains(session, "payments", "e-1", source="billing")
+        assert not await inbox.contains(session, "orders", "e-2")
