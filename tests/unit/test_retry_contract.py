@@ -5,6 +5,7 @@ divide by zero or grow."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -85,3 +86,17 @@ def test_one_attempt_means_no_retry() -> None:
     policy = RetryPolicy(max_attempts=1)
     assert not policy.should_retry(RuntimeError("down"), attempt=1)
     assert RetryPolicy(max_attempts=2).should_retry(RuntimeError("down"), attempt=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"jitter": 2.0}, "need base >= 0, factor >= 1, max_delay >= 0 and 0 <= jitter <= 1"),
+    ],
+)
+def test_an_invalid_policy_is_refused_with_the_one_line_that_names_the_rule(
+    options: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{re.escape(message)}$"):
+        RetryPolicy(**options)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ the confirmed rows and the time of the confirmation. A SQLite file and the memor
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -164,3 +165,23 @@ async def test_a_relay_is_started_once(store: Store, broker: Transport) -> None:
             await relay.start()
     finally:
         await relay.stop(grace=5.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"poll_interval": 0}, "poll_interval, publish_timeout and lease must be positive"),
+        ({"publish_timeout": 0}, "poll_interval, publish_timeout and lease must be positive"),
+        ({"lease": 0}, "poll_interval, publish_timeout and lease must be positive"),
+        ({"publish_timeout": 30.0, "lease": 30.0}, "publish_timeout must be shorter than lease"),
+    ],
+)
+def test_an_invalid_setting_is_refused_with_the_one_line_that_names_it(changes: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{re.escape(message)}$"):
+        RelayConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_the_smallest_valid_settings_are_accepted() -> None:
+    config = RelayConfig(batch_size=1, poll_interval=0.001, publish_timeout=0.001, lease=0.002)
+    assert config.batch_size == 1
