@@ -15,8 +15,11 @@ import argparse
 import ast
 import difflib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from functools import cache
 from pathlib import Path
@@ -130,16 +133,43 @@ def write(report: Path, body: str) -> None:
     report.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
 
 
+def run(command: list[str], wall_limit: float) -> None:
+    """Run mutmut; stop any mutant whose tests run longer than `wall_limit` seconds of wall-clock
+    time with SIGXCPU, which mutmut records as a timeout (caught). mutmut's own limit counts CPU
+    seconds, and a mutant that makes a test wait (a relay that never publishes, a stop that waits
+    out its grace) uses almost none: one such mutant held a worker for minutes."""
+    with subprocess.Popen(command, cwd=ROOT) as mutmut:
+        while mutmut.poll() is None:
+            for pid, age in _mutants_running():
+                if age > wall_limit:
+                    os.kill(pid, signal.SIGXCPU)
+            time.sleep(2)
+
+
+def _mutants_running() -> list[tuple[int, float]]:
+    """(pid, seconds running) of every process mutmut named after the mutant it tests (Linux)."""
+    ticks, uptime = os.sysconf("SC_CLK_TCK"), float(Path("/proc/uptime").read_text().split()[0])
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"mutmut: "):
+                started = int((entry / "stat").read_text().rpartition(")")[2].split()[19]) / ticks
+                found.append((int(entry.name), uptime - started))
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "mutation.md")
     parser.add_argument("--no-run", action="store_true", help="only write the report of the last run")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--wall-limit", type=float, default=120, help="seconds before a mutant counts as hung")
     parser.add_argument("mutants", nargs="*", help="test only these mutants again (names or globs)")
     args = parser.parse_args()
     if not args.no_run:
-        command = [*MUTMUT, "run", "--max-children", str(args.children), *args.mutants]
-        subprocess.run(command, cwd=ROOT, check=False)
+        run([*MUTMUT, "run", "--max-children", str(args.children), *args.mutants], args.wall_limit)
     found = outcomes()
     if not found:
         print("mutmut left no results under mutants/", file=sys.stderr)

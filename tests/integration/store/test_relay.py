@@ -348,14 +348,14 @@ async def test_a_relay_that_is_not_the_leader_publishes_nothing_and_counts_it(st
     if store.dialect.concurrent_writers:
         async with store.session() as session, session.begin():
             assert await lease.lock(session, SOURCE)  # the leader's cycle, held open
-            assert await follower.run_once() == 0
+            assert [await follower.run_once(), await follower.run_once()] == [0, 0]
         waiting = 3
     else:
         assert await leader.run_once() == 3  # takes the lease
         await _add(store, _done(range(3, 5)))
-        assert await follower.run_once() == 0
+        assert [await follower.run_once(), await follower.run_once()] == [0, 0]
         waiting = 2
-    assert (follower.stats["not_leader"], follower.stats["published"]) == (1, 0)
+    assert (follower.stats["not_leader"], follower.stats["published"]) == (2, 0)
     await leader.close()  # the lock ended with its transaction; the lease is released here
     assert await follower.run_once() == waiting
     await follower.close()
