@@ -6,6 +6,7 @@ the confirmed rows and the time of the confirmation. A SQLite file and the memor
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 import uuid
@@ -185,3 +186,44 @@ def test_an_invalid_setting_is_refused_with_the_one_line_that_names_it(changes: 
 def test_the_smallest_valid_settings_are_accepted() -> None:
     config = RelayConfig(batch_size=1, poll_interval=0.001, publish_timeout=0.001, lease=0.002)
     assert config.batch_size == 1
+
+
+ASKED: list[int] = []
+
+
+class _Counting(RetryPolicy):
+    """A backoff that records which failure number each wait was asked for, and does not wait."""
+
+    def delay(self, attempt: int, *, rng: random.Random | None = None) -> float:
+        ASKED.append(attempt)
+        return 0.0
+
+
+async def test_the_backoff_counts_failures_in_a_row_from_one_and_starts_again_after_a_success(
+    store: Store, broker: Transport
+) -> None:
+    """The n-th failed cycle in a row waits `backoff.delay(n)`; a cycle that works resets n. Timing
+    tests cannot tell delay(1) from delay(2) within their tolerance; the attempt numbers can."""
+    ASKED.clear()
+    relay = Relay(store, broker, source=SOURCE, config=RelayConfig(poll_interval=0.01, backoff=_Counting()))
+    outcomes = iter([False, False, False, True, False, False])
+    stopped = asyncio.Event()
+
+    async def cycle() -> int:
+        failing = next(outcomes, None)
+        if failing is None:
+            relay.request_stop()
+            stopped.set()
+            return 0
+        if not failing:
+            raise ConnectionError("database away (simulated)")
+        return 0
+
+    relay.run_once = cycle  # type: ignore[method-assign]
+    await relay.open()
+    async with asyncio.timeout(10):
+        await relay.run()
+    await relay.close()
+    assert stopped.is_set()
+    assert ASKED == [1, 2, 3, 1, 2]
+    assert relay.stats["failures"] == 5
