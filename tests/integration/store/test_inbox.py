@@ -93,3 +93,42 @@ async def test_an_id_or_source_longer_than_the_inbox_holds_is_malformed(store: S
     with pytest.raises(MalformedMessage, match="source is 201 characters, the limit is 200"):
         await _claim(store, "orders", "e-1", source="s" * 201)
     assert await _claim(store, "orders", "e" * 200, source="s" * 200)
+
+
+async def test_contains_answers_for_the_group_and_the_id_asked_about(store: Store) -> None:
+    """`contains` is what tests and admin tools ask: a claim of one group is not another's, and a
+    claim of one id says nothing about another id."""
+    assert await _claim(store, "orders", "e-1", source="billing")
+    async with store.session() as session, session.begin():
+        assert await inbox.contains(session, "orders", "e-1")
+        assert await inbox.contains(session, "orders", "e-1", source="billing")
+        assert not await inbox.contains(session, "payments", "e-1")
+        assert not await inbox.contains(session, "payments", "e-1", source="billing")
+        assert not await inbox.contains(session, "orders", "e-2")
+
+
+async def _claimed_at(store: Store, claims: list[tuple[str, float]]) -> None:
+    async with store.session() as session, session.begin():
+        for event_id, claimed_at in claims:
+            row = {"consumer_group": "orders", "source": "s", "event_id": event_id, "claimed_at": claimed_at}
+            await session.execute(inbox_table.insert().values(**row))
+
+
+async def _left(store: Store) -> list[str]:
+    async with store.session() as session, session.begin():
+        return sorted((await session.execute(select(inbox_table.c.event_id))).scalars())
+
+
+async def test_prune_removes_claims_made_before_the_cutoff_not_at_it(store: Store) -> None:
+    await _claimed_at(store, [("e-1", 100.0), ("e-2", 99.5)])
+    async with store.session() as session, session.begin():
+        assert await inbox.prune(session, older_than=100.0) == 1
+    assert await _left(store) == ["e-1"]
+
+
+async def test_prune_takes_the_oldest_claims_first_when_limited(store: Store) -> None:
+    """Ids sort opposite to their age, so neither the key's order nor the insertion order is age."""
+    await _claimed_at(store, [("a", 50.0), ("b", 40.0), ("c", 30.0), ("d", 20.0), ("e", 10.0)])
+    async with store.session() as session, session.begin():
+        assert await inbox.prune(session, older_than=100.0, limit=2) == 2
+    assert await _left(store) == ["a", "b", "c"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.integration.store.shop import Job
@@ -65,3 +67,44 @@ async def test_remove_deletes_exactly_the_given_rows(store: Store) -> None:
         assert await outbox.remove(session, [rows[0].id, rows[2].id]) == 2
         assert await outbox.remove(session, []) == 0
     assert [row.id for row in await _pending(store)] == [rows[1].id, rows[3].id]
+
+
+async def test_pending_count_counts_the_committed_rows_of_one_source(store: Store) -> None:
+    """What the health gauge and the test kit report as the outbox backlog of a service."""
+    async with store.session() as session, session.begin():
+        await outbox.add(session, _envelopes(3, "worker") + _envelopes(1, "other"))
+    async with store.session() as session, session.begin():
+        assert await outbox.pending_count(session, "worker") == 3
+        assert await outbox.pending_count(session, "other") == 1
+        assert await outbox.pending_count(session, "nobody") == 0
+    rows = await _pending(store)
+    async with store.session() as session, session.begin():
+        await outbox.remove(session, [rows[0].id])
+    async with store.session() as session, session.begin():
+        assert await outbox.pending_count(session, "worker") == 2
+
+
+async def test_pending_is_in_id_order_even_where_the_table_reuses_freed_space(store: Store) -> None:
+    """On PostgreSQL a row written after a delete and a vacuum can sit before older rows in the
+    table; `pending` and the relay's `read` still return publication (`id`) order."""
+    async with store.session() as session, session.begin():
+        await outbox.add(session, _envelopes(4))
+    rows = await _pending(store)
+    async with store.session() as session, session.begin():
+        await outbox.remove(session, [rows[0].id, rows[1].id])
+    if store.is_postgres:  # SQLite keeps rows in rowid (`id`) order anyway
+        async with store.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("VACUUM tidings_outbox")
+    before = time.time()
+    later = _envelopes(2)
+    async with store.session() as session, session.begin():
+        await outbox.add(session, later)
+    after = time.time()
+    pending = await _pending(store)
+    assert [row.envelope for row in pending] == [rows[2].envelope, rows[3].envelope, *later]
+    assert [row.id for row in pending] == sorted(row.id for row in pending)
+    assert all(before <= row.created_at <= after for row in pending[2:])
+    async with store.session() as session, session.begin():
+        batch = await outbox.read(session, "worker", limit=10)
+    assert batch.rows == pending

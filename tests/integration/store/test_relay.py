@@ -20,7 +20,7 @@ from tests.integration.store.shop import JobDone
 from tidings.envelope import Envelope
 from tidings.errors import PublishError
 from tidings.retry import RetryPolicy
-from tidings.store import Store, outbox, outbox_status
+from tidings.store import Store, lease, outbox, outbox_status
 from tidings.store.relay import Relay, RelayConfig
 from tidings.store.tables import relay as relay_table
 from tidings.transport.base import Transport, connect
@@ -368,3 +368,27 @@ async def _pending_is(store: Store, count: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_relay_that_is_not_the_leader_publishes_nothing_and_counts_it(store: Store, broker: Transport) -> None:
+    """Of two relays of one source only the leader publishes: on PostgreSQL the one holding the
+    source's row lock for its cycle, on SQLite the one holding the lease."""
+    leader = Relay(store, broker, source=SOURCE, config=FAST)
+    follower = Relay(store, broker, source=SOURCE, config=FAST)
+    await leader.open()
+    await follower.open()
+    await _add(store, _done(range(3)))
+    if store.dialect.concurrent_writers:
+        async with store.session() as session, session.begin():
+            assert await lease.lock(session, SOURCE)  # the leader's cycle, held open
+            assert [await follower.run_once(), await follower.run_once()] == [0, 0]
+        waiting = 3
+    else:
+        assert await leader.run_once() == 3  # takes the lease
+        await _add(store, _done(range(3, 5)))
+        assert [await follower.run_once(), await follower.run_once()] == [0, 0]
+        waiting = 2
+    assert (follower.stats["not_leader"], follower.stats["published"]) == (2, 0)
+    await leader.close()  # the lock ended with its transaction; the lease is released here
+    assert await follower.run_once() == waiting
+    await follower.close()

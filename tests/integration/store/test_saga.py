@@ -4,12 +4,14 @@ arrive before the start or after the end, and concurrent events for one instance
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import Field
 
-from tests.waiting import eventually
+from tests.waiting import eventually, eventually_async
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
 from tidings.events import Event
@@ -17,6 +19,8 @@ from tidings.retry import RetryPolicy
 from tidings.saga import Saga, SagaContext, handles, instance, starts
 from tidings.service import Service
 from tidings.transport import Delivery, Transport, connect
+
+_names = itertools.count()  # memory brokers of the tests that need no other broker
 
 
 class Placed(Event, type="test.saga.placed", version=1):
@@ -230,3 +234,61 @@ def test_a_saga_is_checked_when_it_is_declared() -> None:
 
     with pytest.raises(ConfigurationError, match="keeps its state in the service's database"):
         Service("stateless", broker="memory://x").saga(Fulfilment)
+
+
+class Opened(Event, type="test.saga.opened", version=1):
+    pass
+
+
+class Amended(Event, type="test.saga.amended", version=1):
+    pass
+
+
+class Expiring(Saga, name="expiring", timeout=30.0):
+    """Times out by its class's `timeout`, not by `set_timeout`; its step keeps the deadline it saw."""
+
+    deadline: float | None = None
+
+    @starts(Opened)
+    async def opened(self, event: Opened, ctx: SagaContext) -> None:
+        self.deadline = ctx.deadline
+
+    @handles(Amended)
+    async def amended(self, event: Amended, ctx: SagaContext) -> None: ...
+
+
+async def test_the_class_timeout_sets_the_deadline_of_a_new_instance(database_url: str) -> None:
+    broker = f"memory://saga-{next(_names)}"
+    service = Service("expiry", broker=broker, database=database_url)
+    service.saga(Expiring)
+    async with service:
+        before = time.time()
+        await service.transport.publish([Envelope.wrap(Opened(), source="test", correlationid="x-1")])
+
+        async def started() -> tuple[str, Expiring] | None:
+            async with service.store.session() as session, session.begin():
+                return await instance(session, Expiring, "x-1")
+
+        found = await eventually_async(started, lambda found: found is not None, "the saga instance")
+        after = time.time()
+    assert found is not None
+    status, saga = found
+    assert status == "running"
+    assert saga.deadline is not None
+    assert before + 30.0 <= saga.deadline <= after + 30.0
+
+
+async def test_an_event_for_a_saga_that_never_started_is_dead_lettered_naming_the_instance(database_url: str) -> None:
+    """Once its retries run out, the dead letter says which saga instance was missing, so an
+    operator can tell a lost starting event from a wrong correlation id."""
+    broker = f"memory://saga-{next(_names)}"
+    service = Service("early", broker=broker, database=database_url, retry=RetryPolicy(max_attempts=1))
+    service.saga(Expiring)
+    async with service:
+        await service.transport.publish([Envelope.wrap(Amended(), source="test", correlationid="x-9")])
+        letters = await eventually_async(
+            lambda: service.transport.dead_letters("early"), lambda found: len(found) == 1, "the dead letter"
+        )
+    assert "SagaNotStarted" in letters[0].reason
+    assert "'expiring' x-9" in letters[0].reason
+    assert Amended.event_type in letters[0].reason
