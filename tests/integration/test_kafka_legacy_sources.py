@@ -17,32 +17,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.conformance.harness import until
 from tests.integration.kafka_support import BOOTSTRAP, fresh_prefix, kafka_url
+from tests.integration.legacy_billing import PaymentDue, to_payment
 from tidings.context import Context
 from tidings.envelope import Envelope
-from tidings.events import Event
-from tidings.legacy import Ignore, LegacySource, Refuse, Translation
+from tidings.legacy import LegacySource, Translation
 from tidings.service import Service
 from tidings.transport import connect
 from tidings.transport.kafka.legacy import legacy_group
 
 pytestmark = pytest.mark.kafka
-
-
-class PaymentDue(Event, type="billing.payment.due", version=1):
-    invoice: str
-    cents: int
-
-    def subject(self) -> str:
-        return self.invoice
-
-
-def to_payment(document: Any) -> Translation:
-    """The legacy billing system's {"kind": ..., "invoice_no": 7, "total": "12.50"}."""
-    if document.get("kind") == "heartbeat":
-        return Ignore("a heartbeat, not a fact")
-    if document.get("kind") != "invoice":
-        return Refuse(f"kind {document.get('kind')!r} is not an invoice")
-    return PaymentDue(invoice=f"inv-{document['invoice_no']}", cents=round(float(document["total"]) * 100))
 
 
 @pytest.fixture

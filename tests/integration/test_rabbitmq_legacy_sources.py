@@ -13,33 +13,16 @@ import aio_pika
 import pytest
 
 from tests.conformance.harness import until
+from tests.integration.legacy_billing import PaymentDue, to_payment
 from tests.integration.rabbitmq_support import amqp_url
 from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
-from tidings.events import Event
-from tidings.legacy import Binding, Ignore, LegacySource, Refuse, Translation
+from tidings.legacy import Binding, LegacySource, Translation
 from tidings.service import Service
 from tidings.transport import connect
 
 pytestmark = pytest.mark.rabbitmq
-
-
-class PaymentDue(Event, type="billing.payment.due", version=1):
-    invoice: str
-    cents: int
-
-    def subject(self) -> str:
-        return self.invoice
-
-
-def to_payment(document: Any) -> Translation:
-    """The legacy billing system's {"kind": ..., "invoice_no": 7, "total": "12.50"}."""
-    if document.get("kind") == "heartbeat":
-        return Ignore("a heartbeat, not a fact")
-    if document.get("kind") != "invoice":
-        return Refuse(f"kind {document.get('kind')!r} is not an invoice")
-    return PaymentDue(invoice=f"inv-{document['invoice_no']}", cents=round(float(document["total"]) * 100))
 
 
 async def put(vhost: str, *bodies: dict[str, Any], exchange: str = "", routing_key: str = "billing") -> None:

@@ -9,9 +9,7 @@ import asyncio
 import random
 import re
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -23,27 +21,9 @@ from tidings.retry import RetryPolicy
 from tidings.store import Store, outbox
 from tidings.store.outbox import OutboxRow
 from tidings.store.relay import Relay, RelayConfig
-from tidings.transport.base import Transport, connect
+from tidings.transport.base import Transport
 
 SOURCE = "worker"
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[Transport]:
-    transport = await connect(f"memory://relay-contract-{uuid.uuid4().hex}")
-    try:
-        yield transport
-    finally:
-        await transport.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite:///{tmp_path / 'service.db'}")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 class Hanging(Transport):

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -17,27 +15,9 @@ from tidings.retry import RetryPolicy
 from tidings.store import Store
 from tidings.store.relay import Relay, RelayConfig
 from tidings.store.tables import relay as relay_table
-from tidings.transport.base import Transport, connect
+from tidings.transport.base import Transport
 
 NO_WAIT = RelayConfig(poll_interval=0.01, backoff=RetryPolicy(base=0.0, max_delay=0.0))
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[Transport]:
-    transport = await connect(f"memory://relay-loop-{uuid.uuid4().hex}")
-    try:
-        yield transport
-    finally:
-        await transport.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite:///{tmp_path / 'service.db'}")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _eventually(condition: Callable[[], bool], within: float = 20.0) -> None:
