@@ -12,10 +12,22 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.context import Context
+from tidings.errors import PermanentError
 from tidings.events import Registry
 from tidings.saga.model import S, Saga, SagaContext
 from tidings.store.dialect import dialect_for
 from tidings.store.tables import sagas
+
+MAX_CORRELATION_LENGTH: int = sagas.c.correlation.type.length  # type: ignore[attr-defined]
+
+
+def check_correlation(name: str, correlation: str) -> None:
+    """`PermanentError` if `correlation` is longer than `tidings_sagas` holds: refused alike on every
+    database (SQLite would store it, PostgreSQL would fail the transaction on every retry)."""
+    if len(correlation) > MAX_CORRELATION_LENGTH:
+        raise PermanentError(
+            f"saga {name!r}: the correlation id is {len(correlation)} characters, the limit is {MAX_CORRELATION_LENGTH}"
+        )
 
 
 async def load(session: AsyncSession, name: str, correlation: str, *, skip_locked: bool = False) -> Row[Any] | None:
@@ -48,7 +60,8 @@ async def begin(ctx: Context, saga: Saga, *, correlation: str, times_out_in: flo
     """Start an instance of `saga` (its initial state) for `correlation` in the caller's unit of
     work, `ctx` (`service.transaction()`): it exists exactly when that transaction commits, so the
     events published in it find it. It times out `times_out_in` seconds from now (default: the
-    class's `timeout`)."""
+    class's `timeout`). `PermanentError` for a correlation longer than the store holds."""
+    check_correlation(type(saga).saga_name, correlation)
     seconds = type(saga).saga_timeout if times_out_in is None else times_out_in
     deadline = None if seconds is None else time.time() + seconds
     started = SagaContext(ctx, Registry(), correlation, [], deadline)

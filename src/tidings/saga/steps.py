@@ -9,7 +9,7 @@ import time
 from tidings.context import Context
 from tidings.events import Event, Registry
 from tidings.saga.model import RUNNING, Handler, Saga, SagaContext, SagaNotStarted
-from tidings.saga.state import compensations_of, load, save
+from tidings.saga.state import check_correlation, compensations_of, load, save
 
 log = logging.getLogger("tidings.saga")
 
@@ -29,6 +29,7 @@ def _step(registry: Registry, saga_class: type[Saga], method: str, starting: boo
         envelope = ctx.incoming
         assert envelope is not None  # the runtime always passes the incoming envelope
         correlation = envelope.correlationid or envelope.id
+        check_correlation(name, correlation)
         row = await load(ctx.session, name, correlation)
         if row is None:
             if not starting:

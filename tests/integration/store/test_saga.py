@@ -292,3 +292,21 @@ async def test_an_event_for_a_saga_that_never_started_is_dead_lettered_naming_th
     assert "SagaNotStarted" in letters[0].reason
     assert "'expiring' x-9" in letters[0].reason
     assert Amended.event_type in letters[0].reason
+
+
+async def test_a_correlation_id_longer_than_the_store_holds_is_dead_lettered_at_once_with_its_length(
+    database_url: str,
+) -> None:
+    """`tidings_sagas.correlation` holds 64 characters: a longer one is refused before the store
+    is touched, on every database alike (SQLite would store it; PostgreSQL would fail the
+    transaction with a driver error and retry it to no avail)."""
+    broker = f"memory://saga-{next(_names)}"
+    service = Service("long", broker=broker, database=database_url, retry=RetryPolicy(max_attempts=3))
+    service.saga(Expiring)
+    async with service:
+        await service.transport.publish([Envelope.wrap(Opened(), source="test", correlationid="c" * 65)])
+        letters = await eventually_async(
+            lambda: service.transport.dead_letters("long"), lambda found: len(found) == 1, "the dead letter"
+        )
+    assert letters[0].attempts == 1
+    assert letters[0].reason == "PermanentError: saga 'expiring': the correlation id is 65 characters, the limit is 64"
