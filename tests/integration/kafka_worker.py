@@ -4,7 +4,8 @@ It subscribes GROUP to pings, prints `ready`, then for every delivery, handled c
 (bounded by the prefetch window):
 
     handled <event-id> <key> <n> <attempt> <epoch-seconds>    when it starts handling
-    acked <event-id>                                        once `ack()` returned
+    settling <event-id>                                     as it calls `ack()` (its window slot is freed)
+    acked <event-id>                                        once `ack()` returned (the commit covers it)
     unacked <event-id> <error>                              if `ack()` raised
 
 Lines are flushed one by one, so a SIGKILL loses nothing that was printed. The worker exits
@@ -36,6 +37,7 @@ async def handle(delivery: Delivery) -> None:
     envelope = delivery.envelope()
     say("handled", envelope.id, event.key, event.n, delivery.attempt, f"{time.time():.6f}")
     await asyncio.sleep(WORK_SECONDS)
+    say("settling", envelope.id)
     try:
         await delivery.ack()
     except Exception as error:  # a lost partition: the event comes back elsewhere
