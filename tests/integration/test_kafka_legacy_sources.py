@@ -17,8 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.conformance.harness import until
 from tests.integration.kafka_support import BOOTSTRAP, fresh_prefix, kafka_url
-from tests.integration.legacy_billing import PaymentDue, to_payment
-from tidings.context import Context
+from tests.integration.legacy_billing import PaymentDue, billing_service, to_payment
 from tidings.envelope import Envelope
 from tidings.legacy import LegacySource, Translation
 from tidings.service import Service
@@ -48,16 +47,7 @@ async def put(topic: str, *bodies: dict[str, Any] | bytes) -> None:
 def billing(
     prefix: str, source: LegacySource, *, database: str | None = None
 ) -> tuple[Service, list[tuple[PaymentDue, Envelope]]]:
-    service = Service("billing", broker=kafka_url(prefix), database=database)
-    service.connector = lambda url: connect(url, legacy=[source])
-    handled: list[tuple[PaymentDue, Envelope]] = []
-
-    @service.on(PaymentDue)
-    async def record(event: PaymentDue, context: Context) -> None:
-        assert context.incoming is not None
-        handled.append((event, context.incoming))
-
-    return service, handled
+    return billing_service(kafka_url(prefix), source, database=database)
 
 
 async def declared(prefix: str, source: LegacySource) -> None:

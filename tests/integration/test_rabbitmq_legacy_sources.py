@@ -13,9 +13,8 @@ import aio_pika
 import pytest
 
 from tests.conformance.harness import until
-from tests.integration.legacy_billing import PaymentDue, to_payment
+from tests.integration.legacy_billing import PaymentDue, billing_service, to_payment
 from tests.integration.rabbitmq_support import amqp_url
-from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.errors import ConfigurationError
 from tidings.legacy import Binding, LegacySource, Translation
@@ -37,16 +36,7 @@ async def put(vhost: str, *bodies: dict[str, Any], exchange: str = "", routing_k
 
 
 def billing(vhost: str, source: LegacySource) -> tuple[Service, list[tuple[PaymentDue, Envelope]]]:
-    service = Service("billing", broker=amqp_url(vhost))
-    service.connector = lambda url: connect(url, legacy=[source])
-    handled: list[tuple[PaymentDue, Envelope]] = []
-
-    @service.on(PaymentDue)
-    async def record(event: PaymentDue, context: Context) -> None:
-        assert context.incoming is not None
-        handled.append((event, context.incoming))
-
-    return service, handled
+    return billing_service(amqp_url(vhost), source)
 
 
 async def test_messages_waiting_before_the_service_starts_are_translated(vhost: str) -> None:
