@@ -14,6 +14,9 @@ from tidings.transport import connect
 
 APP = "tests.integration.sigterm_app:service"
 
+BACKLOG_SETTLED = 'tidings_consumer_backlog{service="slowpoke",group="slowpoke"} 0'
+
+
 
 def app_env(tmp_path: Path) -> dict[str, str]:
     return {"SIGTERM_APP_BROKER": f"sqlite:///{tmp_path / 'broker.db'}", "SIGTERM_APP_MARKS": str(tmp_path)}
@@ -49,15 +52,16 @@ async def test_run_with_metrics_port_serves_metrics_until_stopped(tmp_path: Path
                 while True:
                     try:
                         response = await client.get("/metrics")
-                        if 'outcome="handled"} 1' in response.text:  # every series exists from the start, at 0
+                        # every series exists from the start, at 0; the sampled backlog reaches 0 a sample later
+                        if 'outcome="handled"} 1' in response.text and BACKLOG_SETTLED in response.text:
                             break
                     except httpx.TransportError:
                         pass  # not listening yet
-                    assert asyncio.get_running_loop().time() < deadline, "no handled event in /metrics"
+                    assert asyncio.get_running_loop().time() < deadline, "handled 1, backlog 0 not in /metrics"
                     await asyncio.sleep(0.1)
             assert response.status_code == 200
             assert 'outcome="handled"} 1' in response.text
-            assert 'tidings_consumer_backlog{service="slowpoke",group="slowpoke"} 0' in response.text
+            assert BACKLOG_SETTLED in response.text
             assert await terminate(child) == 0
     finally:
         await transport.close()
