@@ -17,7 +17,6 @@ APP = "tests.integration.sigterm_app:service"
 BACKLOG_SETTLED = 'tidings_consumer_backlog{service="slowpoke",group="slowpoke"} 0'
 
 
-
 def app_env(tmp_path: Path) -> dict[str, str]:
     return {"SIGTERM_APP_BROKER": f"sqlite:///{tmp_path / 'broker.db'}", "SIGTERM_APP_MARKS": str(tmp_path)}
 
