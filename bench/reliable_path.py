@@ -96,13 +96,28 @@ async def postgres_database(directory: Path, args: argparse.Namespace) -> AsyncI
 DATABASES = {"sqlite": sqlite_database, "postgres": postgres_database}
 
 
-def service(broker: str, database: str, concurrency: int) -> Service:
+ADD_ORDER = insert(orders)
+
+
+def service(broker: str, database: str, concurrency: int, handler: str = "orm") -> Service:
+    """The benchmarked service. `handler` "orm" writes its row through the ORM session
+    (`ctx.session.execute`), "core" through the same transaction's Core connection
+    (`ctx.connection.execute`), which skips the ORM's per-statement work."""
     bench = Service("bench", broker=broker, database=database, concurrency=concurrency)
 
-    @bench.on(OrderPlaced)
-    async def accept(order: OrderPlaced, ctx: Context) -> None:
-        await ctx.session.execute(insert(orders), {"order_id": order.order_id, "amount": order.amount})
-        ctx.publish(OrderAccepted(order_id=order.order_id))
+    if handler == "core":
+
+        @bench.on(OrderPlaced)
+        async def accept_on_connection(order: OrderPlaced, ctx: Context) -> None:
+            await ctx.connection.execute(ADD_ORDER, {"order_id": order.order_id, "amount": order.amount})
+            ctx.publish(OrderAccepted(order_id=order.order_id))
+
+    else:
+
+        @bench.on(OrderPlaced)
+        async def accept(order: OrderPlaced, ctx: Context) -> None:
+            await ctx.session.execute(ADD_ORDER, {"order_id": order.order_id, "amount": order.amount})
+            ctx.publish(OrderAccepted(order_id=order.order_id))
 
     return bench
 
@@ -126,7 +141,13 @@ async def measure(broker: str, database: str, args: argparse.Namespace) -> dict[
         "handled_vs_floor": round(saturated["handled_events_per_s"] / floor_rate, 3),
         "end_to_end_vs_floor": round(saturated["end_to_end_events_per_s"] / floor_rate, 3),
     }
-    figures = {"concurrency": args.concurrency, "saturated": saturated, "paced": paced, "floor": floors}
+    figures = {
+        "concurrency": args.concurrency,
+        "handler": args.handler,
+        "saturated": saturated,
+        "paced": paced,
+        "floor": floors,
+    }
     if broker.startswith("amqp") and not database.startswith("sqlite"):
         peer = await faststream_peer.measure(database, broker, args.events)
         figures["faststream_outbox"] = peer
@@ -169,7 +190,7 @@ async def phase(
         if len(delays) >= events:
             published.set()
 
-    bench = service(broker, database, args.concurrency)
+    bench = service(broker, database, args.concurrency, args.handler)
     profiler = None
     if args.profile and not rate:
         from pyinstrument import Profiler
@@ -288,6 +309,19 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def result_key(database: str, args: argparse.Namespace) -> str:
+    """The run's entry in the results file: the database, then what differs from the default run
+    (`postgres`, `postgres_rabbitmq`, `postgres_memory_core_c64`, ...)."""
+    parts = [database]
+    if args.broker != "sqlite":
+        parts.append(args.broker)
+    if args.handler != "orm":
+        parts.append(args.handler)
+    if args.concurrency != 16:
+        parts.append(f"c{args.concurrency}")
+    return "_".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=[*DATABASES, "all"], default="all")
@@ -299,6 +333,12 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16, help="the service's handler concurrency")
+    parser.add_argument(
+        "--handler",
+        choices=["orm", "core"],
+        default="orm",
+        help="how the handler writes its row: the ORM session, or the same transaction's Core connection",
+    )
     parser.add_argument(
         "--rate", type=int, default=0, help="events/s of the paced latency run (default: half the saturated rate)"
     )
@@ -336,7 +376,7 @@ def main() -> None:
                 f" Tidings (inbox included) {result['ratios']['end_to_end_vs_faststream_outbox']}x"
             )
         if args.out is not None:
-            merge(args.out, name if args.broker != "rabbitmq" else f"{name}_rabbitmq", result)
+            merge(args.out, result_key(name, args), result)
     if args.out is not None:
         print(f"written to {args.out}")
 

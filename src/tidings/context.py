@@ -12,7 +12,9 @@ from tidings.observe import tracing
 from tidings.observe.telemetry import broker_for
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    from tidings.store.transaction import Transaction
 
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
 
@@ -37,6 +39,9 @@ class Context:
     `service` is the publishing service's name; `source` the URI its events carry (by default
     `urn:tidings:<service>`, see `service_source`).
 
+    `session` (the ORM) and `connection` (SQLAlchemy Core, without the ORM's per-statement work)
+    are the same database transaction; statements on either commit together.
+
     `publish` only records the event: the runtime sends what was recorded after the handler
     returned, through the outbox in the same transaction as `session` when the service has a
     database, so no event leaves for a change that rolled back. Follow-up events inherit the
@@ -53,26 +58,34 @@ class Context:
         source: str | None = None,
         incoming: Envelope | None = None,
         attempt: int = 1,
-        session: AsyncSession | None = None,
     ) -> None:
         self.service = service
         self.source = source or f"urn:tidings:{service}"
         self.incoming = incoming
         self.attempt = attempt
-        self._session = session
+        self._transaction: Transaction | None = None
         self.outgoing: list[Envelope] = []
         self._created: list[object] = []
 
-    def bind(self, session: AsyncSession) -> None:
+    def bind(self, transaction: Transaction) -> None:
         """Attach the transaction this unit of work runs in (done by the runtime when it opens it)."""
-        self._session = session
+        self._transaction = transaction
 
     @property
     def session(self) -> AsyncSession:
-        """The service database transaction the handler's writes belong to."""
-        if self._session is None:
+        """An ORM session in the service database transaction the handler's writes belong to."""
+        return self._bound().session
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The same transaction's connection, for Core statements (`insert(table)`, `text(...)`):
+        cheaper per statement than `session`, which adds the ORM's work to each."""
+        return self._bound().connection
+
+    def _bound(self) -> Transaction:
+        if self._transaction is None:
             raise ConfigurationError(f"service {self.service!r} has no database: pass database=... to Service")
-        return self._session
+        return self._transaction
 
     def publish(self, event: Event, *, correlationid: str | None = None) -> Envelope:
         """Record `event` to be published once this unit of work commits; returns its envelope."""

@@ -1,12 +1,13 @@
 """`GroupCommit`: the units of work of deliveries handled at the same time share one transaction.
 
 Each delivery still has its own task and its own `Context`; what they share is the database
-transaction, so a batch of N deliveries costs one session, one `BEGIN` and one `COMMIT` (on SQLite
+transaction, so a batch of N deliveries costs one connection, one `BEGIN` and one `COMMIT` (on SQLite
 one fsync) instead of N. The contract, which `UnitOfWork.handling` keeps for its callers:
 
 - a member's work (inbox claim, handler, ORM flush, outbox rows) runs when the member's turn
-  comes, one member at a time on the batch's session (an `AsyncSession` is not safe for concurrent
-  use); `member()` returns only after the batch committed, so an ack that follows it acks a durable
+  comes, one member at a time on the batch's `Transaction` (its connection, and the ORM session
+  made when a member first asks for `ctx.session`; neither is safe for concurrent use);
+  `member()` returns only after the batch committed, so an ack that follows it acks a durable
   effect;
 - the batch commits when the last member that joined it has done its work; members join while
   it is open, up to `limit`; only one batch works at a time (the next one waits until the
@@ -33,12 +34,11 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tidings.context import Context
 from tidings.envelope import Envelope, check_identity
 from tidings.errors import MalformedMessage
 from tidings.store import Store, inbox, outbox
+from tidings.store.transaction import Executor, Transaction
 
 DEFAULT_LIMIT = 100
 """Members of one batch at most (the consumer's concurrency usually bounds it first)."""
@@ -48,19 +48,19 @@ _member: ContextVar[tuple[_Batch, Context] | None] = ContextVar("tidings_group_m
 """The batch and context of the member whose work the current task is doing, if any."""
 
 
-async def claim(session: AsyncSession, group: str, source: str, event_id: str) -> bool:
-    """`inbox.claim` for the unit of work of `session`: within a group commit, one statement claims
-    the batch's members that have not claimed yet, and this member's answer is taken from it."""
+async def claim(executor: Executor, group: str, source: str, event_id: str) -> bool:
+    """`inbox.claim` for the unit of work `executor` belongs to: within a group commit, one statement
+    claims the batch's members that have not claimed yet, and this member's answer is taken from it."""
     member = _member.get()
-    if member is None or member[0].session is not session or member[0].committed.done():
-        return await inbox.claim(session, group, source, event_id)
+    if member is None or not member[0].runs_on(executor) or member[0].committed.done():
+        return await inbox.claim(executor, group, source, event_id)
     batch, context = member
     key = (source, event_id)
     if batch.owners.get(key) is not context:  # not registered, or a redelivery of a neighbour's event
-        return await inbox.claim(session, group, source, event_id)
+        return await inbox.claim(executor, group, source, event_id)
     if key not in batch.claimed:
         keys, batch.unclaimed = batch.unclaimed, []
-        batch.won |= await inbox.claim_many(session, group, keys)
+        batch.won |= await inbox.claim_many(executor, group, keys)
         batch.claimed.update(keys)
     return key in batch.won
 
@@ -83,7 +83,7 @@ class _Batch:
         "owners",
         "pending",
         "previous",
-        "session",
+        "transaction",
         "turn",
         "unclaimed",
         "won",
@@ -102,7 +102,7 @@ class _Batch:
         """Set once no member will use the session again (all worked, or the batch failed)."""
         self.committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         """True once committed; False if rolled back (members then rerun alone)."""
-        self.session: AsyncSession | None = None
+        self.transaction: Transaction | None = None
         self.outgoing: list[Envelope] = []
         self.owners: dict[Key, Context] = {}
         """The member whose claim each key is (the first that joined with it)."""
@@ -113,6 +113,13 @@ class _Batch:
     @property
     def failed(self) -> bool:
         return self.committed.done() and not self.committed.result()
+
+    def runs_on(self, executor: Executor) -> bool:
+        """Whether `executor` is this batch's connection or session."""
+        transaction = self.transaction
+        return transaction is not None and (
+            executor is transaction.connection or executor is transaction.peek_session()
+        )
 
 
 class GroupCommit:
@@ -187,18 +194,16 @@ class GroupCommit:
                 await self._roll_back(batch)
                 raise Rerun
             try:
-                if batch.session is None:
-                    batch.session = self._store.session()
-                    await batch.session.begin()
-                session = batch.session
-                context.bind(session)
+                if batch.transaction is None:
+                    batch.transaction = await Transaction.begin(self._store.engine)
+                transaction = batch.transaction
+                context.bind(transaction)
                 token = _member.set((batch, context))
                 try:
                     yield context
                 finally:
                     _member.reset(token)
-                if session.new or session.dirty or session.deleted:
-                    await session.flush()  # the member's own errors are its own, not the commit's
+                await transaction.flush()  # the member's own errors are its own, not the commit's
                 batch.outgoing.extend(context.outgoing)  # added by the commit, in one statement
             except Exception:
                 await self._roll_back(batch)
@@ -230,8 +235,8 @@ class GroupCommit:
             self._close(batch)
             if not batch.committed.done():
                 batch.committed.set_result(False)
-            if batch.session is not None:
-                await asyncio.shield(batch.session.close())
+            if batch.transaction is not None:
+                await batch.transaction.close()
 
     async def _roll_back(self, batch: _Batch) -> None:
         """Fail `batch` (its members rerun alone) and roll back what it did; while holding its turn."""
@@ -239,25 +244,24 @@ class GroupCommit:
         self._close(batch)
         if not batch.committed.done():
             batch.committed.set_result(False)
-        if batch.session is not None:
-            await asyncio.shield(batch.session.close())  # rolls back the open transaction
+        if batch.transaction is not None:
+            await batch.transaction.close()  # rolls back the open transaction
 
     async def _commit(self, batch: _Batch) -> None:
         """Add the batch's outbox rows, commit, release the members; a failed commit fails the batch (its members
         rerun alone, and a batch of one raises the error, as a transaction of its own would)."""
-        session = batch.session
-        assert session is not None
+        transaction = batch.transaction
+        assert transaction is not None
         try:
             if batch.outgoing:
-                await outbox.add(session, batch.outgoing, owner=self._owner)
-            await session.commit()
+                await outbox.add(transaction.connection, batch.outgoing, owner=self._owner)
+            await transaction.commit()
         except BaseException as error:
             batch.committed.set_result(False)
-            await asyncio.shield(session.close())
+            await transaction.close()
             if batch.members == 1 or not isinstance(error, Exception):
                 raise
             return
         batch.committed.set_result(True)
-        await session.close()
         if batch.outgoing:
             self._committed(batch.outgoing)

@@ -28,6 +28,7 @@ from tidings.errors import ConfigurationError, NestedUnitOfWork
 from tidings.runtime.group_commit import GroupCommit
 from tidings.security.signing import Signing, signs_for
 from tidings.store import Store, outbox
+from tidings.store.transaction import Transaction
 
 _handling: ContextVar[UnitOfWork | None] = ContextVar("tidings_handling", default=None)
 """The unit of work whose handler the current task is running (each delivery has its own task)."""
@@ -107,12 +108,16 @@ class UnitOfWork:
             if context.outgoing:
                 await self._publish(context.outgoing)
             return
-        async with self.store.session() as session, session.begin():
-            context.bind(session)
+        transaction = await Transaction.begin(self.store.engine)
+        try:
+            context.bind(transaction)
             yield context
             self._sign(context)
             if context.outgoing:
-                await outbox.add(session, context.outgoing, owner=self.owner)
+                await outbox.add(transaction.connection, context.outgoing, owner=self.owner)
+            await transaction.commit()
+        finally:
+            await transaction.close()  # rolls back unless committed
         context.committed()  # create spans end only for what committed
         if context.outgoing:
             self._committed(context.outgoing)

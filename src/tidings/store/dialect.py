@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from tidings.envelope import Envelope
+    from tidings.store.transaction import Executor
 
 S = TypeVar("S", bound=GenerativeSelect)
 
@@ -58,13 +59,13 @@ class StoreDialect(Protocol):
         """Serialize migrations of several processes until `connection`'s transaction ends."""
         ...
 
-    async def claim(self, session: AsyncSession, group: str, source: str, event_id: str, claimed_at: float) -> bool:
+    async def claim(self, executor: Executor, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """Insert the inbox row `(group, source, event_id)` unless it, or a claim of `(group, event_id)`
         from before migration 0004 (source ''), exists; True if it was new. The caller's transaction."""
         ...
 
     async def claim_many(
-        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+        self, executor: Executor, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
     ) -> set[tuple[str, str]]:
         """`claim` for several `(source, event_id)` keys (distinct) in one round trip; the set of those
         that were new. The caller's transaction."""
@@ -72,7 +73,7 @@ class StoreDialect(Protocol):
 
     async def add_outbox(
         self,
-        session: AsyncSession,
+        executor: Executor,
         owners: Sequence[str],
         envelopes: Sequence[Envelope],
         encoded: Sequence[tuple[str, bytes]],

@@ -35,30 +35,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.envelope import check_identity
 from tidings.store.dialect import dialect_for
 from tidings.store.tables import inbox
+from tidings.store.transaction import Executor
 
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 """Seconds an inbox id is kept after its claim."""
 
 
-async def claim(session: AsyncSession, group: str, source: str, event_id: str) -> bool:
-    """Record that `group` handles the event `(source, event_id)` in `session`'s transaction; False
-    if it already did.
+async def claim(executor: Executor, group: str, source: str, event_id: str) -> bool:
+    """Record that `group` handles the event `(source, event_id)` in the transaction of `executor`
+    (a session or a connection); False if it already did.
 
-    Never opens or commits a transaction: call it inside `session.begin()`, before the handler.
+    Never opens or commits a transaction: call it inside one, before the handler.
     One statement, one round trip. An id or source longer than the inbox holds raises
     `MalformedMessage` (the envelope's decode refuses them first; this guards envelopes built in
     code), so the delivery is dead-lettered at once instead of failing the insert as if transient.
     """
     check_identity(event_id, source)
-    return await dialect_for(session).claim(session, group, source, event_id, time.time())
+    return await dialect_for(executor).claim(executor, group, source, event_id, time.time())
 
 
-async def claim_many(session: AsyncSession, group: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+async def claim_many(executor: Executor, group: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
     """`claim` for several distinct `(source, event_id)` keys in one statement (a group commit's
     members); returns those that were new. Keys must pass `check_identity` (the caller filters)."""
     if not keys:
         return set()
-    return await dialect_for(session).claim_many(session, group, keys, time.time())
+    return await dialect_for(executor).claim_many(executor, group, keys, time.time())
 
 
 async def contains(session: AsyncSession, group: str, event_id: str, *, source: str | None = None) -> bool:

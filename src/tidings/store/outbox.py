@@ -39,6 +39,7 @@ from tidings.errors import MalformedMessage
 from tidings.store.dialect import dialect_for
 from tidings.store.notify import CHANNEL as CHANNEL  # the PostgreSQL notification channel, kept here too
 from tidings.store.tables import outbox
+from tidings.store.transaction import Executor
 
 HEADER_PREFIX = "ce_"
 
@@ -52,22 +53,23 @@ class OutboxRow:
     created_at: float
 
 
-async def add(session: AsyncSession, envelopes: Sequence[Envelope], *, owner: str | None = None) -> None:
-    """Record `envelopes` for publication when `session`'s transaction commits; no-op when empty.
+async def add(executor: Executor, envelopes: Sequence[Envelope], *, owner: str | None = None) -> None:
+    """Record `envelopes` for publication when the transaction of `executor` (a session or a
+    connection) commits; no-op when empty.
 
     `owner` is the service whose relay publishes them (the rows' `source` column, the relay's
     `source`); a service passes its name, since its envelopes' `source` is a URI. Without it
     each row is keyed by its envelope's `source`, as rows were before sources became URIs.
 
-    Never opens or commits a transaction: call it inside `session.begin()`, as the last write
-    of the unit of work (on PostgreSQL it holds per-key locks until the commit).
+    Never opens or commits a transaction: call it inside one, as the last write of the unit of
+    work (on PostgreSQL it holds per-key locks until the commit).
     """
     if not envelopes:
         return
     now = time.time()
     encoded = [encode(envelope) for envelope in envelopes]
     owners = [owner or envelope.source for envelope in envelopes]
-    await dialect_for(session).add_outbox(session, owners, envelopes, encoded, now)
+    await dialect_for(executor).add_outbox(executor, owners, envelopes, encoded, now)
 
 
 async def pending(session: AsyncSession, source: str, *, limit: int) -> list[OutboxRow]:

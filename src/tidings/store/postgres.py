@@ -27,6 +27,7 @@ from tidings.store.tables import relay
 
 if TYPE_CHECKING:
     from tidings.envelope import Envelope
+    from tidings.store.transaction import Executor
 
 S = TypeVar("S", bound=GenerativeSelect)
 
@@ -108,13 +109,13 @@ class PostgresDialect:
         transactional here, so the process that comes second finds the schema at head)."""
         await connection.execute(_LOCK_MIGRATIONS, {"namespace": LOCK_NAMESPACE, "key": MIGRATION_LOCK})
 
-    async def claim(self, session: AsyncSession, group: str, source: str, event_id: str, claimed_at: float) -> bool:
+    async def claim(self, executor: Executor, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """`INSERT ... ON CONFLICT DO NOTHING RETURNING`; True if a row came back (it was new)."""
         parameters = {"consumer_group": group, "source": source, "event_id": event_id, "claimed_at": claimed_at}
-        return (await session.execute(_CLAIM, parameters)).first() is not None
+        return (await executor.execute(_CLAIM, parameters)).first() is not None
 
     async def claim_many(
-        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+        self, executor: Executor, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
     ) -> set[tuple[str, str]]:
         """One `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING` of every key."""
         parameters = {
@@ -123,11 +124,11 @@ class PostgresDialect:
             "sources": [source for source, _ in keys],
             "event_ids": [event_id for _, event_id in keys],
         }
-        return {(row.source, row.event_id) for row in await session.execute(_CLAIM_MANY, parameters)}
+        return {(row.source, row.event_id) for row in await executor.execute(_CLAIM_MANY, parameters)}
 
     async def add_outbox(
         self,
-        session: AsyncSession,
+        executor: Executor,
         owners: Sequence[str],
         envelopes: Sequence[Envelope],
         encoded: Sequence[tuple[str, bytes]],
@@ -147,7 +148,7 @@ class PostgresDialect:
             "headers": [headers for headers, _ in encoded],
             "bodies": [body for _, body in encoded],
         }
-        await session.execute(_ADD, parameters)
+        await executor.execute(_ADD, parameters)
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""

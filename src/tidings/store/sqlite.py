@@ -33,6 +33,7 @@ from tidings.store.tables import relay
 
 if TYPE_CHECKING:
     from tidings.envelope import Envelope
+    from tidings.store.transaction import Executor
 
 S = TypeVar("S", bound=GenerativeSelect)
 
@@ -78,22 +79,22 @@ class SQLiteDialect:
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """Nothing to do: the migration's `BEGIN IMMEDIATE` transaction holds the write lock."""
 
-    async def claim(self, session: AsyncSession, group: str, source: str, event_id: str, claimed_at: float) -> bool:
+    async def claim(self, executor: Executor, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """Insert-or-ignore the inbox row on the raw connection; True if it was new."""
-        driver = await driver_connection(session)
+        driver = await driver_connection(executor)
         return bool(await driver.execute_fetchall(_CLAIM, (group, source, event_id, claimed_at)))
 
     async def claim_many(
-        self, session: AsyncSession, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
+        self, executor: Executor, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
     ) -> set[tuple[str, str]]:
         """One insert-or-ignore of every key (passed as a JSON array) on the raw connection."""
-        driver = await driver_connection(session)
+        driver = await driver_connection(executor)
         rows = await driver.execute_fetchall(_CLAIM_MANY, (group, claimed_at, json.dumps(keys)))
         return {(source, event_id) for source, event_id in rows}
 
     async def add_outbox(
         self,
-        session: AsyncSession,
+        executor: Executor,
         owners: Sequence[str],
         envelopes: Sequence[Envelope],
         encoded: Sequence[tuple[str, bytes]],
@@ -105,7 +106,7 @@ class SQLiteDialect:
             (owner, e.id, headers, body, now)
             for owner, e, (headers, body) in zip(owners, envelopes, encoded, strict=True)
         ]
-        driver = await driver_connection(session)
+        driver = await driver_connection(executor)
         await driver.executemany(_ADD, rows)
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
@@ -121,13 +122,13 @@ class SQLiteDialect:
         return None
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The aiosqlite connection under `session`'s transaction (which this starts).
+async def driver_connection(executor: Executor) -> Any:
+    """The aiosqlite connection under `executor`'s transaction (a session's: which this starts).
 
     Raises `ConfigurationError` if the connection is not in a transaction (the session is not a
     `Store`'s, whose SQLite transactions begin eagerly).
     """
-    connection = await session.connection()
+    connection = await executor.connection() if isinstance(executor, AsyncSession) else executor
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
     if driver is None or not driver.in_transaction:

@@ -18,7 +18,7 @@ def with_inbox(group: str) -> Callable[[Handle], Handle]:
             assert message.context is not None
             assert message.envelope is not None
             envelope = message.envelope
-            if not await group_commit.claim(message.context.session, group, envelope.source, envelope.id):
+            if not await group_commit.claim(message.context.connection, group, envelope.source, envelope.id):
                 return DUPLICATE
             return await next_(message)
 
