@@ -111,7 +111,7 @@ class Recorder(Service):
 async def _record(event: Event, ctx: Context) -> None:
     envelope = ctx.incoming
     assert envelope is not None  # handlers always get the incoming envelope
-    await ctx.session.execute(
+    await ctx.connection.execute(
         insert(events),
         {
             "event_id": envelope.id,

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.context import Context
 from tidings.errors import PermanentError
@@ -17,6 +16,7 @@ from tidings.events import Registry
 from tidings.saga.model import S, Saga, SagaContext
 from tidings.store.dialect import dialect_for
 from tidings.store.tables import sagas
+from tidings.store.transaction import Executor
 
 MAX_CORRELATION_LENGTH: int = sagas.c.correlation.type.length  # type: ignore[attr-defined]
 
@@ -30,15 +30,15 @@ def check_correlation(name: str, correlation: str) -> None:
         )
 
 
-async def load(session: AsyncSession, name: str, correlation: str, *, skip_locked: bool = False) -> Row[Any] | None:
+async def load(executor: Executor, name: str, correlation: str, *, skip_locked: bool = False) -> Row[Any] | None:
     statement = select(sagas).where(sagas.c.saga == name, sagas.c.correlation == correlation)
     """The instance row, locked until the caller's transaction ends (SQLite: its write lock already
     serialises every writer); `skip_locked`: None if another transaction holds it."""
-    statement = dialect_for(session).for_update(statement, skip_locked=skip_locked)
-    return (await session.execute(statement)).first()
+    statement = dialect_for(executor).for_update(statement, skip_locked=skip_locked)
+    return (await executor.execute(statement)).first()
 
 
-async def save(session: AsyncSession, name: str, saga: Saga, ctx: SagaContext, *, new: bool) -> None:
+async def save(executor: Executor, name: str, saga: Saga, ctx: SagaContext, *, new: bool) -> None:
     now = time.time()
     values = {
         "status": ctx.status,
@@ -49,9 +49,9 @@ async def save(session: AsyncSession, name: str, saga: Saga, ctx: SagaContext, *
         "traceparent": ctx.trace_context,
     }
     if new:
-        await session.execute(insert(sagas).values(saga=name, correlation=ctx.correlation, started_at=now, **values))
+        await executor.execute(insert(sagas).values(saga=name, correlation=ctx.correlation, started_at=now, **values))
     else:
-        await session.execute(
+        await executor.execute(
             update(sagas).where(sagas.c.saga == name, sagas.c.correlation == ctx.correlation).values(**values)
         )
 
@@ -65,7 +65,7 @@ async def begin(ctx: Context, saga: Saga, *, correlation: str, times_out_in: flo
     seconds = type(saga).saga_timeout if times_out_in is None else times_out_in
     deadline = None if seconds is None else time.time() + seconds
     started = SagaContext(ctx, Registry(), correlation, [], deadline)
-    await save(ctx.session, type(saga).saga_name, saga, started, new=True)
+    await save(ctx.connection, type(saga).saga_name, saga, started, new=True)
 
 
 def compensations_of(row: Row[Any]) -> list[dict[str, Any]]:
@@ -73,7 +73,7 @@ def compensations_of(row: Row[Any]) -> list[dict[str, Any]]:
     return loaded
 
 
-async def instance(session: AsyncSession, saga_class: type[S], correlation: str) -> tuple[str, S] | None:
+async def instance(session: Executor, saga_class: type[S], correlation: str) -> tuple[str, S] | None:
     """(status, state) of one saga instance, or None; for admin tools and tests."""
     statement = select(sagas.c.status, sagas.c.state).where(
         sagas.c.saga == saga_class.saga_name, sagas.c.correlation == correlation

@@ -30,7 +30,7 @@ def _step(registry: Registry, saga_class: type[Saga], method: str, starting: boo
         assert envelope is not None  # the runtime always passes the incoming envelope
         correlation = envelope.correlationid or envelope.id
         check_correlation(name, correlation)
-        row = await load(ctx.session, name, correlation)
+        row = await load(ctx.connection, name, correlation)
         if row is None:
             if not starting:
                 raise SagaNotStarted(f"saga {name!r} {correlation}: {envelope.type} came before the saga started")
@@ -48,7 +48,7 @@ def _step(registry: Registry, saga_class: type[Saga], method: str, starting: boo
             )
         saga_context = SagaContext(ctx, registry, correlation, compensations, deadline)
         await getattr(saga, method)(event, saga_context)
-        await save(ctx.session, name, saga, saga_context, new=row is None)
+        await save(ctx.connection, name, saga, saga_context, new=row is None)
 
     handle.__name__ = f"{name}.{method}"
     return handle

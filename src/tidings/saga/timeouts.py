@@ -70,7 +70,7 @@ class TimeoutSweeper:
     async def _time_out(self, saga_class: type[Saga], correlation: str) -> int:
         name = saga_class.saga_name
         async with self._transaction() as ctx:
-            row = await load(ctx.session, name, correlation, skip_locked=True)  # another replica has it
+            row = await load(ctx.connection, name, correlation, skip_locked=True)  # another replica has it
             if row is None or row.status != RUNNING or row.deadline is None or row.deadline > time.time():
                 return 0
             saga = saga_class.model_validate_json(row.state)
@@ -81,6 +81,6 @@ class TimeoutSweeper:
                 await saga.timed_out(saga_context)
             if saga_context.status == RUNNING and saga_context.deadline == row.deadline:
                 saga_context.set_timeout(None)  # neither ended nor rescheduled: do not fire again
-            await save(ctx.session, name, saga, saga_context, new=False)
+            await save(ctx.connection, name, saga, saga_context, new=False)
         log.info("saga %s %s timed out: %s", name, correlation, saga_context.status)
         return 1
