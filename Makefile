@@ -115,6 +115,8 @@ bench-transport: $(BENCH_STAMP) services
 bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
 	$(BIN)/python bench/reliable_path.py --database postgres --broker rabbitmq --events 5000 --out bench/results/reliable_path.json
+	$(BIN)/python bench/reliable_path.py --broker memory --events 5000 --out bench/results/reliable_path.json
+	$(BIN)/python bench/reliable_path.py --broker memory --handler core --concurrency 64 --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/plot.py
 
 bench-shop: $(BENCH_STAMP) services

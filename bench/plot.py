@@ -1,5 +1,5 @@
 """Plots of the reliable-path figures: `bench/results/reliable_path.png` (handled events/s of the
-raw-driver floor and of Tidings, before and after group commit, per database) and
+raw-driver floor and of Tidings' runs, per database) and
 `bench/results/reliable_path_latency.png` (relay commit → broker confirm, p50 and p99).
 
     python bench/plot.py [--results bench/results]
@@ -20,6 +20,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+VARIANTS = (
+    ("", "Tidings\nSQLite broker"),
+    ("_memory", "Tidings\nno broker I/O"),
+    ("_memory_core_c64", "Tidings, Core,\n64 at a time"),
+)
+"""The Tidings runs drawn beside the floor: (suffix of the entry's key, label). The default run
+(embedded SQLite broker, ORM handler, 16 at a time); the in-memory broker (what the floor does:
+database work only); and that with the handler on `ctx.connection` and 64 deliveries at a time."""
+
 
 def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
@@ -35,7 +44,7 @@ def main() -> None:
     if not databases:
         raise SystemExit(f"no figures in {args.results / 'reliable_path.json'}")
 
-    figure, axes = plt.subplots(1, len(databases), figsize=(5 * len(databases), 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(databases), figsize=(7 * len(databases), 4.5), squeeze=False)
     for axis, name in zip(axes[0], databases, strict=True):
         bars: dict[str, float] = {}
         floors = after[name].get("floor", [])
@@ -46,8 +55,11 @@ def main() -> None:
             )
         if name in before:
             bars["Tidings\nd95f4a6"] = before[name]["saturated"]["handled_events_per_s"]
-        bars["Tidings\ngroup commit"] = after[name]["saturated"]["handled_events_per_s"]
-        axis.bar(list(bars), list(bars.values()), color=["#999999", "#bbbbbb", "#d08770", "#5e81ac"][-len(bars) :])
+        for suffix, label in VARIANTS:
+            if name + suffix in after:
+                bars[label] = after[name + suffix]["saturated"]["handled_events_per_s"]
+        colours = ["#999999" if "floor" in label else "#d08770" if "d95f4a6" in label else "#5e81ac" for label in bars]
+        axis.bar(list(bars), list(bars.values()), color=colours)
         axis.set_title(f"{name}: handled events/s (same run)")
         for index, value in enumerate(bars.values()):
             axis.annotate(f"{value:,.0f}", (index, value), ha="center", va="bottom")

@@ -85,6 +85,8 @@ class Transaction:
             return
         self._closed = True
         session, self._session = self._session, None
-        if session is not None:
-            await asyncio.shield(session.close())  # the session only joined: this ends no transaction
-        await asyncio.shield(self.connection.close())
+        try:
+            if session is not None:
+                await asyncio.shield(session.close())  # the session only joined: this ends no transaction
+        finally:
+            await asyncio.shield(self.connection.close())
