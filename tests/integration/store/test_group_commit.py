@@ -1,8 +1,8 @@
 """Group commit (ADR 0017): deliveries handled at the same time share one transaction, and a
 failure in one of them never costs its neighbours their effects nor applies them twice.
 
-Each handler records the session object it was given: handlers of one batch share one, which is
-how the tests see that batching happened. Jobs have distinct keys so that the broker hands them
+Each handler records the connection object it was given: handlers of one batch share one, which
+is how the tests see that batching happened. Jobs have distinct keys so that the broker hands them
 out together (one key's events are handed out one at a time)."""
 
 from __future__ import annotations
@@ -32,14 +32,16 @@ Runs = defaultdict[tuple[int, int], list[object]]
 
 
 def recording_worker(broker: str, database: str, sessions: Runs) -> Service:
-    """`shop.worker`'s handler, noting the session of each run per (job, attempt) (kept alive,
-    so that no two sessions are one object)."""
+    """`shop.worker`'s handler, noting the connection of each run per (job, attempt) (kept alive,
+    so that no two are one object). Even jobs write through the ORM session, odd ones through
+    the Core connection: a batch's rollback and commit must cover both."""
     service = Service("worker", broker=broker, database=database, retry=RetryPolicy(max_attempts=2, base=0.01))
 
     @service.on(Job)
     async def handle(job: Job, ctx: Context) -> None:
-        sessions[(job.n, ctx.attempt)].append(ctx.session)
-        await ctx.session.execute(effects.insert().values(service="worker", job=job.n))
+        sessions[(job.n, ctx.attempt)].append(ctx.connection)
+        write = ctx.connection if job.n % 2 else ctx.session
+        await write.execute(effects.insert().values(service="worker", job=job.n))
         ctx.publish(JobDone(n=job.n, key=job.key))
         if job.fail:
             raise Boom(f"job {job.n} fails after writing")
