@@ -55,10 +55,11 @@ async def tidings_round(
     """Publish `envelopes` in batches of `args.batch`, then consume and ack them all with
     `args.prefetch` in flight; returns (publish seconds, consume seconds).
 
-    Consuming is a task per delivery, each awaiting its own ack (what `Service` does); with
-    `batched`, the subscription's batch API instead (Kafka: `batches()` and `ack_all`): a task
-    per batch, which decodes every delivery and then waits for one ack, while the next batch
-    is taken (the prefetch window bounds what is unsettled)."""
+    Consuming is a task per delivery, each awaiting its own ack (what `Service` did before ADR
+    0028; `service_round` measures a `Service` itself); with `batched`, the subscription's batch
+    API instead (Kafka: `batches()` and `ack_all`): a task per batch, which decodes every delivery
+    and then waits for one ack, while the next batch is taken (the prefetch window bounds what is
+    unsettled)."""
     publisher, consumer = await connect(url), await connect(url)
     try:
         subscription = await consumer.subscribe(group, [envelopes[0].type], prefetch=args.prefetch)

@@ -13,6 +13,9 @@ Contract, shared by every adapter and checked by `tests/conformance/`:
   closes): delivery is at-least-once.
 - Where `capabilities.per_key_ordering` is set, events with the same partition key reach a group
   in publish order and the next one is not handed out before the previous one is settled.
+- `Subscription.take(limit)` hands out what is ready together (by default one at a time); where
+  `deferred_acks` is set, the `ack()` of a delivery taken so returns before it is durable, and
+  `flush()` returns once it is (the runtime flushes once per batch).
 - Admin calls list, replay and purge a group's dead letters and report each group's backlog.
 """
 
