@@ -3,9 +3,10 @@
 A settlement waits (`flush`, or the future `waiter` returns) for the next commit to start;
 records queued for hand-out share the *ticket* of that commit. The committer commits the
 checkpoint of every ledger that changed in one request and resolves what was waiting when it
-started; everyone asking while that commit is in flight waits for the following one. Under
-load each request covers many settlements. Without requests it still commits once a second,
-to move past records the group skips.
+started; everyone asking while that commit is in flight waits for the following one. A
+deferred ack (`want`) asks without waiting. Under load each request covers many settlements,
+and the next starts no sooner than `PACE` after it (ADR 0028). Without requests it still
+commits once a second, to move past records the group skips.
 """
 
 from __future__ import annotations
