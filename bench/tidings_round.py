@@ -9,8 +9,22 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tidings.context import Context
 from tidings.envelope import Envelope
+from tidings.events import Event
+from tidings.service import Service
 from tidings.transport import Delivery, connect
+
+
+class BenchEvent(Event, type="bench.event", version=1):
+    """The event every broker comparison sends (its `payload` pads it to the run's size)."""
+
+    n: int
+    key: str | None
+    payload: str
+
+    def subject(self) -> str | None:
+        return self.key
 
 
 class Seconds(float):
@@ -41,10 +55,11 @@ async def tidings_round(
     """Publish `envelopes` in batches of `args.batch`, then consume and ack them all with
     `args.prefetch` in flight; returns (publish seconds, consume seconds).
 
-    Consuming is a task per delivery, each awaiting its own ack (what `Service` does); with
-    `batched`, the subscription's batch API instead (Kafka: `batches()` and `ack_all`): a task
-    per batch, which decodes every delivery and then waits for one ack, while the next batch
-    is taken (the prefetch window bounds what is unsettled)."""
+    Consuming is a task per delivery, each awaiting its own ack (what `Service` did before ADR
+    0028; `service_round` measures a `Service` itself); with `batched`, the subscription's batch
+    API instead (Kafka: `batches()` and `ack_all`): a task per batch, which decodes every delivery
+    and then waits for one ack, while the next batch is taken (the prefetch window bounds what is
+    unsettled)."""
     publisher, consumer = await connect(url), await connect(url)
     try:
         subscription = await consumer.subscribe(group, [envelopes[0].type], prefetch=args.prefetch)
@@ -89,6 +104,46 @@ async def tidings_round(
         await publisher.close()
         await consumer.close()
     return publish_seconds, consume_seconds
+
+
+async def service_round(url: str, args: argparse.Namespace, envelopes: list[Envelope], group: str) -> Seconds:
+    """The runtime path users get: a `Service` without a database whose handler does nothing,
+    consuming `envelopes` (published before it starts, to the group it declared); returns the
+    seconds from its start (the group joined) until every delivery is handled and settled.
+
+    Settled: the clock stops once the handler saw the last event and the consumer's in-flight
+    work (its acks and their commit) is done."""
+    publisher = await connect(url)
+    try:
+        declared = await publisher.subscribe(group, [BenchEvent.event_type], prefetch=1)
+        await declared.close()  # the group exists: the service starts at the events published next
+        for start in range(0, len(envelopes), args.batch):
+            await publisher.publish(envelopes[start : start + args.batch])
+    finally:
+        await publisher.close()
+
+    service = Service(group, broker=url)
+    seen = 0
+    everything = asyncio.Event()
+
+    @service.on(BenchEvent)
+    async def handle(event: BenchEvent, ctx: Context) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == len(envelopes):
+            everything.set()
+
+    async with service:
+        watch = Stopwatch()
+        async with asyncio.timeout(300):
+            await everything.wait()
+            consumer = service._consumer  # the settling of the last deliveries counts too
+            assert consumer is not None
+            await consumer.drain(60.0)
+        seconds = watch.stop()
+        handled = service.stats["handled"]
+    assert handled == len(envelopes), f"handled {handled} of {len(envelopes)}"
+    return seconds
 
 
 def summarise(samples: Mapping[str, Mapping[str, Sequence[float]]], baselines: Iterable[str]) -> dict[str, Any]:

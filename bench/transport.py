@@ -24,22 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tidings_round import BenchEvent  # a sibling: bench/ is sys.path[0]
 from transport_kafka import kafka_baselines, kafka_broker  # a sibling: bench/ is sys.path[0]
 from transport_rabbitmq import rabbitmq_baselines, rabbitmq_broker  # a sibling: bench/ is sys.path[0]
 from transport_sqlite import sqlite_baselines  # a sibling: bench/ is sys.path[0]
 
 from tidings.envelope import Envelope
-from tidings.events import Event
 from tidings.transport import Delivery, connect
-
-
-class BenchEvent(Event, type="bench.event", version=1):
-    n: int
-    key: str | None
-    payload: str
-
-    def subject(self) -> str | None:
-        return self.key
 
 
 @asynccontextmanager

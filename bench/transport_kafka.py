@@ -13,8 +13,10 @@ records at a time and commits after each batch (the usual at-least-once loop). T
 
 Tidings decodes each envelope and acks each delivery (a commit per batch of settlements, plus a
 commit recording delivery counts before hand-out): `tidings` with a task per delivery awaiting its
-own ack (what `Service` does), `tidings-batches` through the batch API (`batches()`, then one
-`ack_all` per batch, the raw loop's shape). Shared machines are noisy, so the comparison
+own ack (what `Service` did before ADR 0028), `tidings-batches` through the batch API (`batches()`,
+then one `ack_all` per batch, the raw loop's shape), and `tidings-service`, the runtime path users
+get: a `Service` without a database and with its default concurrency, whose handler does nothing,
+consuming only (what it publishes is not timed). Shared machines are noisy, so the comparison
 runs `--rounds` rounds in rotated order and reports the median of each figure (and every sample).
 """
 
@@ -28,15 +30,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tidings_round import Seconds, Stopwatch, summarise, tidings_round
+from tidings_round import Seconds, Stopwatch, service_round, summarise, tidings_round
 
 from tidings.envelope import Envelope, decode, to_binary
+from tidings.service import Service
 from tidings.transport.kafka import KafkaConfig
 
 BOOTSTRAP = "127.0.0.1:9092"
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 """(key, value, headers) of one record as Tidings sends it."""
 KINDS = ("publish", "consume_ack")
+SERVICE_CONCURRENCY = Service("bench").concurrency
+"""The `Service` default: the runtime path as users get it."""
 BASELINES = ("aiokafka", "aiokafka+codec")
 """`aiokafka`: the floor, no encoding or decoding; `aiokafka+codec`: plus the CloudEvents codec."""
 
@@ -148,12 +153,18 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
     interleaved rounds: median events/s of each, every sample, and Tidings' medians relative to
     the others'."""
     rounds = max(1, getattr(args, "rounds", 3))
-    names = ["tidings", "tidings-batches", *BASELINES]
+    names = ["tidings", "tidings-batches", "tidings-service", *BASELINES]
     kinds = (*KINDS, *(f"{kind}_cpu_us" for kind in KINDS))
     samples: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in kinds} for name in names}
+    samples["tidings-service"] = {kind: [] for kind in ("consume_ack", "consume_ack_cpu_us")}  # consumes only
     for number in range(rounds):
         order = names[number % len(names) :] + names[: number % len(names)]
         for name in order:
+            if name == "tidings-service":
+                consumed = await service_round(url, args, envelopes, f"bench-service-{number}")
+                samples[name]["consume_ack"].append(round(len(envelopes) / consumed))
+                samples[name]["consume_ack_cpu_us"].append(round(consumed.cpu * 1e6 / len(envelopes), 1))
+                continue
             if name.startswith("tidings"):
                 seconds = await tidings(url, args, envelopes, str(number), batched=name == "tidings-batches")
             else:
@@ -167,6 +178,10 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
     figures["tidings_batches_relative"] = summarise(
         {"tidings": samples["tidings-batches"], **{name: samples[name] for name in BASELINES}}, BASELINES
     )["tidings_relative"]
+    figures["tidings_service_relative"] = summarise(
+        {"tidings": samples["tidings-service"], **{name: samples[name] for name in BASELINES}}, BASELINES
+    )["tidings_relative"]
+    figures["service_concurrency"] = SERVICE_CONCURRENCY
     figures["rounds"] = rounds
     figures["partitions"] = KafkaConfig.from_url(url).partitions
     figures["prefix"] = parse_qs(urlsplit(url).query).get("prefix", [""])[0]

@@ -13,6 +13,9 @@ Contract, shared by every adapter and checked by `tests/conformance/`:
   closes): delivery is at-least-once.
 - Where `capabilities.per_key_ordering` is set, events with the same partition key reach a group
   in publish order and the next one is not handed out before the previous one is settled.
+- `Subscription.take(limit)` hands out what is ready together (by default one at a time); where
+  `deferred_acks` is set, the `ack()` of a delivery taken so returns before it is durable, and
+  `flush()` returns once it is (the runtime flushes once per batch).
 - Admin calls list, replay and purge a group's dead letters and report each group's backlog.
 """
 
@@ -125,10 +128,38 @@ class Delivery(ABC):
 
 
 class Subscription(ABC):
-    """A stream of deliveries for one consumer of a group; iterate it, then `close()` it."""
+    """A stream of deliveries for one consumer of a group; iterate it, then `close()` it.
+
+    A consumer that handles many deliveries at once may instead `take` them in batches and
+    `flush()` after acking them: an adapter that can hand out and settle many together (Kafka:
+    one commit for a batch of offsets) does so there; the default takes one at a time."""
+
+    deferred_acks: ClassVar[bool] = False
+    """True where an `ack()` of a delivery from `take` returns before it is durable (the commit
+    covering it is already asked for); `flush()` then waits for it. False: every `ack()` returns
+    once it is durable, and `flush()` has nothing to do."""
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    async def take(self, limit: int) -> list[Delivery]:
+        """Wait for the next delivery; return it with the others ready at once, `limit` at most
+        (empty once the subscription ends). Never two of one partition key where
+        `per_key_ordering` holds: the next of a key is handed out after the previous is settled.
+        The default hands out one at a time, from one iterator of this subscription."""
+        taking: AsyncIterator[Delivery] | None = getattr(self, "_taking", None)
+        if taking is None:
+            taking = self._taking = aiter(self)
+        try:
+            return [await anext(taking)]
+        except StopAsyncIteration:
+            return []
+
+    async def flush(self) -> None:
+        """Return once every `ack()` made so far on this subscription's deliveries is durable;
+        raises `TransportError` if it cannot be (those deliveries come back). A no-op unless
+        `deferred_acks`."""
+        return None
 
     @abstractmethod
     async def close(self) -> None:

@@ -3,9 +3,10 @@
 A settlement waits (`flush`, or the future `waiter` returns) for the next commit to start;
 records queued for hand-out share the *ticket* of that commit. The committer commits the
 checkpoint of every ledger that changed in one request and resolves what was waiting when it
-started; everyone asking while that commit is in flight waits for the following one. Under
-load each request covers many settlements. Without requests it still commits once a second,
-to move past records the group skips.
+started; everyone asking while that commit is in flight waits for the following one. A
+deferred ack (`want`) asks without waiting. Under load each request covers many settlements,
+and the next starts no sooner than `PACE` after it (ADR 0028). Without requests it still
+commits once a second, to move past records the group skips.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ log = logging.getLogger("tidings.transport.kafka")
 
 IDLE_COMMIT = 1.0
 """Seconds between commits nobody asked for."""
+PACE = 0.005
+"""Under load, seconds at least from the start of one commit to the start of the next: what is
+settled meanwhile shares the next request instead of each round trip carrying a few (a request
+costs far more CPU than an offset in it). About 100 instead of 600 commits for 10,000 events."""
+BUSY = 4
+"""Asks (tickets, waiters, deferred acks) that make a commit count as one under load, so that
+the next waits for `PACE`. Below it the next starts at once: a lone key's records (each one's ack
+and the next one's raised count: two asks), or one caller awaiting ack after ack, are not slowed
+to one per `PACE`."""
 
 
 class Committer:
@@ -36,6 +46,8 @@ class Committer:
         self._lock = asyncio.Lock()
         self._ticket: asyncio.Future[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._asked = 0
+        """Asks for a commit since the last one started."""
 
     def ticket(self) -> asyncio.Future[None]:
         """The future of the next commit to start: it covers every change made before this call.
@@ -46,8 +58,14 @@ class Committer:
         if self._ticket is None:
             self._ticket = asyncio.get_running_loop().create_future()
             self._ticket.add_done_callback(_observe)
+        self._asked += 1
         self._wanted.set()
         return self._ticket
+
+    def want(self) -> None:
+        """Ask for a commit of every change made so far, soon, without waiting for it."""
+        self._asked += 1
+        self._wanted.set()
 
     async def flush(self) -> None:
         """Return once a commit covering every change made so far succeeded."""
@@ -58,16 +76,23 @@ class Committer:
         covering every change made before this call succeeded, failed with `TransportError` if not."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._asked += 1
         self._wanted.set()
         return waiter
 
     async def run(self) -> None:
-        """The committer task: commit when asked, or every `IDLE_COMMIT` seconds."""
+        """The committer task: commit when asked, or every `IDLE_COMMIT` seconds; under load
+        (`BUSY`), no sooner than `PACE` after the previous commit started."""
+        loop = asyncio.get_running_loop()
+        started, busy = loop.time(), False
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_COMMIT):
                     await self._wanted.wait()
+            if busy and (wait := started + PACE - loop.time()) > 0:
+                await asyncio.sleep(wait)
             self._wanted.clear()
+            started, busy, self._asked = loop.time(), self._asked >= BUSY, 0
             await self.commit()
 
     async def commit(self) -> None:

@@ -28,6 +28,8 @@ class Settler(Protocol):
 
     def settled(self, slot: Slot) -> asyncio.Future[None]: ...
 
+    def release(self, slot: Slot) -> None: ...
+
     async def retry(self, slot: Slot, after: float) -> None: ...
 
     async def dead_letter(self, slot: Slot, reason: str) -> None: ...
@@ -77,6 +79,14 @@ class KafkaDelivery(Delivery):
         await self.subscription.dead_letter(self.slot, reason)
 
 
+class TakenDelivery(KafkaDelivery):
+    """A delivery from `KafkaSubscription.take`: its `ack()` settles the record and asks for the
+    commit covering it without waiting for it (`deferred_acks`); `flush()` waits for that commit."""
+
+    async def _ack(self) -> None:
+        self.subscription.release(self.slot)
+
+
 class Deliveries:
     """The iterator of a subscription. Not a generator: cancelling a wait ends only that wait."""
 
@@ -113,14 +123,23 @@ class Batches:
         return self
 
     async def __anext__(self) -> list[KafkaDelivery]:
-        source, subscription = self._source, self._subscription
-        slots = source.take_many(self._limit)
+        slots = await ready_together(self._source, self._limit)
         if not slots:
-            first = await source.next_slot()
-            if first is None:
-                raise StopAsyncIteration
-            slots = [first, *source.take_many(self._limit - 1)]
+            raise StopAsyncIteration
+        subscription = self._subscription
         return [KafkaDelivery(subscription, slot) for slot in slots]
+
+
+async def ready_together(source: Source, limit: int) -> list[Slot]:
+    """Up to `limit` records to hand out: waits only for the first, then takes what is ready
+    with it, so a batch is never held back to fill up; empty once the subscription is closed."""
+    slots = source.take_many(limit)
+    if slots:
+        return slots
+    first = await source.next_slot()
+    if first is None:
+        return []
+    return [first, *source.take_many(limit - 1)]
 
 
 def dead_letter_record(record: Any, reason: str, attempts: int) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -185,6 +185,8 @@ def _where(record: Any) -> str:
 class WithLegacy(Subscription):
     """A group's subscription together with the reader of its legacy topics; closing closes both."""
 
+    deferred_acks = True  # as the inner `KafkaSubscription`'s, to which `take` and `flush` go
+
     def __init__(self, inner: Subscription, reader: LegacyReader, on_close: Callable[[LegacyReader], None]) -> None:
         self._inner = inner
         self._reader = reader
@@ -192,6 +194,12 @@ class WithLegacy(Subscription):
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return aiter(self._inner)
+
+    async def take(self, limit: int) -> list[Delivery]:
+        return await self._inner.take(limit)
+
+    async def flush(self) -> None:
+        await self._inner.flush()
 
     async def close(self) -> None:
         await self._reader.close()

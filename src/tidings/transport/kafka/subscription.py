@@ -30,7 +30,14 @@ from tidings.errors import ConfigurationError, TransportError
 from tidings.transport.base import AlreadySettled, Delivery, Subscription
 from tidings.transport.kafka.cluster import Cluster, Outgoing
 from tidings.transport.kafka.commits import Committer
-from tidings.transport.kafka.delivery import Batches, Deliveries, KafkaDelivery, dead_letter_record
+from tidings.transport.kafka.delivery import (
+    Batches,
+    Deliveries,
+    KafkaDelivery,
+    TakenDelivery,
+    dead_letter_record,
+    ready_together,
+)
 from tidings.transport.kafka.fetch import Fetcher
 from tidings.transport.kafka.handout import HandOut, stop_handing_out
 from tidings.transport.kafka.ledger import IN_FLIGHT, Ledger, Slot
@@ -41,6 +48,9 @@ log = logging.getLogger("tidings.transport.kafka")
 
 class KafkaSubscription(Subscription):
     """A member of one consumer group; iterate it for deliveries, then `close()` it."""
+
+    deferred_acks = True
+    """An ack of a delivery from `take` asks for its commit and returns; `flush()` waits for it."""
 
     def __init__(
         self,
@@ -99,6 +109,21 @@ class KafkaSubscription(Subscription):
             raise ConfigurationError(f"a batch holds at least one delivery, not {limit}")
         return Batches(self._hand_out, self, limit)
 
+    async def take(self, limit: int) -> list[Delivery]:
+        """Deliveries ready together, up to `limit` (as `batches`), whose `ack()` does not wait for
+        the commit: the caller settles a batch and then awaits `flush()`, one commit wait for
+        them all (how `tidings.runtime.consumer.Consumer` runs a service's deliveries)."""
+        if limit < 1:
+            raise ConfigurationError(f"a batch holds at least one delivery, not {limit}")
+        return [TakenDelivery(self, slot) for slot in await ready_together(self._hand_out, limit)]
+
+    async def flush(self) -> None:
+        """Return once a commit covers every settlement made so far; `TransportError` if the
+        commit failed or the subscription is closed (what it did not cover comes back)."""
+        if self._hand_out.closed:
+            raise TransportError(f"the subscription of group {self.group!r} is closed")
+        await self._committer.flush()
+
     async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
         """Ack every one of `deliveries` (handed out by this subscription); return once one commit
         covers them all, as each `ack()` would. `AlreadySettled` if one was settled before (then
@@ -140,6 +165,15 @@ class KafkaSubscription(Subscription):
         else:
             self._settle_lost(slot)
         return self._committer.waiter()
+
+    def release(self, slot: Slot) -> None:
+        """A deferred ack (`take`): forget `slot` now and ask for the commit covering it, without
+        waiting; raises `TransportError` if its partition was lost."""
+        if slot.ledger.active:
+            self._hand_out.release(slot)
+        else:
+            self._settle_lost(slot)
+        self._committer.want()
 
     async def retry(self, slot: Slot, after: float) -> None:
         """Hand `slot` out again after `after` seconds; its key stays blocked until then."""
