@@ -54,6 +54,11 @@ def _tracer() -> Any:
     return _last[1]
 
 
+def recording() -> bool:
+    """Whether an SDK is configured, so that spans are recorded (the hooks are no-ops otherwise)."""
+    return _tracer() is not None
+
+
 def _context_of(traceparent: str | None) -> Any:
     """The OpenTelemetry context carried by a `traceparent`, or None."""
     if traceparent is None or _propagator is None:

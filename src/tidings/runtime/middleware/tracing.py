@@ -17,6 +17,8 @@ def with_tracing(group: str, broker: Broker) -> Callable[[Handle], Handle]:
 
     def middleware(next_: Handle) -> Handle:
         async def handle(message: Message) -> Outcome:
+            if not tracing.recording():
+                return await next_(message)  # no span to open: skip the context manager per delivery
             position = getattr(message.delivery, "position", None)
             with tracing.processing(message.envelope, message.attempt, group, broker, position) as span:
                 outcome = await next_(message)
