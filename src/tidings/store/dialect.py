@@ -13,7 +13,8 @@ rolls one back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import GenerativeSelect
@@ -39,6 +40,18 @@ class OutboxListener(Protocol):
 
     async def close(self) -> None:
         """Stop listening and close the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayView:
+    """What a relay reads in one statement (`StoreDialect.relay_read`): the source's relay row and
+    its oldest outbox rows."""
+
+    holder: str | None
+    """The relay row's `owner`: the lease holder (SQLite) or the last publisher (PostgreSQL)."""
+    lease_until: float
+    rows: list[tuple[int, str, bytes, float]]
+    """`(id, headers, body, created_at)` of the outbox rows, in `id` order."""
 
 
 class StoreDialect(Protocol):
@@ -87,6 +100,34 @@ class StoreDialect(Protocol):
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """Create `source`'s `tidings_relay` row unless it exists. The caller's transaction."""
+        ...
+
+    async def relay_read(
+        self, connection: AsyncConnection, source: str, *, limit: int, skip: Collection[int]
+    ) -> RelayView | None:
+        """In one statement: `source`'s relay row and its oldest `limit` outbox rows whose ids are not
+        in `skip` (rows published whose deletion is still under way). None if the relay row does not
+        exist or, where writers are concurrent (PostgreSQL), another transaction holds its lock; else
+        the row is locked until the caller's transaction ends. Where one transaction holds the only
+        write lock (SQLite) this may also run outside any transaction, on a read-only connection:
+        one statement reads one snapshot."""
+        ...
+
+    async def relay_settle(
+        self,
+        connection: AsyncConnection,
+        source: str,
+        ids: Sequence[int],
+        *,
+        now: float,
+        owner: str,
+        lease_until: float,
+    ) -> None:
+        """Delete the published outbox rows `ids` and count them on `source`'s relay row (with
+        `last_published_at=now` unless `ids` is empty), in as few round trips as the database allows.
+        A relay calls it after every cycle that deleted or parked rows, so the row changes. PostgreSQL notes
+        `owner` as the publisher; SQLite renews `owner`'s lease to `lease_until` if it still holds
+        it. The caller's transaction."""
         ...
 
     def for_update(self, statement: S, *, skip_locked: bool = False) -> S:

@@ -3,19 +3,22 @@
 Which of the two schemes applies is the dialect's `concurrent_writers`; every function here runs
 in the caller's transaction and never opens or commits one.
 
-PostgreSQL: the relay runs each batch (read, publish, delete) in one transaction that first
-locks the source's `tidings_relay` row with `FOR UPDATE SKIP LOCKED`. A second replica skips
-the locked row and waits for the next turn; a relay that dies loses its connection, its
-transaction rolls back and the row is free at once.
+PostgreSQL: the relay runs each batch (read, publish, delete) in one transaction whose first
+statement (`StoreDialect.relay_read`) locks the source's `tidings_relay` row with
+`FOR UPDATE SKIP LOCKED` and reads the batch. A second replica skips the locked row and waits for
+the next turn; a relay that dies loses its connection, its transaction rolls back and the row is
+free at once.
 
 SQLite: a write transaction cannot stay open while the broker is called (it would stop every
-other writer), so the relay reads a batch in one transaction and deletes it in another, under a
-lease stored in the row: `owner` and `lease_until`. A relay takes the lease when it is free,
-expired, or held by a process of this host that no longer exists (SQLite databases are local
-to one host, so the process id of the holder can be checked; a killed relay's lease is taken
-over at once). `Relay.close` releases its lease. A holder that is alive but stalled longer than
-the lease loses it: another relay may then publish the same rows again, which consumers'
-inboxes absorb.
+other writer), so the relay holds a lease stored in the row: `owner` and `lease_until`. A relay
+takes the lease (`acquire`, in a write transaction) when it is free, expired, or held by a
+process of this host that no longer exists (SQLite databases are local to one host, so the
+process id of the holder can be checked; a killed relay's lease is taken over at once). Each
+deletion of published rows renews it (`StoreDialect.relay_settle`), so a busy relay reads its
+batches on a read-only connection without taking the write lock, as long as the lease it reads
+there (`holds`) lasts more than half its length; otherwise it takes the lease again first.
+`Relay.close` releases its lease. A holder that is alive but stalled longer than the lease loses
+it: another relay may then publish the same rows again, which consumers' inboxes absorb.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.store.dialect import dialect_for
+from tidings.store.dialect import RelayView, dialect_for
 from tidings.store.tables import relay
 
 _HOST = socket.gethostname()
@@ -41,15 +44,6 @@ def new_owner() -> str:
 async def ensure(session: AsyncSession, source: str) -> None:
     """Create the source's relay row if it does not exist yet."""
     await dialect_for(session).ensure_relay_row(session, source)
-
-
-async def lock(session: AsyncSession, source: str) -> bool:
-    """PostgreSQL: lock the source's row until the transaction ends; False if another relay has it
-    (or the row does not exist). Where the transaction holds the only write lock (SQLite) this
-    only checks that the row exists."""
-    statement = select(relay.c.source).where(relay.c.source == source)
-    statement = dialect_for(session).for_update(statement, skip_locked=True)
-    return (await session.execute(statement)).first() is not None
 
 
 async def acquire(session: AsyncSession, source: str, owner: str, *, ttl: float, now: float) -> bool:
@@ -72,13 +66,10 @@ async def acquire(session: AsyncSession, source: str, owner: str, *, ttl: float,
     return True
 
 
-async def record(session: AsyncSession, source: str, count: int, *, now: float, owner: str | None = None) -> None:
-    """Count `count` published rows for the source; on PostgreSQL also note `owner` as the publisher
-    (on SQLite `owner` is the lease holder and only `acquire` changes it)."""
-    values: dict[str, object] = {"published": relay.c.published + count, "last_published_at": now}
-    if owner is not None:
-        values["owner"] = owner
-    await session.execute(update(relay).where(relay.c.source == source).values(values))
+def holds(view: RelayView | None, owner: str, *, ttl: float, now: float) -> bool:
+    """SQLite: whether the relay row read in `view` shows `owner`'s lease lasting more than `ttl / 2`
+    beyond `now`: then `owner` may publish without taking it again (`acquire` renews no sooner)."""
+    return view is not None and view.holder == owner and view.lease_until - now > ttl / 2
 
 
 async def release(session: AsyncSession, source: str, owner: str) -> None:

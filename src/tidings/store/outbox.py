@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -99,21 +99,28 @@ class Batch:
 
 async def read(session: AsyncSession, source: str, *, limit: int) -> Batch:
     """Like `pending`, but a row that does not decode (edited by hand, over the data limit) is
-    set aside in `undecodable` with the reason instead of failing the whole read."""
+    set aside in `undecodable` with the reason instead of failing the whole read. (The relay reads
+    through its dialect, `StoreDialect.relay_read`, and decodes with `batch_of`.)"""
     statement = (
         select(outbox.c.id, outbox.c.headers, outbox.c.body, outbox.c.created_at)
         .where(outbox.c.source == source)
         .order_by(outbox.c.id)
         .limit(limit)
     )
+    return batch_of((row.id, row.headers, row.body, row.created_at) for row in await session.execute(statement))
+
+
+def batch_of(rows: Iterable[tuple[int, str, bytes, float]]) -> Batch:
+    """The `Batch` of stored rows `(id, headers, body, created_at)` in `id` order: each one that
+    decodes as an `OutboxRow`, each one that does not with the reason (only that row is affected)."""
     batch = Batch([], [])
-    for row in await session.execute(statement):
+    for row_id, headers, body, created_at in rows:
         try:
-            envelope = decode(row.headers, row.body)
+            envelope = decode(headers, body)
         except Exception as error:  # whatever is wrong with it, only this row is affected
-            batch.undecodable.append((row.id, f"cannot be decoded: {_explain(error)}"))
+            batch.undecodable.append((row_id, f"cannot be decoded: {_explain(error)}"))
         else:
-            batch.rows.append(OutboxRow(id=row.id, envelope=envelope, created_at=row.created_at))
+            batch.rows.append(OutboxRow(id=row_id, envelope=envelope, created_at=created_at))
     return batch
 
 

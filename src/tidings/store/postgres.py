@@ -7,12 +7,16 @@
   of one key are serialized from the add to the commit, and their ids are in commit order. The
   same statement queues `pg_notify('tidings_outbox', source)`, delivered at commit, which wakes
   the relays of other processes (`listener`).
+- The relay's cycle is two statements in one transaction: `relay_read` locks the source's relay
+  row (`FOR UPDATE SKIP LOCKED`: the lock is the relay's turn, see `tidings.store.lease`) and
+  reads the batch; `relay_settle` deletes what the broker confirmed and counts it. Both are
+  built once and run on the connection (SQLAlchemy Core), not through an ORM session.
 - Migrations of several processes are serialized by a transaction advisory lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import GenerativeSelect, event, text
@@ -22,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 from tidings.errors import ConfigurationError
 from tidings.store import tls
+from tidings.store.dialect import RelayView
 from tidings.store.notify import CHANNEL, Listener
 from tidings.store.tables import relay
 
@@ -59,6 +64,38 @@ RETURNING source, event_id
 """
 )
 _ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
+# No row: the relay row is missing or another relay's transaction holds it. A row with a NULL id:
+# the lock is ours and the outbox is empty. The lateral read uses the (source, id) index.
+# Read committed: the statement reads one snapshot, taken before the lock was granted; a relay
+# whose commit came in between (it deleted rows) changed the row, so the locked version (`xmin`)
+# differs from the snapshot's (`fresh` is false), and the batch is read again by a statement of its own.
+_RELAY_READ = text(
+    """
+SELECT r.owner, r.lease_until, r.version = (SELECT xmin::text FROM tidings_relay WHERE source = :source) AS fresh,
+       o.id, o.headers, o.body, o.created_at
+FROM (SELECT source, owner, lease_until, xmin::text AS version FROM tidings_relay
+      WHERE source = :source FOR UPDATE SKIP LOCKED) AS r
+LEFT JOIN LATERAL (SELECT id, headers, body, created_at FROM tidings_outbox
+                   WHERE source = r.source AND id <> ALL(CAST(:skip AS bigint[]))
+                   ORDER BY id LIMIT :limit) AS o ON true
+ORDER BY o.id
+"""
+)
+_RELAY_REREAD = text(
+    """
+SELECT id, headers, body, created_at FROM tidings_outbox
+WHERE source = :source AND id <> ALL(CAST(:skip AS bigint[])) ORDER BY id LIMIT :limit
+"""
+)
+# A data-modifying CTE runs to completion whether or not the UPDATE reads it.
+_RELAY_SETTLE = text(
+    """
+WITH gone AS (DELETE FROM tidings_outbox WHERE id = ANY(CAST(:ids AS bigint[])))
+UPDATE tidings_relay SET published = published + :count, owner = :owner,
+       last_published_at = CASE WHEN :count > 0 THEN CAST(:now AS double precision) ELSE last_published_at END
+WHERE source = :source
+"""
+)
 _LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
 # The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
 # before the INSERT draws the first id (nextval).
@@ -153,6 +190,37 @@ class PostgresDialect:
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
         await session.execute(_ENSURE_RELAY_ROW, {"source": source})
+
+    async def relay_read(
+        self, connection: AsyncConnection, source: str, *, limit: int, skip: Collection[int]
+    ) -> RelayView | None:
+        """Lock the relay row (skipping it if locked) and read the batch, in one statement; in a second
+        one if another relay's commit came between the statement's snapshot and the lock."""
+        parameters = {"source": source, "limit": limit, "skip": list(skip)}
+        result = (await connection.execute(_RELAY_READ, parameters)).all()
+        if not result:
+            return None
+        holder, lease_until, fresh = result[0][:3]
+        if fresh:
+            rows = [(row[3], row[4], row[5], row[6]) for row in result if row[3] is not None]
+        else:
+            rows = [(row[0], row[1], row[2], row[3]) for row in await connection.execute(_RELAY_REREAD, parameters)]
+        return RelayView(holder=holder, lease_until=lease_until, rows=rows)
+
+    async def relay_settle(
+        self,
+        connection: AsyncConnection,
+        source: str,
+        ids: Sequence[int],
+        *,
+        now: float,
+        owner: str,
+        lease_until: float,
+    ) -> None:
+        """One statement: delete `ids`, count them, note `owner` (the row changes even when `ids` is
+        empty, which `relay_read` relies on); `lease_until` concerns SQLite only."""
+        parameters = {"ids": list(ids), "count": len(ids), "now": now, "owner": owner, "source": source}
+        await connection.execute(_RELAY_SETTLE, parameters)
 
     def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
         """`statement ... FOR UPDATE [SKIP LOCKED]`."""

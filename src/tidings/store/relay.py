@@ -5,7 +5,10 @@ replicas of a service only one publishes at a time (see `tidings.store.lease`). 
 to `batch_size` rows of its source in `id` order, publishes them in one `transport.publish` call,
 and deletes them only after that call returned, i.e. after the broker confirmed them. Rows are
 deleted, not kept: the outbox stays small and the relay's query fast; `tidings_relay.published`
-counts what was sent.
+counts what was sent. A cycle costs two statements on the connection (the dialect's `relay_read`
+and `relay_settle`, no ORM session): on PostgreSQL in one transaction that holds the lock; on
+SQLite the read runs on a read-only connection of the relay's own and the deletion beside the
+next cycle (`_cycle_leased`), so neither waits for the service's writers on its one connection.
 
 - Prompt: `wake()` (called by the runtime after a commit with events) and, on PostgreSQL,
   `LISTEN tidings_outbox` (commits of other processes) start a cycle at once; otherwise the
@@ -32,51 +35,21 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tidings.errors import ConfigurationError
 from tidings.observe import Telemetry
-from tidings.retry import RetryPolicy
-from tidings.store import lease, outbox, parked
+from tidings.store import lease, outbox
 from tidings.store.database import Store
-from tidings.store.dialect import OutboxListener
-from tidings.store.outbox import OutboxRow
+from tidings.store.dialect import OutboxListener, RelayView
+from tidings.store.relay_config import READ_BUSY_TIMEOUT, PublishedHook, RelayConfig
 from tidings.store.sending import Sent, send, to_park
+from tidings.store.settling import Deletion, settle
 from tidings.transport.base import Transport
 
+__all__ = ["PublishedHook", "Relay", "RelayConfig"]
 log = logging.getLogger("tidings.store.relay")
-
-
-@dataclass(frozen=True, slots=True)
-class RelayConfig:
-    """How a relay batches, waits and backs off; times in seconds."""
-
-    batch_size: int = 500
-    poll_interval: float = 0.5
-    """Longest wait for rows that arrived without a wake-up (another process on SQLite, a lost NOTIFY)."""
-    publish_timeout: float = 10.0
-    """A publish that takes longer counts as failed; its rows are published again."""
-    lease: float = 30.0
-    """SQLite: how long a relay's lease lasts without renewal (a dead holder's is taken over at once)."""
-    backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(base=0.1, factor=2.0, max_delay=10.0))
-    """Delays between failed cycles (broker or database down); `max_attempts` is not used."""
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigurationError("batch_size must be at least 1")
-        if min(self.poll_interval, self.publish_timeout, self.lease) <= 0:
-            raise ConfigurationError("poll_interval, publish_timeout and lease must be positive")
-        if self.publish_timeout >= self.lease:
-            raise ConfigurationError("publish_timeout must be shorter than lease")
-
-
-PublishedHook = Callable[[Sequence[OutboxRow], float], None]
-"""Called after each batch was confirmed and deleted, with its rows and the time (Unix seconds) the
-broker confirmed it; `confirmed_at - row.created_at` is the row's commit-to-publish delay (of it,
-`relay.cycle_started_at - row.created_at` was spent waiting for the cycle)."""
 
 
 class Relay:
@@ -109,6 +82,8 @@ class Relay:
         self._listener: OutboxListener | None = None
         self._row_exists = False
         self._read = 0  # rows the last cycle read, parked ones included
+        self._reader: AsyncEngine | None = None  # SQLite: the relay's read-only connection
+        self._deletion = Deletion()  # SQLite: the settle running beside the next cycle
 
     # -- for a supervisor ------------------------------------------------------------------------
 
@@ -149,9 +124,16 @@ class Relay:
     async def close(self) -> None:
         """Stop listening and, where the relay holds a lease (SQLite), release it so another relay
         takes over at once (on failure it expires by itself). Call after `run()` returned."""
+        try:
+            await self._deletion.drain()
+        except Exception:
+            log.warning("relay %s could not delete its last batch; it is published again", self.source, exc_info=True)
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
+        if self._reader is not None:
+            await self._reader.dispose()
+            self._reader = None
         if not self._dialect.concurrent_writers:
             try:
                 async with self._store.session() as session, session.begin():
@@ -188,7 +170,14 @@ class Relay:
         await self.close()
 
     async def run_once(self) -> int:
-        """One cycle: publish up to `batch_size` rows if this relay may; returns how many it published."""
+        """One cycle: publish up to `batch_size` rows if this relay may; returns how many it
+        published, once their deletion committed."""
+        try:
+            return await self._cycle()
+        finally:
+            await self._deletion.drain()
+
+    async def _cycle(self) -> int:
         self.cycle_started_at = time.time()
         await self._ensure_row()
         if self._dialect.concurrent_writers:
@@ -209,7 +198,7 @@ class Relay:
             self._wakeup.clear()
             self._read = 0
             try:
-                published = await self.run_once()
+                published = await self._cycle()  # its deletion may still run: see _cycle_leased
             except Exception as error:
                 failures += 1
                 self.stats["failures"] += 1
@@ -242,48 +231,76 @@ class Relay:
             await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval)
 
     async def _cycle_locked(self) -> int:
-        """Concurrent writers (PostgreSQL): read, publish, then delete and park in one transaction
-        holding the source's row lock."""
-        async with self._store.session() as session, session.begin():
-            if not await lease.lock(session, self.source):
+        """Concurrent writers (PostgreSQL): in one transaction, lock the source's row and read (one
+        statement), publish, then delete and count (one statement) and park."""
+        async with self._store.engine.connect() as connection, connection.begin():
+            view = await self._dialect.relay_read(connection, self.source, limit=self.config.batch_size, skip=())
+            if view is None:
                 self.stats["not_leader"] += 1
                 return 0
-            batch = await outbox.read(session, self.source, limit=self.config.batch_size)
+            batch = outbox.batch_of(view.rows)
             if not len(batch):
                 return 0
             sent = await self._send(batch)
-            await self._settle(session, batch, sent)
+            await self._settle(connection, batch, sent)
         return self._done(batch, sent)
 
     async def _cycle_leased(self) -> int:
-        """One writer at a time (SQLite): read under the lease, publish outside a transaction, then delete and park."""
-        async with self._store.session() as session, session.begin():
-            if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
-                self.stats["not_leader"] += 1
-                return 0
-            batch = await outbox.read(session, self.source, limit=self.config.batch_size)
+        """One writer at a time (SQLite): read on the relay's own read-only connection, which waits
+        for no writer, while the lease is held and not due for renewal (else take it in a write
+        transaction); publish; then delete, count and renew the lease in a write transaction that
+        runs while the loop waits for, reads and publishes the next batch (whose read skips the
+        rows being deleted). One deletion at a time: the next publish waits for it to finish."""
+        view = await self._peek()
+        if not lease.holds(view, self.owner, ttl=self.config.lease, now=time.time()):
+            async with self._store.session() as session, session.begin():
+                if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
+                    self.stats["not_leader"] += 1
+                    return 0
+                connection = await session.connection()
+                skip = self._deletion.deleting
+                view = await self._dialect.relay_read(connection, self.source, limit=self.config.batch_size, skip=skip)
+        batch = outbox.batch_of(view.rows if view is not None else [])
         if not len(batch):
             return 0
         sent = await self._send(batch)
-        if sent.published or to_park(batch, sent):
-            async with self._store.session() as session, session.begin():
-                await self._settle(session, batch, sent)
+        await self._deletion.drain()
+        settled = [row.id for row in sent.published] + [row_id for row_id, _ in to_park(batch, sent)]
+        if settled:
+            self._deletion.start(settled, self._settle_leased(batch, sent), name=f"{self.source}-relay-settle")
         return self._done(batch, sent)
+
+    async def _peek(self) -> RelayView | None:
+        """The relay row and the next batch, from a snapshot of the read-only connection. Should a
+        deletion commit meanwhile, the ids it freed may be taken by new rows that this read skipped:
+        the loop is woken to read again."""
+        if self._reader is None:
+            self._reader = self._dialect.create_engine(
+                self._store.engine.url, pool_size=1, busy_timeout=READ_BUSY_TIMEOUT, read_only=True
+            )
+        finished, skip = self._deletion.finished, self._deletion.deleting
+        async with self._reader.connect() as connection:
+            view = await self._dialect.relay_read(connection, self.source, limit=self.config.batch_size, skip=skip)
+        if self._deletion.finished != finished:
+            self._wakeup.set()
+        return view
+
+    async def _settle_leased(self, batch: outbox.Batch, sent: Sent) -> None:
+        async with self._store.engine.connect() as connection:
+            async with connection.begin():
+                await self._settle(connection, batch, sent)
+            self._deletion.committed()
 
     async def _send(self, batch: outbox.Batch) -> Sent:
         limit = self.config.publish_timeout
         return await send(self._transport, batch.rows, telemetry=self._telemetry, time_limit=limit)
 
-    async def _settle(self, session: AsyncSession, batch: outbox.Batch, sent: Sent) -> None:
-        """In one transaction: delete the rows the broker confirmed (the step a crash between
-        publish and commit skips) and park those that can never be published."""
-        if sent.published:
-            await outbox.remove(session, [row.id for row in sent.published])
-            owner = self.owner if self._dialect.concurrent_writers else None
-            await lease.record(session, self.source, len(sent.published), now=time.time(), owner=owner)
-        poison = to_park(batch, sent)
-        if poison:
-            await parked.park(session, poison, now=time.time())
+    async def _settle(self, connection: AsyncConnection, batch: outbox.Batch, sent: Sent) -> None:
+        """Delete the rows the broker confirmed (the step a crash between publish and commit skips)
+        and park those that can never be published, in `connection`'s transaction."""
+        await settle(
+            self._dialect, connection, batch, sent, source=self.source, owner=self.owner, lease=self.config.lease
+        )
 
     def _done(self, batch: outbox.Batch, sent: Sent) -> int:
         """Account for a settled cycle; raise its transient failure, if any, for the loop's backoff."""

@@ -11,7 +11,8 @@ spinning in SQLite's busy handler; other processes wait up to the busy timeout.
 `claim` and `add_outbox` run on the aiosqlite connection directly: they are on every event's
 path, and through SQLAlchemy each statement costs four hand-offs to aiosqlite's thread instead
 of one. This is sound because the engine's transactions begin eagerly (`BEGIN IMMEDIATE` in its
-begin event), so the statements are inside the session's transaction.
+begin event), so the statements are inside the session's transaction. The relay's statements
+(`relay_read`, `relay_settle`) run on the driver too, for the same reason.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, GenerativeSelect, event
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.util import await_only
 
 from tidings.errors import ConfigurationError
+from tidings.store.dialect import RelayView
 from tidings.store.tables import relay
 
 if TYPE_CHECKING:
@@ -54,6 +56,19 @@ _CLAIM_MANY = (
 )
 _ADD = "INSERT INTO tidings_outbox (source, event_id, headers, body, created_at) VALUES (?, ?, ?, ?, ?)"
 _ENSURE_RELAY_ROW = sqlite.insert(relay).on_conflict_do_nothing()
+# No row: the relay row is missing. A row with a NULL id: the outbox is empty. Uses the (source, id) index.
+_RELAY_READ = (
+    "SELECT r.owner, r.lease_until, o.id, o.headers, o.body, o.created_at FROM tidings_relay AS r"
+    " LEFT JOIN (SELECT id, headers, body, created_at FROM tidings_outbox WHERE source = ?1"
+    " AND id NOT IN (SELECT value FROM json_each(?3)) ORDER BY id LIMIT ?2) AS o ON 1"
+    " WHERE r.source = ?1 ORDER BY o.id"
+)
+_RELAY_DELETE = "DELETE FROM tidings_outbox WHERE id IN (SELECT value FROM json_each(?1))"
+_RELAY_COUNT = (
+    "UPDATE tidings_relay SET published = published + ?2,"
+    " last_published_at = CASE WHEN ?2 > 0 THEN ?3 ELSE last_published_at END,"
+    " lease_until = CASE WHEN owner = ?4 THEN ?5 ELSE lease_until END WHERE source = ?1"
+)
 
 
 class SQLiteDialect:
@@ -113,6 +128,36 @@ class SQLiteDialect:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
         await session.execute(_ENSURE_RELAY_ROW, {"source": source})
 
+    async def relay_read(
+        self, connection: AsyncConnection, source: str, *, limit: int, skip: Collection[int]
+    ) -> RelayView | None:
+        """One statement on the driver: in a transaction, or alone on a read-only connection (its own
+        snapshot). No lock is taken: the lease (`tidings.store.lease`) says which relay publishes."""
+        driver = await _driver_of(connection)
+        result = await driver.execute_fetchall(_RELAY_READ, (source, limit, json.dumps(sorted(skip))))
+        if not result:
+            return None
+        first = result[0]
+        rows = [(row[2], row[3], row[4], row[5]) for row in result if row[2] is not None]
+        return RelayView(holder=first[0], lease_until=first[1], rows=rows)
+
+    async def relay_settle(
+        self,
+        connection: AsyncConnection,
+        source: str,
+        ids: Sequence[int],
+        *,
+        now: float,
+        owner: str,
+        lease_until: float,
+    ) -> None:
+        """Two statements on the driver: delete `ids`; count them and renew `owner`'s lease if it holds it."""
+        driver = await _driver_of(connection)
+        if not driver.in_transaction:
+            raise ConfigurationError("the relay settles in a transaction of a Store's connection")
+        await driver.execute(_RELAY_DELETE, (json.dumps(list(ids)),))
+        await driver.execute(_RELAY_COUNT, (source, len(ids), now, owner, lease_until))
+
     def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
         """`statement` unchanged: the transaction already holds the database's write lock."""
         return statement
@@ -134,6 +179,12 @@ async def driver_connection(executor: Executor) -> Any:
     if driver is None or not driver.in_transaction:
         raise ConfigurationError("the session's SQLite connection is not in a transaction: use a Store's session")
     return driver
+
+
+async def _driver_of(connection: AsyncConnection) -> Any:
+    """The aiosqlite connection under `connection` (no transaction is started)."""
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
 
 
 def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:

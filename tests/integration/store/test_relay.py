@@ -20,7 +20,7 @@ from tests.integration.store.shop import JobDone
 from tidings.envelope import Envelope
 from tidings.errors import PublishError
 from tidings.retry import RetryPolicy
-from tidings.store import Store, lease, outbox, outbox_status
+from tidings.store import Store, outbox, outbox_status
 from tidings.store.relay import Relay, RelayConfig
 from tidings.store.tables import relay as relay_table
 from tidings.transport.base import Transport, connect
@@ -379,8 +379,10 @@ async def test_a_relay_that_is_not_the_leader_publishes_nothing_and_counts_it(st
     await follower.open()
     await _add(store, _done(range(3)))
     if store.dialect.concurrent_writers:
-        async with store.session() as session, session.begin():
-            assert await lease.lock(session, SOURCE)  # the leader's cycle, held open
+        async with store.engine.connect() as connection, connection.begin():  # the leader's cycle, held open
+            view = await store.dialect.relay_read(connection, SOURCE, limit=10, skip=())
+            assert view is not None
+            assert len(view.rows) == 3
             assert [await follower.run_once(), await follower.run_once()] == [0, 0]
         waiting = 3
     else:
@@ -392,3 +394,50 @@ async def test_a_relay_that_is_not_the_leader_publishes_nothing_and_counts_it(st
     await leader.close()  # the lock ended with its transaction; the lease is released here
     assert await follower.run_once() == waiting
     await follower.close()
+
+
+async def test_sqlite_relay_publishes_while_the_service_holds_its_write_transaction(
+    tmp_path: Path, broker: Transport
+) -> None:
+    """A SQLite service has one connection, and each of its transactions holds the write lock: a
+    relay reading through it waited for every consumer batch and request first. It reads on a
+    read-only connection of its own, so a commit is published while a writer holds the lock; the
+    deletion then waits for the lock and commits once it is free."""
+    store = await Store.open(f"sqlite:///{tmp_path / 'service.db'}")
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    relay = Relay(store, broker, source=SOURCE, config=RelayConfig(poll_interval=30))
+    try:
+        first, envelopes = _done([0]), _done([1, 2])
+        await _add(store, first)
+        assert await relay.run_once() == 1  # takes the lease
+        await _add(store, envelopes)
+        await relay.start()
+        async with store.session() as writer, writer.begin():
+            await writer.connection()  # BEGIN IMMEDIATE: the service's one connection, the write lock
+            relay.wake()
+            assert await receive(audit, 3, within=5) == first + envelopes
+            assert relay.stats["published"] == 3
+        await eventually(lambda: _pending_is(store, 0), what="the deletion once the lock is free")
+    finally:
+        await relay.stop()
+        await audit.close()
+        await store.close()
+
+
+async def test_rows_committed_while_a_deletion_runs_are_published_at_once(store: Store, broker: Transport) -> None:
+    """On SQLite the deletion of a batch runs while the relay reads the next one, skipping the ids
+    being deleted; once they are deleted a new row may take one of them again (no AUTOINCREMENT).
+    Every row must still go out on its wake-up, not a minute later at the next poll."""
+    audit = await broker.subscribe("audit", [JobDone.event_type])
+    relay = Relay(store, broker, source=SOURCE, config=RelayConfig(poll_interval=60))
+    await relay.start()
+    try:
+        for number in range(30):
+            envelope = _done([number])
+            await _add(store, envelope)
+            relay.wake()
+            assert await receive(audit, 1, within=5) == envelope
+    finally:
+        await relay.stop()
+        await audit.close()
+    assert (await outbox_status(store.engine.url)).pending == 0

@@ -22,7 +22,7 @@ async def test_stop_publishes_the_rows_committed_while_the_relay_was_idle(tmp_pa
     audit = await broker.subscribe("audit", [JobDone.event_type])
     relay = Relay(store, broker, source="worker", config=RelayConfig(poll_interval=60))
     cycles = 0
-    first_cycle = relay.run_once
+    first_cycle = relay._cycle  # the loop's cycle
 
     async def counted() -> int:
         nonlocal cycles
@@ -30,7 +30,7 @@ async def test_stop_publishes_the_rows_committed_while_the_relay_was_idle(tmp_pa
         cycles += 1
         return published
 
-    relay.run_once = counted  # type: ignore[method-assign]
+    relay._cycle = counted  # type: ignore[method-assign]
     await relay.start()
     deadline = asyncio.get_running_loop().time() + 10
     while cycles == 0:  # the first, empty cycle is over: the relay now waits up to a minute

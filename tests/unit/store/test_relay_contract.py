@@ -199,7 +199,7 @@ async def test_the_backoff_counts_failures_in_a_row_from_one_and_starts_again_af
             raise ConnectionError("database away (simulated)")
         return 0
 
-    relay.run_once = cycle  # type: ignore[method-assign]
+    relay._cycle = cycle  # type: ignore[method-assign]  # the loop's cycle
     await relay.open()
     async with asyncio.timeout(10):
         await relay.run()
