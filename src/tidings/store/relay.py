@@ -35,6 +35,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -249,8 +250,8 @@ class Relay:
         """One writer at a time (SQLite): read on the relay's own read-only connection, which waits
         for no writer, while the lease is held and not due for renewal (else take it in a write
         transaction); publish; then delete, count and renew the lease in a write transaction that
-        runs while the loop waits for, reads and publishes the next batch (whose read skips the
-        rows being deleted). One deletion at a time: the next publish waits for it to finish."""
+        runs while the loop waits for, reads and publishes the next batches (whose reads skip the
+        rows being deleted): `tidings.store.settling.Deletion`."""
         view = await self._peek()
         if not lease.holds(view, self.owner, ttl=self.config.lease, now=time.time()):
             async with self._store.session() as session, session.begin():
@@ -264,10 +265,16 @@ class Relay:
         if not len(batch):
             return 0
         sent = await self._send(batch)
-        await self._deletion.drain()
         settled = [row.id for row in sent.published] + [row_id for row_id, _ in to_park(batch, sent)]
         if settled:
-            self._deletion.start(settled, self._settle_leased(batch, sent), name=f"{self.source}-relay-settle")
+
+            async def settle_batch(committed: Callable[[], None]) -> None:
+                async with self._store.engine.connect() as connection:
+                    async with connection.begin():
+                        await self._settle(connection, batch, sent)
+                    committed()
+
+            await self._deletion.start(settled, settle_batch, name=f"{self.source}-relay-settle")
         return self._done(batch, sent)
 
     async def _peek(self) -> RelayView | None:
@@ -284,12 +291,6 @@ class Relay:
         if self._deletion.finished != finished:
             self._wakeup.set()
         return view
-
-    async def _settle_leased(self, batch: outbox.Batch, sent: Sent) -> None:
-        async with self._store.engine.connect() as connection:
-            async with connection.begin():
-                await self._settle(connection, batch, sent)
-            self._deletion.committed()
 
     async def _send(self, batch: outbox.Batch) -> Sent:
         limit = self.config.publish_timeout

@@ -6,19 +6,20 @@ renew the lease; rows that cannot be published are parked (`tidings.store.parked
 runs when only rows were parked, so the relay row changes whenever the outbox did (PostgreSQL's
 `relay_read` tells a stale snapshot by that).
 
-`Deletion` runs a settle beside the relay's next cycle (SQLite, where the settle's write
-transaction queues behind the service's writers on the one connection): at most one at a time;
-`deleting` names its rows, which the next read skips so they are not published twice; `finished`
-counts the settles done, so a read that overlapped one can tell (the ids a deletion frees may be
-taken again by new rows, SQLite having no AUTOINCREMENT on the outbox, and such a read skipped
-them).
+`Deletion` runs settles beside the relay's next cycles (SQLite, where a settle's write
+transaction queues behind the service's writers on the one connection), one after the other;
+`deleting` names their rows, which the next reads skip so they are not published twice;
+`finished` counts the settles done, so a read that overlapped one can tell (the ids a deletion
+frees may be taken again by new rows, SQLite having no AUTOINCREMENT on the outbox, and such a
+read skipped them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Collection
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -26,6 +27,9 @@ from tidings.store import parked
 from tidings.store.dialect import StoreDialect
 from tidings.store.outbox import Batch
 from tidings.store.sending import Sent, to_park
+
+Settle = Callable[[Callable[[], None]], Awaitable[None]]
+"""A settle to run beside the next cycle: called with `committed`, to call once it committed."""
 
 
 async def settle(
@@ -50,39 +54,56 @@ async def settle(
 
 
 class Deletion:
-    """The settle running beside the next cycle, if any (see the module docstring)."""
+    """The settles running beside the relay's next cycles, one after the other (see the module
+    docstring): at most `QUEUED` at a time, so a cycle never waits for the one before it."""
+
+    QUEUED = 2
 
     def __init__(self) -> None:
-        self.deleting: frozenset[int] = frozenset()
-        """Ids of the rows the settle in flight deletes or parks: reads skip them."""
         self.finished = 0
         """Settles finished so far, failed ones included."""
-        self._task: asyncio.Task[None] | None = None
+        self._deleting: dict[int, frozenset[int]] = {}  # per settle not finished: its rows' ids
+        self._tasks: deque[asyncio.Task[None]] = deque()
+        self._started = 0
 
-    def start(self, ids: Collection[int], work: Awaitable[None], *, name: str) -> None:
-        """Run `work` (a settle of the rows `ids`) in a task; `drain()` the previous one first."""
-        if self._task is not None:
-            raise RuntimeError("a deletion is already in flight: drain it first")
-        self.deleting = frozenset(ids)
-        self._task = asyncio.create_task(self._run(work), name=name)
+    @property
+    def deleting(self) -> frozenset[int]:
+        """Ids of the rows the queued settles delete or park and did not commit yet: reads skip them."""
+        return frozenset().union(*self._deleting.values())
 
-    def committed(self) -> None:
-        """The settle's transaction committed: its rows are gone, reads need not skip them. Called
-        by the settle at once, before it returns its connection (an await), to narrow the window in
-        which a read sees freed ids taken again but is not told."""
-        self.deleting = frozenset()
-        self.finished += 1
+    async def start(self, ids: Collection[int], settle: Settle, *, name: str) -> None:
+        """Queue `settle(committed)` for the rows `ids`, to run once the settles before it finished
+        (whether or not they failed); first waits for the oldest while `QUEUED` are queued, and
+        raises its failure. `settle` calls `committed()` as soon as its transaction committed,
+        before it returns its connection (an await), to narrow the window in which a read sees
+        freed ids taken again but is not told."""
+        while len(self._tasks) >= self.QUEUED:
+            await self._tasks.popleft()
+        self._started += 1
+        token, previous = self._started, self._tasks[-1] if self._tasks else None
+        self._deleting[token] = frozenset(ids)
+        self._tasks.append(asyncio.create_task(self._run(token, previous, settle), name=name))
 
-    async def _run(self, work: Awaitable[None]) -> None:
+    def _finish(self, token: int) -> None:
+        if self._deleting.pop(token, None) is not None:
+            self.finished += 1
+
+    async def _run(self, token: int, previous: asyncio.Task[None] | None, settle: Settle) -> None:
         try:
-            await work
-        finally:  # failed: the rows stay and are published again; committed: already said
-            if self.deleting:
-                self.committed()
+            if previous is not None:
+                await asyncio.wait({previous})  # its failure is `drain`'s to raise
+            await settle(lambda: self._finish(token))
+        finally:  # failed: the rows stay and are published again
+            self._finish(token)
 
     async def drain(self) -> None:
-        """Wait for the settle in flight, if any; raises its failure (its rows stay in the outbox
-        and are published again: at-least-once)."""
-        task, self._task = self._task, None
-        if task is not None:
-            await task
+        """Wait for every queued settle; raises the first failure (its rows stay in the outbox and
+        are published again: at-least-once)."""
+        failure: Exception | None = None
+        while self._tasks:
+            try:
+                await self._tasks.popleft()
+            except Exception as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
