@@ -14,6 +14,7 @@ rolls one back.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -100,6 +101,12 @@ class StoreDialect(Protocol):
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """Create `source`'s `tidings_relay` row unless it exists. The caller's transaction."""
+        ...
+
+    def relay_transaction(self, connection: AsyncConnection) -> AbstractAsyncContextManager[object]:
+        """The transaction of a relay's cycle on `connection`, begun the cheapest way the driver
+        allows; `relay_read` and `relay_settle` run in it, and so does parking, through a session
+        bound to `connection` that commits (a savepoint, or nothing where it joins the transaction)."""
         ...
 
     async def relay_read(

@@ -9,14 +9,16 @@
   the relays of other processes (`listener`).
 - The relay's cycle is two statements in one transaction: `relay_read` locks the source's relay
   row (`FOR UPDATE SKIP LOCKED`: the lock is the relay's turn, see `tidings.store.lease`) and
-  reads the batch; `relay_settle` deletes what the broker confirmed and counts it. Both are
-  built once and run on the connection (SQLAlchemy Core), not through an ORM session.
+  reads the batch; `relay_settle` deletes what the broker confirmed and counts it. Both run on
+  the asyncpg connection in its own transaction (`relay_transaction`), as prepared statements
+  from asyncpg's cache: a third of the CPU of the same statements through SQLAlchemy Core.
 - Migrations of several processes are serialized by a transaction advisory lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import GenerativeSelect, event, text
@@ -69,33 +71,27 @@ _ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
 # Read committed: the statement reads one snapshot, taken before the lock was granted; a relay
 # whose commit came in between (it deleted rows) changed the row, so the locked version (`xmin`)
 # differs from the snapshot's (`fresh` is false), and the batch is read again by a statement of its own.
-_RELAY_READ = text(
-    """
-SELECT r.owner, r.lease_until, r.version = (SELECT xmin::text FROM tidings_relay WHERE source = :source) AS fresh,
+_RELAY_READ = """
+SELECT r.owner, r.lease_until, r.version = (SELECT xmin::text FROM tidings_relay WHERE source = $1) AS fresh,
        o.id, o.headers, o.body, o.created_at
 FROM (SELECT source, owner, lease_until, xmin::text AS version FROM tidings_relay
-      WHERE source = :source FOR UPDATE SKIP LOCKED) AS r
+      WHERE source = $1 FOR UPDATE SKIP LOCKED) AS r
 LEFT JOIN LATERAL (SELECT id, headers, body, created_at FROM tidings_outbox
-                   WHERE source = r.source AND id <> ALL(CAST(:skip AS bigint[]))
-                   ORDER BY id LIMIT :limit) AS o ON true
+                   WHERE source = r.source AND id <> ALL($3::bigint[])
+                   ORDER BY id LIMIT $2) AS o ON true
 ORDER BY o.id
 """
-)
-_RELAY_REREAD = text(
-    """
+_RELAY_REREAD = """
 SELECT id, headers, body, created_at FROM tidings_outbox
-WHERE source = :source AND id <> ALL(CAST(:skip AS bigint[])) ORDER BY id LIMIT :limit
+WHERE source = $1 AND id <> ALL($3::bigint[]) ORDER BY id LIMIT $2
 """
-)
 # A data-modifying CTE runs to completion whether or not the UPDATE reads it.
-_RELAY_SETTLE = text(
-    """
-WITH gone AS (DELETE FROM tidings_outbox WHERE id = ANY(CAST(:ids AS bigint[])))
-UPDATE tidings_relay SET published = published + :count, owner = :owner,
-       last_published_at = CASE WHEN :count > 0 THEN CAST(:now AS double precision) ELSE last_published_at END
-WHERE source = :source
+_RELAY_SETTLE = """
+WITH gone AS (DELETE FROM tidings_outbox WHERE id = ANY($1::bigint[]))
+UPDATE tidings_relay SET published = published + $2, owner = $4,
+       last_published_at = CASE WHEN $2 > 0 THEN $3::double precision ELSE last_published_at END
+WHERE source = $5
 """
-)
 _LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
 # The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
 # before the INSERT draws the first id (nextval).
@@ -191,20 +187,36 @@ class PostgresDialect:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
         await session.execute(_ENSURE_RELAY_ROW, {"source": source})
 
+    @contextlib.asynccontextmanager
+    async def relay_transaction(self, connection: AsyncConnection) -> AsyncIterator[None]:
+        """asyncpg's own transaction on the driver (SQLAlchemy's would begin on the first statement
+        it runs, and the relay's statements bypass it); a connection left in a transaction by an
+        interrupted rollback is invalidated, never returned to the pool so."""
+        driver = await _driver_of(connection)
+        try:
+            async with driver.transaction():
+                yield
+        except BaseException:
+            if driver.is_in_transaction():
+                await connection.invalidate()
+            raise
+
     async def relay_read(
         self, connection: AsyncConnection, source: str, *, limit: int, skip: Collection[int]
     ) -> RelayView | None:
         """Lock the relay row (skipping it if locked) and read the batch, in one statement; in a second
-        one if another relay's commit came between the statement's snapshot and the lock."""
-        parameters = {"source": source, "limit": limit, "skip": list(skip)}
-        result = (await connection.execute(_RELAY_READ, parameters)).all()
+        one if another relay's commit came between the statement's snapshot and the lock. On the
+        driver, in `relay_transaction` (raises `ConfigurationError` outside one: the lock would end
+        with the statement)."""
+        driver = await _in_transaction(connection)
+        result = await driver.fetch(_RELAY_READ, source, limit, list(skip))
         if not result:
             return None
         holder, lease_until, fresh = result[0][:3]
         if fresh:
             rows = [(row[3], row[4], row[5], row[6]) for row in result if row[3] is not None]
         else:
-            rows = [(row[0], row[1], row[2], row[3]) for row in await connection.execute(_RELAY_REREAD, parameters)]
+            rows = [tuple(row) for row in await driver.fetch(_RELAY_REREAD, source, limit, list(skip))]
         return RelayView(holder=holder, lease_until=lease_until, rows=rows)
 
     async def relay_settle(
@@ -217,10 +229,10 @@ class PostgresDialect:
         owner: str,
         lease_until: float,
     ) -> None:
-        """One statement: delete `ids`, count them, note `owner` (the row changes even when `ids` is
-        empty, which `relay_read` relies on); `lease_until` concerns SQLite only."""
-        parameters = {"ids": list(ids), "count": len(ids), "now": now, "owner": owner, "source": source}
-        await connection.execute(_RELAY_SETTLE, parameters)
+        """One statement on the driver: delete `ids`, count them, note `owner` (the row changes even
+        when `ids` is empty, which `relay_read` relies on); `lease_until` concerns SQLite only."""
+        driver = await _in_transaction(connection)
+        await driver.execute(_RELAY_SETTLE, list(ids), len(ids), now, owner, source)
 
     def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
         """`statement ... FOR UPDATE [SKIP LOCKED]`."""
@@ -229,3 +241,16 @@ class PostgresDialect:
     def listener(self, engine: AsyncEngine, source: str, callback: Callable[[], None]) -> Listener:
         """`LISTEN tidings_outbox` on a dedicated connection, calling `callback` for `source`'s commits."""
         return Listener(engine.url, CHANNEL, source, callback)
+
+
+async def _driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under `connection` (no transaction is started)."""
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def _in_transaction(connection: AsyncConnection) -> Any:
+    driver = await _driver_of(connection)
+    if not driver.is_in_transaction():
+        raise ConfigurationError("the relay's statements run in the dialect's relay_transaction")
+    return driver

@@ -234,7 +234,7 @@ class Relay:
     async def _cycle_locked(self) -> int:
         """Concurrent writers (PostgreSQL): in one transaction, lock the source's row and read (one
         statement), publish, then delete and count (one statement) and park."""
-        async with self._store.engine.connect() as connection, connection.begin():
+        async with self._store.engine.connect() as connection, self._dialect.relay_transaction(connection):
             view = await self._dialect.relay_read(connection, self.source, limit=self.config.batch_size, skip=())
             if view is None:
                 self.stats["not_leader"] += 1
@@ -270,7 +270,7 @@ class Relay:
 
             async def settle_batch(committed: Callable[[], None]) -> None:
                 async with self._store.engine.connect() as connection:
-                    async with connection.begin():
+                    async with self._dialect.relay_transaction(connection):
                         await self._settle(connection, batch, sent)
                     committed()
 

@@ -49,8 +49,9 @@ async def settle(
         ids = [row.id for row in sent.published]
         await dialect.relay_settle(connection, source, ids, now=now, owner=owner, lease_until=now + lease)
     if poison:
-        async with AsyncSession(bind=connection) as session:  # joins the connection's transaction
+        async with AsyncSession(bind=connection) as session:  # inside the relay's transaction
             await parked.park(session, poison, now=now)
+            await session.commit()  # a savepoint's release (PostgreSQL) or nothing (SQLite: joined)
 
 
 class Deletion:

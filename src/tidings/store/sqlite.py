@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, GenerativeSelect, event
@@ -127,6 +128,10 @@ class SQLiteDialect:
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
         await session.execute(_ENSURE_RELAY_ROW, {"source": source})
+
+    def relay_transaction(self, connection: AsyncConnection) -> AbstractAsyncContextManager[object]:
+        """The connection's own transaction: its begin event issues `BEGIN IMMEDIATE`."""
+        return connection.begin()
 
     async def relay_read(
         self, connection: AsyncConnection, source: str, *, limit: int, skip: Collection[int]

@@ -18,9 +18,9 @@ from tests.integration.store.conftest import postgres_database
 from tests.integration.store.helpers import eventually, receive
 from tests.integration.store.shop import JobDone
 from tidings.envelope import Envelope
-from tidings.errors import PublishError
+from tidings.errors import ConfigurationError, PublishError
 from tidings.retry import RetryPolicy
-from tidings.store import Store, outbox, outbox_status
+from tidings.store import Store, lease, outbox, outbox_status
 from tidings.store.relay import Relay, RelayConfig
 from tidings.store.tables import relay as relay_table
 from tidings.transport.base import Transport, connect
@@ -379,7 +379,7 @@ async def test_a_relay_that_is_not_the_leader_publishes_nothing_and_counts_it(st
     await follower.open()
     await _add(store, _done(range(3)))
     if store.dialect.concurrent_writers:
-        async with store.engine.connect() as connection, connection.begin():  # the leader's cycle, held open
+        async with store.engine.connect() as connection, store.dialect.relay_transaction(connection):  # a cycle
             view = await store.dialect.relay_read(connection, SOURCE, limit=10, skip=())
             assert view is not None
             assert len(view.rows) == 3
@@ -441,3 +441,22 @@ async def test_rows_committed_while_a_deletion_runs_are_published_at_once(store:
         await relay.stop()
         await audit.close()
     assert (await outbox_status(store.engine.url)).pending == 0
+
+
+@pytest.mark.postgres
+async def test_the_relay_read_refuses_to_run_outside_its_transaction() -> None:
+    """On PostgreSQL the relay's statements run on the driver, bypassing SQLAlchemy's transaction,
+    which would begin only at its own first statement: outside `relay_transaction` the row lock
+    would end with the statement, and a second relay could publish the same rows."""
+    async with postgres_database() as url:
+        store = await Store.open(url)
+        try:
+            async with store.session() as session, session.begin():
+                await lease.ensure(session, SOURCE)
+            async with store.engine.connect() as connection, connection.begin():
+                with pytest.raises(ConfigurationError, match="relay_transaction"):
+                    await store.dialect.relay_read(connection, SOURCE, limit=10, skip=())
+            async with store.engine.connect() as connection, store.dialect.relay_transaction(connection):
+                assert await store.dialect.relay_read(connection, SOURCE, limit=10, skip=()) is not None
+        finally:
+            await store.close()
