@@ -85,12 +85,15 @@ _RELAY_REREAD = """
 SELECT id, headers, body, created_at FROM tidings_outbox
 WHERE source = $1 AND id <> ALL($3::bigint[]) ORDER BY id LIMIT $2
 """
-# A data-modifying CTE runs to completion whether or not the UPDATE reads it.
+# A data-modifying CTE runs to completion whether or not the UPDATE reads it. The transaction's
+# commit then does not wait for the WAL flush: it deletes rows that were published already, and
+# losing it to a server crash only publishes them again (at-least-once), as a relay crash does.
 _RELAY_SETTLE = """
-WITH gone AS (DELETE FROM tidings_outbox WHERE id = ANY($1::bigint[]))
+WITH gone AS (DELETE FROM tidings_outbox WHERE id = ANY($1::bigint[])),
+     async AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
 UPDATE tidings_relay SET published = published + $2, owner = $4,
        last_published_at = CASE WHEN $2 > 0 THEN $3::double precision ELSE last_published_at END
-WHERE source = $5
+WHERE source = $5 AND EXISTS (SELECT 1 FROM async)
 """
 _LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
 # The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
@@ -230,7 +233,8 @@ class PostgresDialect:
         lease_until: float,
     ) -> None:
         """One statement on the driver: delete `ids`, count them, note `owner` (the row changes even
-        when `ids` is empty, which `relay_read` relies on); `lease_until` concerns SQLite only."""
+        when `ids` is empty, which `relay_read` relies on), and let the commit skip the wait for the
+        WAL flush (`synchronous_commit` off for this transaction); `lease_until` concerns SQLite only."""
         driver = await _in_transaction(connection)
         await driver.execute(_RELAY_SETTLE, list(ids), len(ids), now, owner, source)
 

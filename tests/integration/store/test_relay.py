@@ -460,3 +460,25 @@ async def test_the_relay_read_refuses_to_run_outside_its_transaction() -> None:
                 assert await store.dialect.relay_read(connection, SOURCE, limit=10, skip=()) is not None
         finally:
             await store.close()
+
+
+@pytest.mark.postgres
+async def test_the_relay_commit_on_postgresql_does_not_wait_for_the_wal_flush() -> None:
+    """The settle deletes rows already published: a commit lost to a server crash publishes them
+    again, which at-least-once allows, so it need not pay the flush (a disk's fsync per cycle)."""
+    async with postgres_database() as url:
+        store = await Store.open(url)
+        try:
+            async with store.session() as session, session.begin():
+                await lease.ensure(session, SOURCE)
+            async with store.engine.connect() as connection, store.dialect.relay_transaction(connection):
+                driver = (await connection.get_raw_connection()).driver_connection
+                await driver.execute("SET LOCAL synchronous_commit TO on")  # whatever the server's default
+                await store.dialect.relay_settle(connection, SOURCE, [], now=1.0, owner="me", lease_until=0.0)
+                assert await driver.fetchval("SHOW synchronous_commit") == "off"
+            async with store.engine.connect() as connection, store.dialect.relay_transaction(connection):
+                view = await store.dialect.relay_read(connection, SOURCE, limit=1, skip=())
+                assert view is not None
+                assert view.holder == "me"
+        finally:
+            await store.close()
