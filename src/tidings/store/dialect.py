@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import GenerativeSelect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.errors import ConfigurationError
+from tidings.store.relay_view import RelayView
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -41,18 +41,6 @@ class OutboxListener(Protocol):
 
     async def close(self) -> None:
         """Stop listening and close the connection."""
-
-
-@dataclass(frozen=True, slots=True)
-class RelayView:
-    """What a relay reads in one statement (`StoreDialect.relay_read`): the source's relay row and
-    its oldest outbox rows."""
-
-    holder: str | None
-    """The relay row's `owner`: the lease holder (SQLite) or the last publisher (PostgreSQL)."""
-    lease_until: float
-    rows: list[tuple[int, str, bytes, float]]
-    """`(id, headers, body, created_at)` of the outbox rows, in `id` order."""
 
 
 class StoreDialect(Protocol):

@@ -30,7 +30,8 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.store.dialect import RelayView, dialect_for
+from tidings.store.dialect import dialect_for
+from tidings.store.relay_view import RelayView
 from tidings.store.tables import relay
 
 _HOST = socket.gethostname()

@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 from tidings.errors import ConfigurationError
 from tidings.store import tls
-from tidings.store.dialect import RelayView
 from tidings.store.notify import CHANNEL, Listener
+from tidings.store.relay_view import RelayView
 from tidings.store.tables import relay
 
 if TYPE_CHECKING:

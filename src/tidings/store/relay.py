@@ -5,10 +5,9 @@ replicas of a service only one publishes at a time (see `tidings.store.lease`). 
 to `batch_size` rows of its source in `id` order, publishes them in one `transport.publish` call,
 and deletes them only after that call returned, i.e. after the broker confirmed them. Rows are
 deleted, not kept: the outbox stays small and the relay's query fast; `tidings_relay.published`
-counts what was sent. A cycle costs two statements on the connection (the dialect's `relay_read`
-and `relay_settle`, no ORM session): on PostgreSQL in one transaction that holds the lock; on
-SQLite the read runs on a read-only connection of the relay's own and the deletion beside the
-next cycle (`_cycle_leased`), so neither waits for the service's writers on its one connection.
+counts what was sent. A cycle is two statements on the driver (`StoreDialect.relay_read`,
+`relay_settle`): on PostgreSQL in one transaction holding the lock; on SQLite the read on a
+connection of the relay's own, the deletion beside the next cycle (ADR 0027).
 
 - Prompt: `wake()` (called by the runtime after a commit with events) and, on PostgreSQL,
   `LISTEN tidings_outbox` (commits of other processes) start a cycle at once; otherwise the
@@ -37,19 +36,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.errors import ConfigurationError
 from tidings.observe import Telemetry
 from tidings.store import lease, outbox
 from tidings.store.database import Store
-from tidings.store.dialect import OutboxListener, RelayView
-from tidings.store.relay_config import READ_BUSY_TIMEOUT, PublishedHook, RelayConfig
+from tidings.store.dialect import OutboxListener
+from tidings.store.relay_config import PublishedHook as PublishedHook
+from tidings.store.relay_config import RelayConfig as RelayConfig
 from tidings.store.sending import Sent, send, to_park
 from tidings.store.settling import Deletion, settle
+from tidings.store.snapshot import SnapshotReader
 from tidings.transport.base import Transport
 
-__all__ = ["PublishedHook", "Relay", "RelayConfig"]
 log = logging.getLogger("tidings.store.relay")
 
 
@@ -83,7 +83,7 @@ class Relay:
         self._listener: OutboxListener | None = None
         self._row_exists = False
         self._read = 0  # rows the last cycle read, parked ones included
-        self._reader: AsyncEngine | None = None  # SQLite: the relay's read-only connection
+        self._snapshots = SnapshotReader(store)  # SQLite: the relay's read-only connection
         self._deletion = Deletion()  # SQLite: the settle running beside the next cycle
 
     # -- for a supervisor ------------------------------------------------------------------------
@@ -123,8 +123,9 @@ class Relay:
         self._wakeup.set()
 
     async def close(self) -> None:
-        """Stop listening and, where the relay holds a lease (SQLite), release it so another relay
-        takes over at once (on failure it expires by itself). Call after `run()` returned."""
+        """Finish the deletions in flight, stop listening and, where the relay holds a lease (SQLite),
+        release it so another relay takes over at once (on failure it expires by itself). Call after
+        `run()` returned."""
         try:
             await self._deletion.drain()
         except Exception:
@@ -132,9 +133,7 @@ class Relay:
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
-        if self._reader is not None:
-            await self._reader.dispose()
-            self._reader = None
+        await self._snapshots.close()
         if not self._dialect.concurrent_writers:
             try:
                 async with self._store.session() as session, session.begin():
@@ -171,8 +170,7 @@ class Relay:
         await self.close()
 
     async def run_once(self) -> int:
-        """One cycle: publish up to `batch_size` rows if this relay may; returns how many it
-        published, once their deletion committed."""
+        """One cycle: publish up to `batch_size` rows if this relay may; returns how many, once deleted."""
         try:
             return await self._cycle()
         finally:
@@ -247,19 +245,18 @@ class Relay:
         return self._done(batch, sent)
 
     async def _cycle_leased(self) -> int:
-        """One writer at a time (SQLite): read on the relay's own read-only connection, which waits
-        for no writer, while the lease is held and not due for renewal (else take it in a write
-        transaction); publish; then delete, count and renew the lease in a write transaction that
-        runs while the loop waits for, reads and publishes the next batches (whose reads skip the
-        rows being deleted): `tidings.store.settling.Deletion`."""
-        view = await self._peek()
+        """One writer at a time (SQLite): read on a read-only connection (`tidings.store.snapshot`) under
+        the lease read there, else take it and read in a write transaction; publish; delete beside the
+        next cycles (`tidings.store.settling.Deletion`)."""
+        view, stale = await self._snapshots.read(self.source, limit=self.config.batch_size, deletion=self._deletion)
+        if stale:
+            self._wakeup.set()
         if not lease.holds(view, self.owner, ttl=self.config.lease, now=time.time()):
             async with self._store.session() as session, session.begin():
                 if not await lease.acquire(session, self.source, self.owner, ttl=self.config.lease, now=time.time()):
                     self.stats["not_leader"] += 1
                     return 0
-                connection = await session.connection()
-                skip = self._deletion.deleting
+                connection, skip = await session.connection(), self._deletion.deleting
                 view = await self._dialect.relay_read(connection, self.source, limit=self.config.batch_size, skip=skip)
         batch = outbox.batch_of(view.rows if view is not None else [])
         if not len(batch):
@@ -276,21 +273,6 @@ class Relay:
 
             await self._deletion.start(settled, settle_batch, name=f"{self.source}-relay-settle")
         return self._done(batch, sent)
-
-    async def _peek(self) -> RelayView | None:
-        """The relay row and the next batch, from a snapshot of the read-only connection. Should a
-        deletion commit meanwhile, the ids it freed may be taken by new rows that this read skipped:
-        the loop is woken to read again."""
-        if self._reader is None:
-            self._reader = self._dialect.create_engine(
-                self._store.engine.url, pool_size=1, busy_timeout=READ_BUSY_TIMEOUT, read_only=True
-            )
-        finished, skip = self._deletion.finished, self._deletion.deleting
-        async with self._reader.connect() as connection:
-            view = await self._dialect.relay_read(connection, self.source, limit=self.config.batch_size, skip=skip)
-        if self._deletion.finished != finished:
-            self._wakeup.set()
-        return view
 
     async def _send(self, batch: outbox.Batch) -> Sent:
         limit = self.config.publish_timeout

@@ -9,9 +9,6 @@ from tidings.errors import ConfigurationError
 from tidings.retry import RetryPolicy
 from tidings.store.outbox import OutboxRow
 
-READ_BUSY_TIMEOUT = 5.0
-"""SQLite: seconds the relay's read-only connection waits in the rare cases a WAL reader must."""
-
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.util import await_only
 
 from tidings.errors import ConfigurationError
-from tidings.store.dialect import RelayView
+from tidings.store.relay_view import RelayView
 from tidings.store.tables import relay
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ taking it again in a write transaction first."""
 from __future__ import annotations
 
 from tidings.store import lease
-from tidings.store.dialect import RelayView
+from tidings.store.relay_view import RelayView
 
 ME, OTHER, TTL, NOW = "host:1:me", "host:2:other", 30.0, 1_000.0
 
