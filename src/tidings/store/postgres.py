@@ -193,14 +193,15 @@ class PostgresDialect:
     @contextlib.asynccontextmanager
     async def relay_transaction(self, connection: AsyncConnection) -> AsyncIterator[None]:
         """asyncpg's own transaction on the driver (SQLAlchemy's would begin on the first statement
-        it runs, and the relay's statements bypass it); a connection left in a transaction by an
-        interrupted rollback is invalidated, never returned to the pool so."""
+        it runs, and the relay's statements bypass it, and with them its disconnect handling): a
+        connection that was lost, or left in a transaction by an interrupted rollback, is
+        invalidated, never returned to the pool so."""
         driver = await _driver_of(connection)
         try:
             async with driver.transaction():
                 yield
         except BaseException:
-            if driver.is_in_transaction():
+            if driver.is_closed() or driver.is_in_transaction():  # lost, or its rollback did not finish
                 await connection.invalidate()
             raise
 

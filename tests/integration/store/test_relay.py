@@ -482,3 +482,53 @@ async def test_the_relay_commit_on_postgresql_does_not_wait_for_the_wal_flush() 
                 assert view.holder == "me"
         finally:
             await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_relay_whose_connection_was_killed_mid_cycle_goes_on_with_a_new_one(broker: Transport) -> None:
+    """The relay's statements bypass SQLAlchemy, and with it the pool's handling of a lost
+    connection: without invalidating it, the dead connection went back to the pool, was the next
+    cycle's again, and every cycle after failed ("connection is closed"). The relay must publish
+    on a fresh one."""
+
+    class Held(Outage):
+        def __init__(self, inner: Transport) -> None:
+            super().__init__(inner)
+            self.down, self.go = False, asyncio.Event()
+
+        async def publish(self, envelopes: Sequence[Envelope]) -> None:
+            self.failures += 1  # counts calls here
+            await self.go.wait()
+            await self.inner.publish(envelopes)
+
+    async with postgres_database() as url:
+        store = await Store.open(url, pool_size=1)  # one pooled connection: the relay's
+        audit = await broker.subscribe("audit", [JobDone.event_type])
+        held = Held(broker)
+        relay = Relay(store, held, source=SOURCE, config=FAST)
+        envelopes = _done(range(3))
+        await _add(store, envelopes)
+        await relay.start()
+        try:
+            await eventually(lambda: _true(held.failures == 1), what="the publish to start")
+            admin = await Store.open(url)
+            try:
+                async with admin.engine.begin() as connection:  # the cycle's connection, idle in its transaction
+                    killed = await connection.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+                        )
+                    )
+                    assert killed.scalars().all() == [True]
+            finally:
+                await admin.close()
+            held.go.set()  # the settle now fails: the rows stay and are published again
+            received = await receive(audit, 6, within=10)
+            await eventually(lambda: _pending_is(store, 0), what="the outbox to drain on a new connection")
+        finally:
+            await relay.stop()
+            await audit.close()
+            await store.close()
+    assert received == envelopes + envelopes  # at-least-once: the first copies, then the batch again
+    assert relay.stats["failures"] >= 1
