@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conformance.events import Ping
 from tests.conformance.harness import BrokerTarget
 
 BOOTSTRAP = "127.0.0.1:9092"
@@ -60,3 +61,11 @@ class KafkaAdapter:
     async def target(self, tmp_path: Path) -> AsyncIterator[BrokerTarget]:
         async with fresh_prefix("conformance") as prefix:
             yield BrokerTarget(kafka_url(prefix, self.query))
+
+
+def assert_each_key_in_order(seen: Sequence[Ping], expected: int) -> None:
+    """Every one of `expected` pings arrived once, and each key's in publish (`n`) order."""
+    assert sorted(event.n for event in seen) == list(range(expected))
+    for key in {event.key for event in seen}:
+        numbers = [event.n for event in seen if event.key == key]
+        assert numbers == sorted(numbers), f"{key} out of order: {numbers}"

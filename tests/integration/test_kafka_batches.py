@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conformance.events import PING, Ping, event_of, ping
-from tests.integration.kafka_support import fresh_prefix, kafka_url
+from tests.integration.kafka_support import assert_each_key_in_order, fresh_prefix, kafka_url
 from tidings.transport import connect
 from tidings.transport.base import AlreadySettled
 from tidings.transport.kafka.delivery import KafkaDelivery
@@ -50,10 +50,7 @@ async def test_batches_keep_key_order_and_ack_all_returns_after_the_commit(url: 
         await subscription.close()
     finally:
         await transport.close()
-    assert sorted(event.n for event in seen) == list(range(60))
-    for key in {event.key for event in seen}:
-        numbers = [event.n for event in seen if event.key == key]
-        assert numbers == sorted(numbers), f"{key} out of order: {numbers}"
+    assert_each_key_in_order(seen, 60)
     assert max(sizes) <= 16
     assert backlog == 0
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conformance.events import PING, Ping, event_of, ping
-from tests.integration.kafka_support import fresh_prefix, kafka_url
+from tests.integration.kafka_support import assert_each_key_in_order, fresh_prefix, kafka_url
 from tests.waiting import eventually
 from tidings.context import Context
 from tidings.errors import TransportError
@@ -63,10 +63,7 @@ async def test_take_hands_out_keys_apart_and_flush_returns_after_the_commit_of_i
             await subscription.flush()
     finally:
         await transport.close()
-    assert sorted(event.n for event in seen) == list(range(60))
-    for key in {event.key for event in seen}:
-        numbers = [event.n for event in seen if event.key == key]
-        assert numbers == sorted(numbers), f"{key} out of order: {numbers}"
+    assert_each_key_in_order(seen, 60)
     assert backlog == 0
 
 
