@@ -60,11 +60,18 @@ TYPES = [item.event_type for item in vars(contracts).values() if isinstance(item
 
 
 class Tap:
-    """A consumer group of its own that records when each event was created and what caused it."""
+    """A consumer group of its own that records when each event was created and what caused it.
+
+    Its acks run concurrently (`ACKS_IN_FLIGHT` at most), so that the embedded broker's writer
+    commits many in one transaction: acked one after another, every event the shop handles cost
+    the shared broker file one more write transaction, taken from the services measured beside it."""
+
+    ACKS_IN_FLIGHT = 128
 
     def __init__(self) -> None:
         self.events: dict[str, tuple[str, float, str | None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._acks: set[asyncio.Task[None]] = set()
 
     async def start(self, broker: str) -> None:
         self.transport = await connect(broker)
@@ -72,11 +79,16 @@ class Tap:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        room = asyncio.Semaphore(self.ACKS_IN_FLIGHT)
         async for delivery in self.subscription:
             envelope = delivery.envelope()
             created = envelope.time.timestamp() if envelope.time else time.time()
             self.events[envelope.id] = (envelope.type, created, envelope.causationid)
-            await delivery.ack()
+            await room.acquire()
+            ack = asyncio.create_task(delivery.ack())
+            self._acks.add(ack)
+            ack.add_done_callback(self._acks.discard)
+            ack.add_done_callback(lambda _: room.release())
 
     def hops(self) -> dict[str, dict[str, float]]:
         steps: dict[str, list[float]] = defaultdict(list)
@@ -91,6 +103,8 @@ class Tap:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._acks:
+            await asyncio.wait(set(self._acks))
         await self.subscription.close()
         await self.transport.close()
 
