@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.envelope import Envelope, from_binary, to_binary
@@ -97,22 +97,11 @@ class Batch:
         return len(self.rows) + len(self.undecodable)
 
 
-async def read(session: AsyncSession, source: str, *, limit: int) -> Batch:
-    """Like `pending`, but a row that does not decode (edited by hand, over the data limit) is
-    set aside in `undecodable` with the reason instead of failing the whole read. (The relay reads
-    through its dialect, `StoreDialect.relay_read`, and decodes with `batch_of`.)"""
-    statement = (
-        select(outbox.c.id, outbox.c.headers, outbox.c.body, outbox.c.created_at)
-        .where(outbox.c.source == source)
-        .order_by(outbox.c.id)
-        .limit(limit)
-    )
-    return batch_of((row.id, row.headers, row.body, row.created_at) for row in await session.execute(statement))
-
-
 def batch_of(rows: Iterable[tuple[int, str, bytes, float]]) -> Batch:
     """The `Batch` of stored rows `(id, headers, body, created_at)` in `id` order: each one that
-    decodes as an `OutboxRow`, each one that does not with the reason (only that row is affected)."""
+    decodes as an `OutboxRow`, each one that does not (edited by hand, over the data limit) set
+    aside with the reason, so that only that row is affected. The relay reads its rows through its
+    dialect (`StoreDialect.relay_read`) and decodes them with this."""
     batch = Batch([], [])
     for row_id, headers, body, created_at in rows:
         try:
@@ -143,11 +132,3 @@ def encode(envelope: Envelope) -> tuple[str, bytes]:
 def decode(headers: str, body: bytes) -> Envelope:
     """The envelope `encode` stored, exactly."""
     return from_binary(json.loads(headers), body, HEADER_PREFIX)
-
-
-async def remove(session: AsyncSession, ids: Sequence[int]) -> int:
-    """Delete published rows by id in the caller's transaction; returns how many were there."""
-    if not ids:
-        return 0
-    result = await session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
-    return int(result.rowcount)  # type: ignore[attr-defined]
