@@ -3,8 +3,10 @@
 - `Store`: engine, sessions, migrations (`Store.open(url, metadata=...)`); `store.dialect` is the
   database's `StoreDialect` (`tidings.store.sqlite`, `tidings.store.postgres`), also found by
   `dialect_for(session)`.
-- `inbox`: `claim(session, group, event_id)`, the idempotent consumer.
-- `outbox`: `add(session, envelopes)`, events that commit with the business rows.
+- `tidings.store.transaction.Transaction`: a unit of work's transaction, a Core connection and
+  an ORM session made on demand; the table operations take either (`Executor`).
+- `inbox`: `claim(connection, group, source, event_id)`, the idempotent consumer.
+- `outbox`: `add(connection, envelopes)`, events that commit with the business rows.
 - `parked`: `list`, `replay`, `purge` the outbox rows the relay set aside (they cannot be published).
 - `tidings.store.relay.Relay`: publishes the outbox through the transport.
 - `tidings.store.retention.InboxRetention`: deletes old inbox ids.
