@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 
 CHUNK = 100
 
@@ -23,7 +23,7 @@ class SettledFeed:
 
     OVERLAP = timedelta(seconds=1)
 
-    def __init__(self, client: httpx.AsyncClient, *, since: datetime) -> None:
+    def __init__(self, client: aiohttp.ClientSession, *, since: datetime) -> None:
         self.client = client
         self.since = since
         self.newest = since
@@ -34,11 +34,9 @@ class SettledFeed:
         cursor = max(self.since, self.newest - self.OVERLAP).isoformat()
         while True:
             try:
-                response = await self.client.get("/orders", params={"settled_after": cursor, "limit": 1000})
-                response.raise_for_status()
-            except httpx.HTTPError:
+                page = await _orders(self.client, [("settled_after", cursor), ("limit", "1000")])
+            except (aiohttp.ClientError, TimeoutError):
                 return  # the API is restarting; the next poll covers this one's orders too
-            page = response.json()["orders"]
             self._keep(page)
             if len(page) < 1000:
                 return
@@ -58,17 +56,24 @@ class SettledFeed:
         return sum(1 for order_id in ids if order_id in self.views)
 
 
-async def fetch(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
+async def fetch(client: aiohttp.ClientSession, ids: list[str]) -> list[dict[str, Any]]:
     """The views of `ids`, a hundred per request; retried while the API restarts."""
     views: list[dict[str, Any]] = []
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         for attempt in range(30):
             try:
-                response = await client.get("/orders", params={"id": chunk, "limit": len(chunk)})
-                response.raise_for_status()
-                views.extend(response.json()["orders"])
+                views.extend(
+                    await _orders(client, [*(("id", order_id) for order_id in chunk), ("limit", str(len(chunk)))])
+                )
                 break
-            except httpx.HTTPError:
+            except (aiohttp.ClientError, TimeoutError):
                 await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
     return views
+
+
+async def _orders(client: aiohttp.ClientSession, query: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """`GET /orders?<query>`'s orders; `aiohttp.ClientResponseError` on a status of 400 or more."""
+    async with client.get("/orders", params=query, raise_for_status=True) as response:
+        orders: list[dict[str, Any]] = (await response.json())["orders"]
+        return orders
