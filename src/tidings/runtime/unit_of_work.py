@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
+from typing import TypeVar
 
 from tidings.context import Context, service_source
 from tidings.envelope import Envelope
@@ -35,6 +36,7 @@ _handling: ContextVar[UnitOfWork | None] = ContextVar("tidings_handling", defaul
 
 Publish = Callable[[list[Envelope]], Awaitable[None]]
 Committed = Callable[[list[Envelope]], None]
+T = TypeVar("T")
 
 
 class UnitOfWork:
@@ -88,6 +90,21 @@ class UnitOfWork:
                 self._sign(joined)  # before the member hands its outgoing events to the batch's outbox rows
             joined.committed()  # `member` returns only once the batch committed: end the create spans
 
+    async def run(
+        self, incoming: Envelope | None, attempt: int, body: Callable[[Context], Awaitable[T]], *, alone: bool = False
+    ) -> T:
+        """`handling` as a call: `body(context)` runs in the delivery's unit of work, and may raise
+        `Rerun` as `handling` does. Without a database no context manager is entered: a service
+        without one pays per delivery only for its context and the call (the runtime's hot path)."""
+        if self.store is not None:
+            async with self.handling(incoming, attempt, alone=alone) as context:
+                return await body(context)
+        _handling.set(self)
+        context = Context(self.owner, source=self.source, incoming=incoming, attempt=attempt)
+        result = await body(context)
+        await self._publish_at_once(context)
+        return result
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:
         """A unit of work outside any handler (an HTTP request, a sweep); refused inside one."""
@@ -103,10 +120,7 @@ class UnitOfWork:
     async def _open(self, context: Context) -> AsyncIterator[Context]:
         if self.store is None:
             yield context
-            self._sign(context)
-            context.committed()
-            if context.outgoing:
-                await self._publish(context.outgoing)
+            await self._publish_at_once(context)
             return
         transaction = await Transaction.begin(self.store.engine)
         try:
@@ -121,6 +135,13 @@ class UnitOfWork:
         context.committed()  # create spans end only for what committed
         if context.outgoing:
             self._committed(context.outgoing)
+
+    async def _publish_at_once(self, context: Context) -> None:
+        """No database: what the work recorded is signed and published now that it returned."""
+        self._sign(context)
+        context.committed()
+        if context.outgoing:
+            await self._publish(context.outgoing)
 
     def _sign(self, context: Context) -> None:
         if self._signer is not None and context.outgoing:

@@ -4,8 +4,9 @@ batch was rolled back (a neighbour failed), the rest of the chain runs again, al
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from tidings.context import Context
 from tidings.runtime.group_commit import Rerun
 from tidings.runtime.pipeline import Handle, Message, Outcome
 from tidings.runtime.unit_of_work import UnitOfWork
@@ -17,15 +18,15 @@ def with_unit_of_work(unit: UnitOfWork) -> Callable[[Handle], Handle]:
 
     def middleware(next_: Handle) -> Handle:
         async def handle(message: Message) -> Outcome:
+            def work(context: Context) -> Awaitable[Outcome]:
+                message.context = context
+                return next_(message)
+
             try:
-                async with unit.handling(message.envelope, message.attempt) as context:
-                    message.context = context
-                    return await next_(message)
+                return await unit.run(message.envelope, message.attempt, work)
             except Rerun:
                 pass  # nothing of the batch committed: the delivery's work runs again, alone
-            async with unit.handling(message.envelope, message.attempt, alone=True) as context:
-                message.context = context
-                return await next_(message)
+            return await unit.run(message.envelope, message.attempt, work, alone=True)
 
         return handle
 
