@@ -15,6 +15,7 @@ that is never ended is never exported, so a rolled-back attempt leaves no create
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +34,13 @@ _provider: Any = None
 """Set by `use_tracer_provider`; None means OpenTelemetry's global provider."""
 _last: tuple[Any, Any] = (None, None)
 """(provider, its tracer) last used: an SDK builds a new tracer object on every `get_tracer`."""
+_GLOBAL_UNSET_IS_CHEAP = (
+    trace is not None and hasattr(trace, "_TRACER_PROVIDER") and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+)
+"""Whether "no global provider yet" can be read from the API module's own variable. While none is
+set, `trace.get_tracer_provider()` looks the provider's environment variable up on every call
+(about a microsecond, which every delivery paid); without that variable at import the module's
+`_TRACER_PROVIDER` says the same for nothing. Otherwise the public call is used."""
 
 
 def use_tracer_provider(provider: Any) -> None:
@@ -45,7 +53,12 @@ def _tracer() -> Any:
     """The tracer to use, or None while no SDK is configured (the hooks then cost next to nothing)."""
     if trace is None:
         return None
-    provider = _provider if _provider is not None else trace.get_tracer_provider()
+    if _provider is not None:
+        provider = _provider
+    elif _GLOBAL_UNSET_IS_CHEAP and trace._TRACER_PROVIDER is None:
+        return None
+    else:
+        provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
     global _last
