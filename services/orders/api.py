@@ -30,7 +30,7 @@ from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
 from services.orders.idempotency import HEADER, REPLAYED, IdempotencyKeys, check_same_request, fingerprint, parse_key
 from services.orders.limits import BodySizeLimit
-from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus
+from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus, add_order
 from services.orders.reads import Prices, Reads
 from services.orders.saga import begin_order
 from services.orders.schemas import (
@@ -99,9 +99,9 @@ def create_app(service: Service, settings: Settings, reads: Reads | None = None)
 
     async def _place(request: OrderRequest, response: Response, key: str | None, digest: str) -> OrderView:
         order_id = str(uuid.uuid4())
-        async with service.transaction() as ctx:
-            now = utcnow()
-            stored = None if key is None else await keys.find(ctx.session, key, now)
+        async with service.transaction() as ctx:  # Core statements on ctx.connection: no ORM objects to flush
+            db, now = ctx.connection, utcnow()
+            stored = None if key is None else await keys.find(db, key, now)
             if stored is not None:
                 check_same_request(stored, digest)
                 response.status_code = stored.status_code
@@ -109,7 +109,7 @@ def create_app(service: Service, settings: Settings, reads: Reads | None = None)
                 response.headers[REPLAYED] = "true"
                 return OrderView.model_validate_json(stored.response)
             skus = [line.sku for line in request.lines]
-            known = await prices.of(ctx.session, skus)
+            known = await prices.of(db, skus)
             unknown = sorted(set(skus) - known.keys())
             if unknown:
                 raise HTTPException(422, f"unknown sku(s): {', '.join(unknown)}")
@@ -117,26 +117,24 @@ def create_app(service: Service, settings: Settings, reads: Reads | None = None)
             total = sum((line.unit_price * line.quantity for line in lines), start=Decimal("0.00"))
             event = OrderCreated(order_id=order_id, customer_id=request.customer_id, lines=tuple(lines), total=total)
             envelope = ctx.publish(event)
-            order = Order(
-                order_id=order_id,
-                customer_id=request.customer_id,
-                status=OrderStatus.PENDING,
-                total=total,
-                correlation_id=envelope.correlationid or envelope.id,
-                created_at=now,
-                deadline=now + deadline,
-            )
+            order = {
+                "order_id": order_id,
+                "customer_id": request.customer_id,
+                "status": OrderStatus.PENDING,
+                "total": total,
+                "correlation_id": envelope.correlationid or envelope.id,
+                "created_at": now,
+                "deadline": now + deadline,
+            }
             rows = [
-                OrderLine(order_id=order_id, sku=ln.sku, quantity=ln.quantity, unit_price=ln.unit_price)
+                {"order_id": order_id, "sku": ln.sku, "quantity": ln.quantity, "unit_price": ln.unit_price}
                 for ln in sorted(lines, key=lambda line: line.sku)
             ]
-            ctx.session.add(order)
-            await ctx.session.flush()
-            ctx.session.add_all(rows)
+            await add_order(db, order, rows)
             await begin_order(ctx, order)
-            view = OrderView.of(order, rows)
+            view = OrderView.pending(order, rows)
             if key is not None:
-                keys.record(ctx.session, key, digest, order_id, 201, view.model_dump_json(), now)
+                await keys.record(db, key, digest, order_id, 201, view.model_dump_json(), now)
         response.headers["Location"] = f"/orders/{order_id}"
         return view
 

@@ -24,12 +24,14 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from fastapi import HTTPException
 from pydantic import BaseModel
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.kit.db import utcnow
 from services.orders.models import IdempotencyKey
@@ -82,32 +84,51 @@ class IdempotencyKeys:
         finally:
             self._running.discard(key)
 
-    async def find(self, session: AsyncSession, key: str, now: datetime) -> IdempotencyKey | None:
-        """The stored key, locked for this transaction; an expired one is deleted and is None."""
-        row = await session.get(IdempotencyKey, key, with_for_update=True)
-        if row is not None and row.expires_at <= now:
-            await session.delete(row)
-            await session.flush()
+    async def find(self, db: AsyncConnection, key: str, now: datetime) -> StoredKey | None:
+        """The stored key, locked for this transaction; an expired one is deleted and is None.
+
+        Core statements on the request's `ctx.connection`: one locked read, no ORM object."""
+        columns = (KEYS.c.key, KEYS.c.fingerprint, KEYS.c.order_id, KEYS.c.status_code, KEYS.c.response)
+        query = select(*columns, KEYS.c.expires_at).where(KEYS.c.key == key).with_for_update()
+        row = (await db.execute(query)).one_or_none()
+        if row is None:
             return None
-        return row
+        if row.expires_at <= now:
+            await db.execute(delete(KEYS).where(KEYS.c.key == key))
+            return None
+        return StoredKey(*row[:5])
 
-    def record(
-        self, session: AsyncSession, key: str, digest: str, order_id: str, status: int, body: str, now: datetime
+    async def record(
+        self, db: AsyncConnection, key: str, digest: str, order_id: str, status: int, body: str, now: datetime
     ) -> None:
-        session.add(
-            IdempotencyKey(
-                key=key,
-                fingerprint=digest,
-                order_id=order_id,
-                status_code=status,
-                response=body,
-                created_at=now,
-                expires_at=now + self.retention,
-            )
-        )
+        """Store `key` with the response it got; `IntegrityError` if another request stored it first."""
+        row = {
+            "key": key,
+            "fingerprint": digest,
+            "order_id": order_id,
+            "status_code": status,
+            "response": body,
+            "created_at": now,
+            "expires_at": now + self.retention,
+        }
+        await db.execute(insert(KEYS), row)
 
 
-def check_same_request(row: IdempotencyKey, digest: str) -> None:
+KEYS = cast(Table, IdempotencyKey.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A stored `Idempotency-Key` and the response to replay."""
+
+    key: str
+    fingerprint: str
+    order_id: str
+    status_code: int
+    response: str
+
+
+def check_same_request(row: StoredKey, digest: str) -> None:
     if row.fingerprint != digest:
         raise HTTPException(
             422,

@@ -18,11 +18,12 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from services.contracts import LegacyOrderPlaced, LineItem, OrderCreated
 from services.contracts.events import Money
 from services.kit.db import utcnow
-from services.orders.models import Order, OrderLine, OrderStatus
+from services.orders.models import ORDERS, OrderStatus, add_order
 from services.orders.saga import begin_order
 from services.seed import LEGACY_CUSTOMER, LEGACY_SKU
 from services.settings import Settings
@@ -66,8 +67,8 @@ def take_legacy_orders(service: Service, settings: Settings) -> None:
     @service.on(LegacyOrderPlaced)
     async def place(event: LegacyOrderPlaced, ctx: Context) -> None:
         """Record the legacy order and start it, unless an order with its id exists already."""
-        session = ctx.session
-        if await session.get(Order, event.order_id) is not None:
+        db = ctx.connection
+        if await db.scalar(select(ORDERS.c.order_id).where(ORDERS.c.order_id == event.order_id)) is not None:
             log.info("legacy order %s is known already; nothing to do", event.legacy_order_id)
             return
         line = LineItem(sku=LEGACY_SKU, quantity=1, unit_price=event.amount)
@@ -75,17 +76,16 @@ def take_legacy_orders(service: Service, settings: Settings) -> None:
             OrderCreated(order_id=event.order_id, customer_id=LEGACY_CUSTOMER, lines=(line,), total=event.amount)
         )
         now = utcnow()
-        order = Order(
-            order_id=event.order_id,
-            customer_id=LEGACY_CUSTOMER,
-            status=OrderStatus.PENDING,
-            total=event.amount,
-            correlation_id=created.correlationid or created.id,
-            created_at=now,
-            deadline=now + deadline,
-        )
-        session.add(order)
-        await session.flush()
-        session.add(OrderLine(order_id=order.order_id, sku=LEGACY_SKU, quantity=1, unit_price=event.amount))
+        order = {
+            "order_id": event.order_id,
+            "customer_id": LEGACY_CUSTOMER,
+            "status": OrderStatus.PENDING,
+            "total": event.amount,
+            "correlation_id": created.correlationid or created.id,
+            "created_at": now,
+            "deadline": now + deadline,
+        }
+        row = {"order_id": event.order_id, "sku": LEGACY_SKU, "quantity": 1, "unit_price": event.amount}
+        await add_order(db, order, [row])
         await begin_order(ctx, order)
         log.info("legacy order %s recorded as %s", event.legacy_order_id, event.order_id)

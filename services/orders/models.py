@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Table, Text, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,12 +89,29 @@ async def seed_catalog(connection: AsyncConnection) -> None:
     await connection.execute(statement, [{"sku": sku, "unit_price": price} for sku, price in CATALOG.items()])
 
 
-def settle(order: Order, status: OrderStatus, *, reason: str | None = None, detail: str = "") -> bool:
+ORDERS = cast(Table, Order.__table__)
+LINES = cast(Table, OrderLine.__table__)
+
+
+async def add_order(db: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    """Insert a new order's row and its lines' (column values by name; unset columns take their
+    defaults). SQLAlchemy Core on `ctx.connection`: two inserts need no ORM unit of work."""
+    await db.execute(insert(ORDERS), order)
+    if lines:
+        await db.execute(insert(LINES), lines)
+
+
+async def settle(
+    db: AsyncConnection, order_id: str, status: OrderStatus, *, reason: str | None = None, detail: str = ""
+) -> bool:
     """Move a pending order to a terminal status; False (and no change) if it was already settled.
 
-    This is the one place an order changes status, so no event can settle an order twice.
+    This is the one place an order changes status: one conditional UPDATE (SQLAlchemy Core, on the
+    handler's `ctx.connection`), so no event can settle an order twice.
     """
-    if order.status != OrderStatus.PENDING:
-        return False
-    order.status, order.reason, order.detail, order.settled_at = status, reason, detail[:500], utcnow()
-    return True
+    statement = (
+        update(ORDERS)
+        .where(ORDERS.c.order_id == order_id, ORDERS.c.status == OrderStatus.PENDING)
+        .values(status=status, reason=reason, detail=detail[:500], settled_at=utcnow())
+    )
+    return (await db.execute(statement)).rowcount == 1

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.orders.models import CatalogItem
 from tidings.service import Service
@@ -53,9 +53,12 @@ class Prices:
     def __init__(self) -> None:
         self._prices: dict[str, Decimal] = {}
 
-    async def of(self, session: AsyncSession, skus: Iterable[str]) -> dict[str, Decimal]:
+    async def of(self, db: AsyncConnection, skus: Iterable[str]) -> dict[str, Decimal]:
         """The price of each of `skus` that the catalog has (an unknown sku is left out)."""
         wanted = set(skus)
         if not wanted <= self._prices.keys():
-            self._prices.update((item.sku, item.unit_price) for item in await session.scalars(select(CatalogItem)))
+            catalog = CatalogItem.__table__.c
+            self._prices.update(
+                (sku, price) for sku, price in await db.execute(select(catalog.sku, catalog.unit_price))
+            )
         return {sku: self._prices[sku] for sku in wanted if sku in self._prices}

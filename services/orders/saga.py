@@ -18,9 +18,13 @@ the order, whichever order the events arrive in.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.contracts import (
     CancelReason,
@@ -31,7 +35,7 @@ from services.contracts import (
     PaymentFailed,
     StockReservationFailed,
 )
-from services.orders.models import Order, OrderLine, OrderStatus, settle
+from services.orders.models import LINES, ORDERS, OrderStatus, settle
 from tidings import saga
 from tidings.context import Context
 from tidings.errors import PermanentError
@@ -52,22 +56,24 @@ class OrderProcess(Saga, name="order", begun=True):
     @handles(StockReservationFailed)
     async def out_of_stock(self, event: StockReservationFailed, ctx: SagaContext) -> None:
         detail = ", ".join(f"{line.sku} short by {line.quantity}" for line in event.short)
-        await cancel(ctx, await _order(ctx.session, self.order_id), CancelReason.OUT_OF_STOCK, detail)
+        await cancel(ctx, await _order(ctx.connection, self.order_id), CancelReason.OUT_OF_STOCK, detail)
 
     @handles(PaymentFailed)
     async def payment_failed(self, event: PaymentFailed, ctx: SagaContext) -> None:
-        await cancel(ctx, await _order(ctx.session, self.order_id), CancelReason.PAYMENT_FAILED, event.reason)
+        await cancel(ctx, await _order(ctx.connection, self.order_id), CancelReason.PAYMENT_FAILED, event.reason)
 
     @handles(PaymentCompleted)
     async def paid(self, event: PaymentCompleted, ctx: SagaContext) -> None:
-        session = ctx.session
-        order = await _order(session, self.order_id)
-        if not settle(order, OrderStatus.CONFIRMED):
+        db = ctx.connection
+        order = await _order(db, self.order_id)
+        if not await settle(db, order.order_id, OrderStatus.CONFIRMED):
             log.info("payment %s for %s order %s: payments refunds it", event.payment_id, order.status, order.order_id)
             ctx.finish(order.status)
             return
-        rows = await session.scalars(select(OrderLine).where(OrderLine.order_id == order.order_id))
-        lines = tuple(LineItem(sku=row.sku, quantity=row.quantity, unit_price=row.unit_price) for row in rows)
+        query = select(LINES.c.sku, LINES.c.quantity, LINES.c.unit_price).where(LINES.c.order_id == order.order_id)
+        lines = tuple(
+            LineItem(sku=sku, quantity=quantity, unit_price=price) for sku, quantity, price in await db.execute(query)
+        )
         ctx.publish(
             OrderConfirmed(order_id=order.order_id, customer_id=order.customer_id, lines=lines, total=order.total)
         )
@@ -75,25 +81,28 @@ class OrderProcess(Saga, name="order", begun=True):
 
     async def timed_out(self, ctx: SagaContext) -> None:
         """The deadline passed with the order still pending: cancel it, so the others compensate."""
-        order = await _order(ctx.session, self.order_id)
+        order = await _order(ctx.connection, self.order_id)
         allowed = (order.deadline - order.created_at).total_seconds()
         detail = f"not settled within {allowed:g}s"
         if await cancel(ctx, order, CancelReason.DEADLINE_EXCEEDED, detail, status=TIMED_OUT):
             log.warning("cancelled order %s: past its deadline", order.order_id)
 
 
-async def begin_order(ctx: Context, order: Order) -> None:
-    """Begin the order's saga in the transaction that creates `order`, timing out at its deadline."""
-    seconds = (order.deadline - order.created_at).total_seconds()
-    await saga.begin(ctx, OrderProcess(order_id=order.order_id), correlation=order.correlation_id, times_out_in=seconds)
+async def begin_order(ctx: Context, order: dict[str, Any]) -> None:
+    """Begin the saga of `order` (its columns, as `add_order` writes them) in the transaction
+    that creates it, timing out at its deadline."""
+    seconds = (order["deadline"] - order["created_at"]).total_seconds()
+    process = OrderProcess(order_id=order["order_id"])
+    await saga.begin(ctx, process, correlation=order["correlation_id"], times_out_in=seconds)
 
 
 async def cancel(
-    ctx: SagaContext, order: Order, reason: CancelReason, detail: str = "", *, status: str = CANCELLED
+    ctx: SagaContext, order: LockedOrder, reason: CancelReason, detail: str = "", *, status: str = CANCELLED
 ) -> bool:
-    """Cancel a pending order and announce it so that others compensate, ending the saga with
-    `status`; False (nothing published, the saga ends as the order did) if it was already settled."""
-    if not settle(order, OrderStatus.CANCELLED, reason=reason, detail=detail):
+    """Cancel a pending order (its row from `_order`) and announce it so that others compensate,
+    ending the saga with `status`; False (nothing published, the saga ends as the order did) if
+    it was already settled."""
+    if not await settle(ctx.connection, order.order_id, OrderStatus.CANCELLED, reason=reason, detail=detail):
         ctx.finish(order.status)
         return False
     ctx.publish(OrderCancelled(order_id=order.order_id, customer_id=order.customer_id, reason=reason, detail=detail))
@@ -101,8 +110,25 @@ async def cancel(
     return True
 
 
-async def _order(session: AsyncSession, order_id: str) -> Order:
-    order = await session.get(Order, order_id, with_for_update=True)
+@dataclass(frozen=True, slots=True)
+class LockedOrder:
+    """What a step reads of its order, whose row it locked."""
+
+    order_id: str
+    customer_id: str
+    status: str
+    total: Decimal
+    created_at: datetime
+    deadline: datetime
+
+
+async def _order(db: AsyncConnection, order_id: str) -> LockedOrder:
+    """The order, its row locked: the steps run SQLAlchemy Core on `ctx.connection` (no ORM
+    objects to load and flush for one conditional update, docs/shop.md)."""
+    query = select(
+        ORDERS.c.order_id, ORDERS.c.customer_id, ORDERS.c.status, ORDERS.c.total, ORDERS.c.created_at, ORDERS.c.deadline
+    )
+    order = (await db.execute(query.where(ORDERS.c.order_id == order_id).with_for_update())).one_or_none()
     if order is None:  # OrderCreated commits with the order row, so this is someone else's event
         raise PermanentError(f"no order {order_id} in the orders database")
-    return order
+    return LockedOrder(*order)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -69,6 +69,19 @@ class OrderView(BaseModel):
     created_at: datetime
     deadline: datetime
     settled_at: datetime | None
+
+    @classmethod
+    def pending(cls, order: dict[str, Any], lines: list[dict[str, Any]]) -> OrderView:
+        """The view of an order just placed, from the columns `add_order` wrote."""
+        return cls(
+            **{name: order[name] for name in ("order_id", "customer_id", "status", "total", "created_at", "deadline")},
+            reason=None,
+            detail="",
+            lines=[
+                LineView(sku=line["sku"], quantity=line["quantity"], unit_price=line["unit_price"]) for line in lines
+            ],
+            settled_at=None,
+        )
 
     @classmethod
     def of(cls, order: Order, lines: list[OrderLine]) -> OrderView:

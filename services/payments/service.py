@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, insert, select, update
 
 from services.contracts import OrderCancelled, PaymentCompleted, PaymentFailed, PaymentRefunded, StockReserved
 from services.kit.db import utcnow
@@ -26,51 +27,63 @@ from tidings.service import Service
 log = logging.getLogger("services.payments")
 
 
+# The handlers use SQLAlchemy Core on `ctx.connection`, not the ORM: a few statements on rows
+# they lock, where the ORM's identity map and flush cost more CPU than the statements (docs/shop.md).
+ACCOUNTS = cast(Table, Account.__table__)
+CHARGES = cast(Table, Charge.__table__)
+
+
 async def on_stock_reserved(event: StockReserved, ctx: Context) -> None:
-    session = ctx.session
-    if await session.get(Charge, event.order_id, with_for_update=True) is not None:
+    db = ctx.connection
+    charged = select(CHARGES.c.order_id).where(CHARGES.c.order_id == event.order_id).with_for_update()
+    if await db.scalar(charged) is not None:
         return  # charged or declined already, or cancelled before the stock was reserved
     debit = (
-        update(Account)
-        .where(Account.customer_id == event.customer_id, Account.balance >= event.amount)
-        .values(balance=Account.balance - event.amount)
+        update(ACCOUNTS)
+        .where(ACCOUNTS.c.customer_id == event.customer_id, ACCOUNTS.c.balance >= event.amount)
+        .values(balance=ACCOUNTS.c.balance - event.amount)
     )
-    if (await session.execute(debit)).rowcount == 1:  # type: ignore[attr-defined]
+    if (await db.execute(debit)).rowcount == 1:
         payment_id = uuid7()
-        session.add(_charge(event, ChargeStatus.CAPTURED, payment_id=payment_id))
+        await db.execute(insert(CHARGES), _charge(event, ChargeStatus.CAPTURED, payment_id=payment_id))
         ctx.publish(
             PaymentCompleted(
                 order_id=event.order_id, payment_id=payment_id, customer_id=event.customer_id, amount=event.amount
             )
         )
         return
-    account = await session.get(Account, event.customer_id)
+    account = await db.scalar(select(ACCOUNTS.c.customer_id).where(ACCOUNTS.c.customer_id == event.customer_id))
     reason = "no such account" if account is None else "insufficient funds"
-    session.add(_charge(event, ChargeStatus.DECLINED, reason=reason))
+    await db.execute(insert(CHARGES), _charge(event, ChargeStatus.DECLINED, reason=reason))
     ctx.publish(
         PaymentFailed(order_id=event.order_id, customer_id=event.customer_id, amount=event.amount, reason=reason)
     )
 
 
 async def on_order_cancelled(event: OrderCancelled, ctx: Context) -> None:
-    session = ctx.session
-    charge = await session.get(Charge, event.order_id, with_for_update=True)
+    db = ctx.connection
+    query = (
+        select(CHARGES.c.status, CHARGES.c.customer_id, CHARGES.c.amount, CHARGES.c.payment_id)
+        .where(CHARGES.c.order_id == event.order_id)
+        .with_for_update()
+    )
+    charge = (await db.execute(query)).one_or_none()
     if charge is None:
-        session.add(
-            Charge(
-                order_id=event.order_id,
-                customer_id=event.customer_id,
-                amount=Decimal("0.00"),
-                status=ChargeStatus.CANCELLED,
-                reason=f"order cancelled first: {event.reason}",
-            )
-        )
+        tombstone = {
+            "order_id": event.order_id,
+            "customer_id": event.customer_id,
+            "amount": Decimal("0.00"),
+            "status": ChargeStatus.CANCELLED,
+            "reason": f"order cancelled first: {event.reason}",
+        }
+        await db.execute(insert(CHARGES), tombstone)
         return
     if charge.status != ChargeStatus.CAPTURED:
         return
-    credit = update(Account).where(Account.customer_id == charge.customer_id)
-    await session.execute(credit.values(balance=Account.balance + charge.amount))
-    charge.status, charge.reason, charge.updated_at = ChargeStatus.REFUNDED, str(event.reason), utcnow()
+    credit = update(ACCOUNTS).where(ACCOUNTS.c.customer_id == charge.customer_id)
+    await db.execute(credit.values(balance=ACCOUNTS.c.balance + charge.amount))
+    refunded = update(CHARGES).where(CHARGES.c.order_id == event.order_id)
+    await db.execute(refunded.values(status=ChargeStatus.REFUNDED, reason=str(event.reason), updated_at=utcnow()))
     assert charge.payment_id is not None
     ctx.publish(
         PaymentRefunded(
@@ -79,15 +92,17 @@ async def on_order_cancelled(event: OrderCancelled, ctx: Context) -> None:
     )
 
 
-def _charge(event: StockReserved, status: ChargeStatus, *, payment_id: str | None = None, reason: str = "") -> Charge:
-    return Charge(
-        order_id=event.order_id,
-        payment_id=payment_id,
-        customer_id=event.customer_id,
-        amount=event.amount,
-        status=status,
-        reason=reason,
-    )
+def _charge(
+    event: StockReserved, status: ChargeStatus, *, payment_id: str | None = None, reason: str = ""
+) -> dict[str, object]:
+    return {
+        "order_id": event.order_id,
+        "payment_id": payment_id,
+        "customer_id": event.customer_id,
+        "amount": event.amount,
+        "status": status,
+        "reason": reason,
+    }
 
 
 def build(settings: Settings) -> Service:

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tidings.context import Context
 from tidings.envelope import Envelope
@@ -112,6 +112,12 @@ class SagaContext:
     def session(self) -> AsyncSession:
         """The service's transaction this step runs in: the saga's state commits with it."""
         return self._context.session
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The same transaction for SQLAlchemy Core statements, without the ORM's work per
+        statement (`Context.connection`)."""
+        return self._context.connection
 
     @property
     def incoming(self) -> Envelope | None:

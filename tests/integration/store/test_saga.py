@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import Field
+from sqlalchemy import text
 
 from tests.waiting import eventually, eventually_async
 from tidings.envelope import Envelope
@@ -310,3 +311,54 @@ async def test_a_correlation_id_longer_than_the_store_holds_is_dead_lettered_at_
         )
     assert letters[0].attempts == 1
     assert letters[0].reason == "PermanentError: saga 'expiring': the correlation id is 65 characters, the limit is 64"
+
+
+class Booked(Event, type="test.saga.booked", version=1):
+    order_id: str
+
+
+FAIL_AFTER_WRITING: set[str] = set()
+"""Order ids whose `Booking` step raises once, after its Core write."""
+
+
+class Booking(Saga, name="booking"):
+    order_id: str = ""
+
+    @starts(Booked)
+    async def booked(self, event: Booked, ctx: SagaContext) -> None:
+        self.order_id = event.order_id
+        await ctx.connection.execute(text("INSERT INTO bookings (order_id) VALUES (:id)"), {"id": event.order_id})
+        if event.order_id in FAIL_AFTER_WRITING:
+            FAIL_AFTER_WRITING.discard(event.order_id)
+            raise RuntimeError("the step fails after its write")
+
+
+async def test_a_step_s_core_statements_commit_and_roll_back_with_the_saga_state(database_url: str) -> None:
+    broker = f"memory://saga-connection-{next(_names)}"
+    service = Service("bookings", broker=broker, database=database_url, retry=RetryPolicy(max_attempts=5, base=0.01))
+    service.saga(Booking)
+    transport = await connect(broker)
+    FAIL_AFTER_WRITING.add("order-2")
+    try:
+        async with service:
+            async with service.store.engine.begin() as connection:
+                await connection.execute(text("CREATE TABLE bookings (order_id VARCHAR(64))"))  # no key: see twice
+            for order_id in ("order-1", "order-2"):
+                event = Booked(order_id=order_id)
+                await transport.publish([Envelope.wrap(event, source="test", correlationid=f"booking-{order_id}")])
+
+            async def sagas() -> list[str]:
+                found = []
+                async with service.store.session() as session, session.begin():
+                    for order_id in ("order-1", "order-2"):
+                        saga = await instance(session, Booking, f"booking-{order_id}")
+                        found += [saga[1].order_id] if saga is not None else []
+                return found
+
+            await eventually_async(sagas, lambda found: found == ["order-1", "order-2"], "the sagas begun")
+            async with service.store.engine.connect() as connection:
+                rows = await connection.execute(text("SELECT order_id FROM bookings ORDER BY order_id"))
+                assert [order_id for (order_id,) in rows] == ["order-1", "order-2"]  # order-2's first row rolled back
+            assert service.stats["retried"] == 1
+    finally:
+        await transport.close()
