@@ -1,6 +1,7 @@
 """Plots of the shop at load: `bench/results/shop.png`, per configuration, settled orders/s (at
 saturation and at the fixed rate) and CPU milliseconds per settled order split by process, for
-this tree and, if `shop_d95f4a6.json` is there, for commit d95f4a6 measured back to back.
+this tree and, where their files are there, for the commits measured back to back with it
+(`shop_<commit>.json`: 49c0489, before ADRs 0030-0031, and d95f4a6, before issue 12's work).
 
     python bench/plot_shop.py [--results bench/results]
 """
@@ -18,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 CONFIGS = ("embedded", "embedded-postgres", "rabbitmq-postgres")
+COMMITS = ("49c0489", "d95f4a6")
+"""Earlier commits measured back to back with this tree, newest first."""
 PROCESSES = ("orders", "inventory", "payments", "shipping", "notifications", "load generator")
 
 
@@ -29,7 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
-    runs = {"this tree": _load(args.results / "shop.json"), "d95f4a6": _load(args.results / "shop_d95f4a6.json")}
+    runs = {"this tree": _load(args.results / "shop.json")}
+    runs |= {commit: _load(args.results / f"shop_{commit}.json") for commit in COMMITS}
     runs = {label: data for label, data in runs.items() if data}
     configs = [c for c in CONFIGS if any("saturation" in data.get(c, {}) for data in runs.values())]
     if not configs:
