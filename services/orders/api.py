@@ -30,7 +30,7 @@ from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
 from services.orders.idempotency import HEADER, REPLAYED, IdempotencyKeys, check_same_request, fingerprint, parse_key
 from services.orders.limits import BodySizeLimit
-from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus, add_order
+from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus, add_order, new_order
 from services.orders.reads import Prices, Reads
 from services.orders.saga import begin_order
 from services.orders.schemas import (
@@ -117,15 +117,8 @@ def create_app(service: Service, settings: Settings, reads: Reads | None = None)
             total = sum((line.unit_price * line.quantity for line in lines), start=Decimal("0.00"))
             event = OrderCreated(order_id=order_id, customer_id=request.customer_id, lines=tuple(lines), total=total)
             envelope = ctx.publish(event)
-            order = {
-                "order_id": order_id,
-                "customer_id": request.customer_id,
-                "status": OrderStatus.PENDING,
-                "total": total,
-                "correlation_id": envelope.correlationid or envelope.id,
-                "created_at": now,
-                "deadline": now + deadline,
-            }
+            correlation = envelope.correlationid or envelope.id
+            order = new_order(order_id, request.customer_id, total, correlation, now, now + deadline)
             rows = [
                 {"order_id": order_id, "sku": ln.sku, "quantity": ln.quantity, "unit_price": ln.unit_price}
                 for ln in sorted(lines, key=lambda line: line.sku)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from services.contracts import LegacyOrderPlaced, LineItem, OrderCreated
 from services.contracts.events import Money
 from services.kit.db import utcnow
-from services.orders.models import ORDERS, OrderStatus, add_order
+from services.orders.models import ORDERS, add_order, new_order
 from services.orders.saga import begin_order
 from services.seed import LEGACY_CUSTOMER, LEGACY_SKU
 from services.settings import Settings
@@ -76,15 +76,8 @@ def take_legacy_orders(service: Service, settings: Settings) -> None:
             OrderCreated(order_id=event.order_id, customer_id=LEGACY_CUSTOMER, lines=(line,), total=event.amount)
         )
         now = utcnow()
-        order = {
-            "order_id": event.order_id,
-            "customer_id": LEGACY_CUSTOMER,
-            "status": OrderStatus.PENDING,
-            "total": event.amount,
-            "correlation_id": created.correlationid or created.id,
-            "created_at": now,
-            "deadline": now + deadline,
-        }
+        correlation = created.correlationid or created.id
+        order = new_order(event.order_id, LEGACY_CUSTOMER, event.amount, correlation, now, now + deadline)
         row = {"order_id": event.order_id, "sku": LEGACY_SKU, "quantity": 1, "unit_price": event.amount}
         await add_order(db, order, [row])
         await begin_order(ctx, order)

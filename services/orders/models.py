@@ -93,6 +93,21 @@ ORDERS = cast(Table, Order.__table__)
 LINES = cast(Table, OrderLine.__table__)
 
 
+def new_order(
+    order_id: str, customer_id: str, total: Decimal, correlation_id: str, created_at: datetime, deadline: datetime
+) -> dict[str, Any]:
+    """The columns of a pending order, as `add_order` writes them (the rest take their defaults)."""
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "status": OrderStatus.PENDING,
+        "total": total,
+        "correlation_id": correlation_id,
+        "created_at": created_at,
+        "deadline": deadline,
+    }
+
+
 async def add_order(db: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
     """Insert a new order's row and its lines' (column values by name; unset columns take their
     defaults). SQLAlchemy Core on `ctx.connection`: two inserts need no ORM unit of work."""

@@ -29,7 +29,7 @@ from services.inventory import service as inventory
 from services.inventory.models import Reservation, Stock
 from services.kit.db import utcnow
 from services.orders import service as orders
-from services.orders.models import Order, OrderStatus, add_order
+from services.orders.models import Order, add_order, new_order
 from services.orders.saga import OrderProcess, begin_order
 from services.payments import service as payments
 from services.payments.models import Account, Charge
@@ -151,15 +151,7 @@ async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(star
         past = utcnow() - timedelta(seconds=5)
         placed = ctx.publish(created("o1", ("SKU-TEA", 1)))
         correlation = placed.correlationid or placed.id
-        order = {
-            "order_id": "o1",
-            "customer_id": "customer-001",
-            "status": OrderStatus.PENDING,
-            "total": Decimal("4.50"),
-            "correlation_id": correlation,
-            "created_at": past,
-            "deadline": past,
-        }
+        order = new_order("o1", "customer-001", Decimal("4.50"), correlation, past, past)
         line = {"order_id": "o1", "sku": "SKU-TEA", "quantity": 1, "unit_price": Decimal("4.50")}
         await add_order(ctx.connection, order, [line])
         await begin_order(ctx, order)
