@@ -30,7 +30,7 @@ from typing import cast
 
 from fastapi import HTTPException
 from pydantic import BaseModel
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.kit.db import utcnow
@@ -88,13 +88,11 @@ class IdempotencyKeys:
         """The stored key, locked for this transaction; an expired one is deleted and is None.
 
         Core statements on the request's `ctx.connection`: one locked read, no ORM object."""
-        columns = (KEYS.c.key, KEYS.c.fingerprint, KEYS.c.order_id, KEYS.c.status_code, KEYS.c.response)
-        query = select(*columns, KEYS.c.expires_at).where(KEYS.c.key == key).with_for_update()
-        row = (await db.execute(query)).one_or_none()
+        row = (await db.execute(LOCKED_KEY, {"key": key})).one_or_none()
         if row is None:
             return None
         if row.expires_at <= now:
-            await db.execute(delete(KEYS).where(KEYS.c.key == key))
+            await db.execute(DELETE_KEY, {"of_key": key})
             return None
         return StoredKey(*row[:5])
 
@@ -111,10 +109,18 @@ class IdempotencyKeys:
             "created_at": now,
             "expires_at": now + self.retention,
         }
-        await db.execute(insert(KEYS), row)
+        await db.execute(ADD_KEY, row)
 
 
 KEYS = cast(Table, IdempotencyKey.__table__)
+# Built once, with bound parameters: building a statement per request cost more CPU than running it.
+LOCKED_KEY = (
+    select(KEYS.c.key, KEYS.c.fingerprint, KEYS.c.order_id, KEYS.c.status_code, KEYS.c.response, KEYS.c.expires_at)
+    .where(KEYS.c.key == bindparam("key"))
+    .with_for_update()
+)
+DELETE_KEY = delete(KEYS).where(KEYS.c.key == bindparam("of_key"))
+ADD_KEY = insert(KEYS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from services.contracts import LegacyOrderPlaced, LineItem, OrderCreated
 from services.contracts.events import Money
@@ -60,6 +60,9 @@ def translate(document: Any) -> Translation:
 ORDER_EVENTS = LegacySource(QUEUE, translate=translate, group="orders", source="urn:legacy:order-system")
 
 
+KNOWN_ORDER = select(ORDERS.c.order_id).where(ORDERS.c.order_id == bindparam("order_id"))
+
+
 def take_legacy_orders(service: Service, settings: Settings) -> None:
     """Register the orders service's handler of `LegacyOrderPlaced`."""
     deadline = timedelta(seconds=settings.deadline)
@@ -68,7 +71,7 @@ def take_legacy_orders(service: Service, settings: Settings) -> None:
     async def place(event: LegacyOrderPlaced, ctx: Context) -> None:
         """Record the legacy order and start it, unless an order with its id exists already."""
         db = ctx.connection
-        if await db.scalar(select(ORDERS.c.order_id).where(ORDERS.c.order_id == event.order_id)) is not None:
+        if await db.scalar(KNOWN_ORDER, {"order_id": event.order_id}) is not None:
             log.info("legacy order %s is known already; nothing to do", event.legacy_order_id)
             return
         line = LineItem(sku=LEGACY_SKU, quantity=1, unit_price=event.amount)
