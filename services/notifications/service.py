@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
+
+from sqlalchemy import Table, bindparam, insert, select
 
 from services.contracts import OrderCancelled, OrderConfirmed
 from services.kit.service import run_main, shop_service
@@ -29,14 +32,22 @@ async def on_order_cancelled(event: OrderCancelled, ctx: Context) -> None:
     await _notify(ctx, event.order_id, event.customer_id, "cancelled", message)
 
 
+# SQLAlchemy Core on `ctx.connection`, statements built once: one locked read and one insert need
+# no ORM identity map or flush (docs/shop.md).
+NOTIFICATIONS = cast(Table, Notification.__table__)
+LOCKED_KIND = select(NOTIFICATIONS.c.kind).where(NOTIFICATIONS.c.order_id == bindparam("order_id")).with_for_update()
+ADD_NOTIFICATION = insert(NOTIFICATIONS)
+
+
 async def _notify(ctx: Context, order_id: str, customer_id: str, kind: str, message: str) -> None:
-    session = ctx.session
-    existing = await session.get(Notification, order_id, with_for_update=True)
+    db = ctx.connection
+    existing = await db.scalar(LOCKED_KIND, {"order_id": order_id})
     if existing is not None:
-        if existing.kind != kind:
-            log.error("order %s was already notified as %s, now %s; keeping one", order_id, existing.kind, kind)
+        if existing != kind:
+            log.error("order %s was already notified as %s, now %s; keeping one", order_id, existing, kind)
         return
-    session.add(Notification(order_id=order_id, customer_id=customer_id, kind=kind, message=message))
+    row = {"order_id": order_id, "customer_id": customer_id, "kind": kind, "message": message}
+    await db.execute(ADD_NOTIFICATION, row)
     log.info("to %s: %s", customer_id, message)
 
 

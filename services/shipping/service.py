@@ -7,6 +7,9 @@ makes a second `OrderConfirmed` for one order, with a different event id, a no-o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
+
+from sqlalchemy import Table, bindparam, insert, select
 
 from services.contracts import OrderConfirmed, ReservedLine, ShipmentCreated
 from services.kit.service import run_main, shop_service
@@ -16,21 +19,26 @@ from tidings.context import Context
 from tidings.ids import uuid7
 from tidings.service import Service
 
+# SQLAlchemy Core on `ctx.connection`, statements built once: one locked read and one insert need
+# no ORM identity map or flush (docs/shop.md).
+SHIPMENTS = cast(Table, Shipment.__table__)
+LOCKED_SHIPMENT = select(SHIPMENTS.c.order_id).where(SHIPMENTS.c.order_id == bindparam("order_id")).with_for_update()
+ADD_SHIPMENT = insert(SHIPMENTS)
+
 
 async def on_order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
-    session = ctx.session
-    if await session.get(Shipment, event.order_id, with_for_update=True) is not None:
+    db = ctx.connection
+    if await db.scalar(LOCKED_SHIPMENT, {"order_id": event.order_id}) is not None:
         return
     shipment_id = uuid7()
     lines = tuple(ReservedLine(sku=line.sku, quantity=line.quantity) for line in event.lines)
-    session.add(
-        Shipment(
-            order_id=event.order_id,
-            shipment_id=shipment_id,
-            customer_id=event.customer_id,
-            units=sum(line.quantity for line in lines),
-        )
-    )
+    shipment = {
+        "order_id": event.order_id,
+        "shipment_id": shipment_id,
+        "customer_id": event.customer_id,
+        "units": sum(line.quantity for line in lines),
+    }
+    await db.execute(ADD_SHIPMENT, shipment)
     ctx.publish(
         ShipmentCreated(order_id=event.order_id, shipment_id=shipment_id, customer_id=event.customer_id, lines=lines)
     )
