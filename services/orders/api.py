@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,8 +30,8 @@ from services.contracts import LineItem, OrderCreated
 from services.kit.db import utcnow
 from services.orders.idempotency import HEADER, REPLAYED, IdempotencyKeys, check_same_request, fingerprint, parse_key
 from services.orders.limits import BodySizeLimit
-from services.orders.models import CatalogItem, Order, OrderLine, OrderStatus, add_order, new_order
-from services.orders.reads import Prices, Reads
+from services.orders.models import ORDERS, CatalogItem, OrderStatus, add_order, new_order
+from services.orders.reads import LINES_OF_ORDERS, ORDER_BY_ID, Prices, Reads
 from services.orders.saga import begin_order
 from services.orders.schemas import (
     NAME_PATTERN,
@@ -133,13 +133,11 @@ def create_app(service: Service, settings: Settings, reads: Reads | None = None)
 
     @app.get("/orders/{order_id}", response_model=OrderView, responses=NOT_FOUND)
     async def get_order(order_id: Annotated[str, Path(max_length=64, pattern=NAME_PATTERN)]) -> OrderView:
-        async with reads.session() as session:
-            order = await session.get(Order, order_id)
+        async with reads.connection() as db:
+            order = (await db.execute(ORDER_BY_ID, {"order_id": order_id})).one_or_none()
             if order is None:
                 raise HTTPException(404, f"no order {order_id}")
-            lines = list(
-                await session.scalars(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.sku))
-            )
+            lines = list(await db.execute(LINES_OF_ORDERS, {"ids": [order_id]}))
         return OrderView.of(order, lines)
 
     @app.get("/orders", response_model=OrderList, responses=INVALID)
@@ -155,24 +153,22 @@ def create_app(service: Service, settings: Settings, reads: Reads | None = None)
         With `settled_after` (inclusive), the orders settled since then, oldest settlement first:
         a feed a client follows by passing the last `settled_at` it saw, getting each order once.
         """
-        query = select(Order).limit(limit)
+        query = select(ORDERS).limit(limit)
         if settled_after is not None:
-            query = query.where(Order.settled_at >= settled_after).order_by(Order.settled_at)
+            query = query.where(ORDERS.c.settled_at >= settled_after).order_by(ORDERS.c.settled_at)
         else:
-            query = query.order_by(Order.created_at.desc())
+            query = query.order_by(ORDERS.c.created_at.desc())
         if status is not None:
-            query = query.where(Order.status == status)
+            query = query.where(ORDERS.c.status == status)
         if customer is not None:
-            query = query.where(Order.customer_id == customer)
+            query = query.where(ORDERS.c.customer_id == customer)
         if order_id:
-            query = query.where(Order.order_id.in_(order_id))
-        async with reads.session() as session:
-            orders = list(await session.scalars(query))
-            lines: dict[str, list[OrderLine]] = defaultdict(list)
+            query = query.where(ORDERS.c.order_id.in_(order_id))
+        async with reads.connection() as db:
+            orders = list(await db.execute(query))
+            lines: dict[str, list[Row[Any]]] = defaultdict(list)
             if orders:
-                ids = [order.order_id for order in orders]
-                statement = select(OrderLine).where(OrderLine.order_id.in_(ids)).order_by(OrderLine.sku)
-                for line in await session.scalars(statement):
+                for line in await db.execute(LINES_OF_ORDERS, {"ids": [order.order_id for order in orders]}):
                     lines[line.order_id].append(line)
         return OrderList(orders=[OrderView.of(o, lines[o.order_id]) for o in orders], count=len(orders))
 

@@ -7,6 +7,10 @@ read-only store on the same file for the API's GET endpoints: its transactions b
 in WAL mode they read the last committed snapshot while the writer goes on. On PostgreSQL the
 service's own pool already reads concurrently, and `Reads` uses it.
 
+The GET endpoints read with SQLAlchemy Core (`connection()`, rows rather than ORM objects, and
+statements built once): the settled-orders feed polls `GET /orders` all the time under load, and
+loading ORM instances was most of its cost in the orders process (docs/shop.md).
+
 `Prices` keeps the catalog in memory: a `POST /orders` needs the price of each line's sku, and
 the catalog only grows (seeding adds the skus that are missing and never changes a price), so a
 sku the cache does not know is read again once, and a known price is never stale.
@@ -17,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from services.orders.models import CatalogItem
+from services.orders.models import LINES, ORDERS, CatalogItem
 from tidings.service import Service
 from tidings.store import Store
+
+ORDER_BY_ID = select(ORDERS).where(ORDERS.c.order_id == bindparam("order_id"))
+LINES_OF_ORDERS = select(LINES).where(LINES.c.order_id.in_(bindparam("ids", expanding=True))).order_by(LINES.c.sku)
 
 
 class Reads:
@@ -40,6 +47,11 @@ class Reads:
     def session(self) -> AsyncSession:
         """A session that must only read; not opened (tests mounting the app): the service's own."""
         return (self._store or self.service.store).session()
+
+    def connection(self) -> AsyncConnection:
+        """A Core connection that must only read (its transaction rolls back when it closes);
+        not opened: one of the service's own."""
+        return (self._store or self.service.store).engine.connect()
 
     async def close(self) -> None:
         store, self._store = self._store, None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.orders.models import Order, OrderLine, OrderStatus
+from services.orders.models import OrderStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9._:-]+$"
 """Customer ids, skus and order ids: what the shop stores (no NUL, which PostgreSQL text cannot hold)."""
@@ -52,6 +53,40 @@ class OrderRequest(BaseModel):
         return lines
 
 
+class OrderColumns(Protocol):
+    """What a view is made of: an order's row (a Core `Row` or an ORM `Order`)."""
+
+    @property
+    def order_id(self) -> str: ...
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def total(self) -> Decimal: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def deadline(self) -> datetime: ...
+    @property
+    def settled_at(self) -> datetime | None: ...
+
+
+class LineColumns(Protocol):
+    """An order line's row (a Core `Row` or an ORM `OrderLine`)."""
+
+    @property
+    def sku(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def unit_price(self) -> Decimal: ...
+
+
 class LineView(BaseModel):
     sku: str
     quantity: int
@@ -84,7 +119,7 @@ class OrderView(BaseModel):
         )
 
     @classmethod
-    def of(cls, order: Order, lines: list[OrderLine]) -> OrderView:
+    def of(cls, order: OrderColumns, lines: Sequence[LineColumns]) -> OrderView:
         return cls(
             order_id=order.order_id,
             customer_id=order.customer_id,
