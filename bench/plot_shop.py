@@ -1,7 +1,9 @@
 """Plots of the shop at load: `bench/results/shop.png`, per configuration, settled orders/s (at
 saturation and at the fixed rate) and CPU milliseconds per settled order split by process, for
 this tree and, where their files are there, for the commits measured back to back with it
-(`shop_<commit>.json`: 49c0489, before ADRs 0030-0031, and d95f4a6, before issue 12's work).
+(`shop_<commit>.json`: 2ff6a47, before ADR 0032, and d95f4a6, before issue 12's work). Where a
+run measured the whole machine (`machine_at_saturation`), the broker's and the database's CPU per
+order is stacked on top of the services': they share the same cores.
 
     python bench/plot_shop.py [--results bench/results]
 """
@@ -19,9 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 CONFIGS = ("embedded", "embedded-postgres", "rabbitmq-postgres")
-COMMITS = ("49c0489", "d95f4a6")
+COMMITS = ("2ff6a47", "d95f4a6")
 """Earlier commits measured back to back with this tree, newest first."""
 PROCESSES = ("orders", "inventory", "payments", "shipping", "notifications", "load generator")
+SERVERS = ("PostgreSQL", "RabbitMQ")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -61,6 +64,12 @@ def main() -> None:
         ]
         cpu.bar(range(len(columns)), values, bottom=bottoms, label=process)
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    for server in SERVERS:
+        servers = [runs[label][c].get("machine_at_saturation", {}).get("servers", {}) for label, c in columns]
+        values = [figures.get(server, {}).get("cpu_ms_per_unit", 0.0) for figures in servers]
+        if any(values):
+            cpu.bar(range(len(columns)), values, bottom=bottoms, label=f"{server} server", hatch="..")
+            bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     cpu.set_xticks(range(len(columns)), [f"{c}\n{label}" for label, c in columns], fontsize=7)
     cpu.set(title="CPU per settled order at saturation", ylabel="ms")
     cpu.legend(fontsize=7)

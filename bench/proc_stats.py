@@ -4,6 +4,7 @@
 and 15) and its resident set (`VmRSS` in `/proc/<pid>/status`); `cpu_breakdown(before, after,
 units)` turns two samples into CPU seconds, share of the total and milliseconds per unit of work
 (an order, an event). A process that exited between the samples is left out rather than guessed.
+`Machine.take()` and `machine_breakdown` do the same for the whole machine and its servers.
 """
 
 from __future__ import annotations
@@ -94,3 +95,64 @@ def describe(breakdown: Mapping[str, Any]) -> str:
     return (
         ", ".join(parts) + f"; total {breakdown['total_cpu_ms_per_unit']} ms CPU per unit, {breakdown['cores']} cores"
     )
+
+
+# Broker and database servers by their processes' command names, for the machine-wide picture:
+# on a 2-core machine they compete with the services for the same cores.
+SERVERS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ", "java": "Kafka (java)"}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The whole machine at one moment: busy and total CPU ticks (`/proc/stat`), and the CPU
+    seconds of each server's processes by pid (a server process that started later counts from
+    zero; one that exited in between is lost, so a server's figure is a lower bound)."""
+
+    at: float
+    busy_ticks: int
+    total_ticks: int
+    servers: dict[str, dict[int, float]]
+
+    @classmethod
+    def take(cls) -> Machine:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle and iowait
+        servers: dict[str, dict[int, float]] = {label: {} for label in SERVERS.values()}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/comm", encoding="utf-8") as comm:
+                    label = SERVERS.get(comm.read().strip())
+            except OSError:
+                continue
+            if label is not None and (seconds := cpu_seconds(int(entry))) is not None:
+                servers[label][int(entry)] = seconds
+        return cls(time.monotonic(), sum(ticks) - idle, sum(ticks), servers)
+
+
+def machine_breakdown(before: Machine, after: Machine, units: int) -> dict[str, Any]:
+    """Cores busy on the whole machine between the samples (of `os.cpu_count()`), and each running
+    server's CPU: milliseconds per unit and cores' worth."""
+    wall = max(after.at - before.at, 1e-9)
+    cpus = os.cpu_count() or 1
+    busy = (after.busy_ticks - before.busy_ticks) / max(after.total_ticks - before.total_ticks, 1)
+    servers = {}
+    for label, pids in after.servers.items():
+        seconds = sum(cpu - before.servers[label].get(pid, 0.0) for pid, cpu in pids.items())
+        if pids:
+            servers[label] = {
+                "cpu_ms_per_unit": round(1000 * seconds / max(units, 1), 2),
+                "cores": round(seconds / wall, 2),
+            }
+    return {"cpus": cpus, "busy_cores": round(busy * cpus, 2), "wall_s": round(wall, 2), "servers": servers}
+
+
+def describe_machine(breakdown: Mapping[str, Any]) -> str:
+    """One line: `1.97 of 2 cores busy; PostgreSQL 3.4 ms (0.31 cores), RabbitMQ ...`."""
+    servers = ", ".join(
+        f"{label} {figures['cpu_ms_per_unit']} ms ({figures['cores']} cores)"
+        for label, figures in breakdown["servers"].items()
+    )
+    return f"{breakdown['busy_cores']} of {breakdown['cpus']} cores busy" + (f"; servers: {servers}" if servers else "")

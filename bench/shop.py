@@ -14,7 +14,10 @@ the time from an event's creation (`time`, stamped in the handler) to its conseq
 creation one service further, at the low and at the fixed rate, which splits the end-to-end
 latency into its steps. Around the saturation run each process's CPU time and RSS are read from
 `/proc` (`proc_stats`): `cpu_at_saturation` has the CPU milliseconds per settled order of every
-service and of this process (the load generator and the tap). After the runs, `shop check`
+service and of this process (the load generator and the tap); `machine_at_saturation` has the
+cores busy on the whole machine while the orders settled and each broker or database server's CPU
+(it competes for the same cores: a shop can be CPU-bound with its services using one core of
+two). After the runs, `shop check`
 verifies the invariants. Configurations whose adapter or server is missing are reported as skipped.
 """
 
@@ -197,11 +200,13 @@ async def _measure(settings: Settings, args: argparse.Namespace) -> dict[str, An
         low_hops = tap.hops()
         print(f"  saturation: {args.saturation_orders} orders, 64 in flight")
         pids = _pids(settings)
-        before = proc_stats.Sample.take(pids)
+        before, machine_before = proc_stats.Sample.take(pids), proc_stats.Machine.take()
         saturation = await run_load(api, args.saturation_orders, 0, concurrency=64, show_progress=False)
+        machine = proc_stats.machine_breakdown(machine_before, proc_stats.Machine.take(), saturation.settled)
         await _quiesce(tap)
         cpu = proc_stats.cpu_breakdown(before, proc_stats.Sample.take(pids), saturation.settled)
         print(f"  CPU per settled order: {proc_stats.describe(cpu)}")
+        print(f"  while the orders settled: {proc_stats.describe_machine(machine)}")
         tap.events.clear()
         print(f"  fixed rate: {args.rate_orders} orders at {args.rate:g}/s")
         fixed = await run_load(api, args.rate_orders, args.rate, show_progress=False)
@@ -218,6 +223,7 @@ async def _measure(settings: Settings, args: argparse.Namespace) -> dict[str, An
         "fixed_rate": _figures(fixed),
         "low_rate": _figures(low),
         "cpu_at_saturation": cpu,
+        "machine_at_saturation": machine,
         "hops_at_low_rate_ms": low_hops,
         "hops_at_fixed_rate_ms": fixed_hops,
         "invariants": "hold" if not found else f"{len(found)} violations, e.g. {found[:3]}",
