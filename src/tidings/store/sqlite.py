@@ -8,11 +8,12 @@ locked", row locks are not needed (`for_update` is a no-op) and migrations need 
 Each process uses one connection (pool of 1): its transactions queue in asyncio instead of
 spinning in SQLite's busy handler; other processes wait up to the busy timeout.
 
-`claim` and `add_outbox` run on the aiosqlite connection directly: they are on every event's
-path, and through SQLAlchemy each statement costs four hand-offs to aiosqlite's thread instead
-of one. This is sound because the engine's transactions begin eagerly (`BEGIN IMMEDIATE` in its
-begin event), so the statements are inside the session's transaction. The relay's statements
-(`relay_read`, `relay_settle`) run on the driver too, for the same reason.
+Statements through SQLAlchemy make one hand-off to aiosqlite's thread each, not three or four
+(`tidings.store.sqlite_cursor`). `claim` and `add_outbox` run on the aiosqlite connection
+directly: they are on every event's path, and that also skips SQLAlchemy's own work. This is
+sound because the engine's transactions begin eagerly (`BEGIN IMMEDIATE` in its begin event), so
+the statements are inside the session's transaction. The relay's statements (`relay_read`,
+`relay_settle`) run on the driver too, for the same reason.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy.util import await_only
 
 from tidings.errors import ConfigurationError
 from tidings.store.relay_view import RelayView
+from tidings.store.sqlite_cursor import use_one_trip_cursors
 from tidings.store.tables import relay
 
 if TYPE_CHECKING:
@@ -216,6 +218,7 @@ def _configure(engine: AsyncEngine, busy_timeout: float, begin: str) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
+        use_one_trip_cursors(dbapi_connection)  # one hand-off to the driver's thread per statement
         dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own: see _begin
         cursor = dbapi_connection.cursor()
         try:
