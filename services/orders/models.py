@@ -106,6 +106,7 @@ SETTLE = (
         settled_at=bindparam("now"),
     )
 )
+SETTLE_RETURNING = SETTLE.returning(ORDERS.c.customer_id, ORDERS.c.total)
 
 
 def new_order(
@@ -139,5 +140,15 @@ async def settle(
     This is the one place an order changes status: one conditional UPDATE (SQLAlchemy Core, on the
     handler's `ctx.connection`), so no event can settle an order twice.
     """
-    values = {"of_order": order_id, "new_status": status, "why": reason, "detail_text": detail[:500], "now": utcnow()}
-    return (await db.execute(SETTLE, values)).rowcount == 1
+    return (await db.execute(SETTLE, _settlement(order_id, status, reason, detail))).rowcount == 1
+
+
+async def settle_returning(db: AsyncConnection, order_id: str, status: OrderStatus) -> tuple[str, Decimal] | None:
+    """`settle`, returning the settled order's customer and total from the same one statement
+    (`UPDATE ... RETURNING`: a step that needs them reads nothing more); None if it was settled."""
+    row = (await db.execute(SETTLE_RETURNING, _settlement(order_id, status, None, ""))).one_or_none()
+    return None if row is None else (row.customer_id, row.total)
+
+
+def _settlement(order_id: str, status: OrderStatus, reason: str | None, detail: str) -> dict[str, Any]:
+    return {"of_order": order_id, "new_status": status, "why": reason, "detail_text": detail[:500], "now": utcnow()}

@@ -35,7 +35,7 @@ from services.contracts import (
     PaymentFailed,
     StockReservationFailed,
 )
-from services.orders.models import LINES, ORDERS, OrderStatus, settle
+from services.orders.models import LINES, ORDERS, OrderStatus, settle, settle_returning
 from tidings import saga
 from tidings.context import Context
 from tidings.errors import PermanentError
@@ -65,16 +65,16 @@ class OrderProcess(Saga, name="order", begun=True):
     @handles(PaymentCompleted)
     async def paid(self, event: PaymentCompleted, ctx: SagaContext) -> None:
         db = ctx.connection
-        order = await _order(db, self.order_id)
-        if not await settle(db, order.order_id, OrderStatus.CONFIRMED):
+        settled = await settle_returning(db, self.order_id, OrderStatus.CONFIRMED)  # locks the row, as `_order` does
+        if settled is None:
+            order = await _order(db, self.order_id)
             log.info("payment %s for %s order %s: payments refunds it", event.payment_id, order.status, order.order_id)
             ctx.finish(order.status)
             return
-        rows = await db.execute(LINES_OF, {"order_id": order.order_id})
+        customer_id, total = settled
+        rows = await db.execute(LINES_OF, {"order_id": self.order_id})
         lines = tuple(LineItem(sku=sku, quantity=quantity, unit_price=price) for sku, quantity, price in rows)
-        ctx.publish(
-            OrderConfirmed(order_id=order.order_id, customer_id=order.customer_id, lines=lines, total=order.total)
-        )
+        ctx.publish(OrderConfirmed(order_id=self.order_id, customer_id=customer_id, lines=lines, total=total))
         ctx.finish(CONFIRMED)
 
     async def timed_out(self, ctx: SagaContext) -> None:
