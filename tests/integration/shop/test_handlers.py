@@ -20,6 +20,7 @@ from services.contracts import (
     CancelReason,
     LineItem,
     OrderCancelled,
+    OrderConfirmed,
     OrderCreated,
     PaymentCompleted,
     ReservedLine,
@@ -29,7 +30,7 @@ from services.inventory import service as inventory
 from services.inventory.models import Reservation, Stock
 from services.kit.db import utcnow
 from services.orders import service as orders
-from services.orders.models import Order, add_order, new_order
+from services.orders.models import Order, OrderStatus, add_order, new_order, settle
 from services.orders.saga import OrderProcess, begin_order
 from services.payments import service as payments
 from services.payments.models import Account, Charge
@@ -181,3 +182,62 @@ async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(star
         order = (await session.scalars(select(Order))).one()
     assert (order.status, order.reason) == ("cancelled", "deadline-exceeded")
     assert order.settled_at is not None
+
+
+async def _pending_order(service: Service, *, settled_as: str | None = None) -> str:
+    """A pending order with its saga begun, as the API writes it; `settled_as` then settles its
+    row behind the saga's back (the race the payment step guards against). Its correlation id."""
+    async with service.transaction() as ctx:
+        now = utcnow()
+        placed = ctx.publish(created("o1", ("SKU-TEA", 2)))
+        correlation = placed.correlationid or placed.id
+        order = new_order("o1", "customer-001", Decimal("9.00"), correlation, now, now + timedelta(minutes=5))
+        line = {"order_id": "o1", "sku": "SKU-TEA", "quantity": 2, "unit_price": Decimal("4.50")}
+        await add_order(ctx.connection, order, [line])
+        await begin_order(ctx, order)
+    if settled_as is not None:
+        async with service.transaction() as ctx:
+            assert await settle(ctx.connection, "o1", OrderStatus(settled_as), reason=CancelReason.OUT_OF_STOCK)
+    return correlation
+
+
+async def _pay(service: Service, correlation: str) -> None:
+    handled = service.stats["handled"]
+    probe = await connect(service.broker_url)
+    completed = PaymentCompleted(order_id="o1", payment_id="p1", customer_id="customer-001", amount=Decimal("9.00"))
+    await probe.publish([Envelope.wrap(completed, source="payments", correlationid=correlation)])
+    await probe.close()
+
+    async def paid() -> bool:
+        return service.stats["handled"] > handled
+
+    await until(paid, "the payment was handled")
+
+
+async def test_orders_confirms_a_paid_order_with_its_customer_total_and_lines(start: Any) -> None:
+    service = await start(lambda settings: orders.build(settings, serve_http=False))
+    correlation = await _pending_order(service)
+    tap = await connect(service.broker_url)
+    confirmations = await tap.subscribe("tap", [OrderConfirmed.event_type])
+    await _pay(service, correlation)
+    delivery = await anext(aiter(confirmations))
+    confirmed = OrderConfirmed.model_validate_json(delivery.envelope().data)
+    await delivery.ack()
+    await tap.close()
+    assert (confirmed.customer_id, confirmed.total) == ("customer-001", Decimal("9.00"))
+    assert confirmed.lines == (LineItem(sku="SKU-TEA", quantity=2, unit_price=Decimal("4.50")),)
+    async with service.store.session() as session:
+        assert (await session.scalars(select(Order.status))).one() == "confirmed"
+        assert await saga.instance(session, OrderProcess, correlation) == ("confirmed", OrderProcess(order_id="o1"))
+
+
+async def test_orders_ends_the_saga_as_the_order_ended_when_a_payment_finds_it_settled(start: Any) -> None:
+    service = await start(lambda settings: orders.build(settings, serve_http=False))
+    correlation = await _pending_order(service, settled_as="cancelled")
+    outboxed = service.stats["outboxed"]
+    await _pay(service, correlation)
+    assert service.stats["outboxed"] == outboxed  # no OrderConfirmed for a cancelled order
+    async with service.store.session() as session:
+        order = (await session.scalars(select(Order))).one()
+        assert (order.status, order.reason) == ("cancelled", "out-of-stock")
+        assert await saga.instance(session, OrderProcess, correlation) == ("cancelled", OrderProcess(order_id="o1"))
