@@ -56,35 +56,23 @@ class OrderRequest(BaseModel):
 class OrderColumns(Protocol):
     """What a view is made of: an order's row (a Core `Row` or an ORM `Order`)."""
 
-    @property
-    def order_id(self) -> str: ...
-    @property
-    def customer_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def total(self) -> Decimal: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def detail(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def deadline(self) -> datetime: ...
-    @property
-    def settled_at(self) -> datetime | None: ...
+    order_id: str
+    customer_id: str
+    status: str
+    total: Decimal
+    reason: str | None
+    detail: str
+    created_at: datetime
+    deadline: datetime
+    settled_at: datetime | None
 
 
 class LineColumns(Protocol):
     """An order line's row (a Core `Row` or an ORM `OrderLine`)."""
 
-    @property
-    def sku(self) -> str: ...
-    @property
-    def quantity(self) -> int: ...
-    @property
-    def unit_price(self) -> Decimal: ...
+    sku: str
+    quantity: int
+    unit_price: Decimal
 
 
 class LineView(BaseModel):

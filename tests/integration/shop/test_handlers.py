@@ -148,14 +148,7 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, within: flo
 
 async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(start: Any) -> None:
     service = await start(lambda settings: orders.build(settings, serve_http=False))
-    async with service.transaction() as ctx:  # a pending order past its deadline, written as the API does
-        past = utcnow() - timedelta(seconds=5)
-        placed = ctx.publish(created("o1", ("SKU-TEA", 1)))
-        correlation = placed.correlationid or placed.id
-        order = new_order("o1", "customer-001", Decimal("4.50"), correlation, past, past)
-        line = {"order_id": "o1", "sku": "SKU-TEA", "quantity": 1, "unit_price": Decimal("4.50")}
-        await add_order(ctx.connection, order, [line])
-        await begin_order(ctx, order)
+    correlation = await _pending_order(service, quantity=1, deadline_in=timedelta(seconds=-5))  # past its deadline
 
     async def instance() -> tuple[str, OrderProcess] | None:
         async with service.store.session() as session:
@@ -167,16 +160,8 @@ async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(star
     )
     await sweeper.sweep()  # or the service's own sweeper, started with it, got there first
     assert await instance() == ("timed-out", OrderProcess(order_id="o1"))
-    outboxed, handled = service.stats["outboxed"], service.stats["handled"]
-    probe = await connect(service.broker_url)
-    completed = PaymentCompleted(order_id="o1", payment_id="p1", customer_id="customer-001", amount=Decimal("4.50"))
-    await probe.publish([Envelope.wrap(completed, source="payments", correlationid=correlation)])
-    await probe.close()
-
-    async def paid() -> bool:
-        return service.stats["handled"] > handled
-
-    await until(paid, "the payment was handled")
+    outboxed = service.stats["outboxed"]
+    await _pay(service, correlation, Decimal("4.50"))
     assert service.stats["outboxed"] == outboxed  # the late payment published nothing
     async with service.store.session() as session:
         order = (await session.scalars(select(Order))).one()
@@ -184,27 +169,34 @@ async def test_orders_ignores_a_payment_for_an_order_the_deadline_cancelled(star
     assert order.settled_at is not None
 
 
-async def _pending_order(service: Service, *, settled_as: str | None = None) -> str:
-    """A pending order with its saga begun, as the API writes it; `settled_as` then settles its
-    row behind the saga's back (the race the payment step guards against). Its correlation id."""
+async def _pending_order(
+    service: Service, *, quantity: int = 2, deadline_in: timedelta = timedelta(minutes=5), settled_as: str = ""
+) -> str:
+    """A pending order of `quantity` teas at 4.50 with its saga begun, written as the API does;
+    `settled_as` then settles its row behind the saga's back (the race the payment step guards
+    against). Returns its correlation id."""
     async with service.transaction() as ctx:
         now = utcnow()
-        placed = ctx.publish(created("o1", ("SKU-TEA", 2)))
+        placed = ctx.publish(created("o1", ("SKU-TEA", quantity)))
         correlation = placed.correlationid or placed.id
-        order = new_order("o1", "customer-001", Decimal("9.00"), correlation, now, now + timedelta(minutes=5))
-        line = {"order_id": "o1", "sku": "SKU-TEA", "quantity": 2, "unit_price": Decimal("4.50")}
+        total = Decimal("4.50") * quantity
+        order = new_order(
+            "o1", "customer-001", total, correlation, now + min(deadline_in, timedelta(0)), now + deadline_in
+        )
+        line = {"order_id": "o1", "sku": "SKU-TEA", "quantity": quantity, "unit_price": Decimal("4.50")}
         await add_order(ctx.connection, order, [line])
         await begin_order(ctx, order)
-    if settled_as is not None:
+    if settled_as:
         async with service.transaction() as ctx:
             assert await settle(ctx.connection, "o1", OrderStatus(settled_as), reason=CancelReason.OUT_OF_STOCK)
     return correlation
 
 
-async def _pay(service: Service, correlation: str) -> None:
+async def _pay(service: Service, correlation: str, amount: Decimal = Decimal("9.00")) -> None:
+    """Publish the order's `PaymentCompleted` and wait until the service handled it."""
     handled = service.stats["handled"]
     probe = await connect(service.broker_url)
-    completed = PaymentCompleted(order_id="o1", payment_id="p1", customer_id="customer-001", amount=Decimal("9.00"))
+    completed = PaymentCompleted(order_id="o1", payment_id="p1", customer_id="customer-001", amount=amount)
     await probe.publish([Envelope.wrap(completed, source="payments", correlationid=correlation)])
     await probe.close()
 
