@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -304,6 +304,7 @@ async def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         **figures,
         "broker": args.broker,
+        "event_loop": args.event_loop,
         "machine": machine(),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -319,7 +320,17 @@ def result_key(database: str, args: argparse.Namespace) -> str:
         parts.append(args.handler)
     if args.concurrency != 16:
         parts.append(f"c{args.concurrency}")
+    if args.event_loop != "asyncio":
+        parts.append(args.event_loop)
     return "_".join(parts)
+
+
+def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if event_loop == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 def main() -> None:
@@ -342,6 +353,12 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=int, default=0, help="events/s of the paced latency run (default: half the saturated rate)"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the loop of the whole run: Tidings, the raw floor and the peer alike (ADR 0034)",
+    )
     parser.add_argument("--postgres", default=POSTGRES, help="admin URL of the PostgreSQL server")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the run")
     parser.add_argument("--out", type=Path, help="merge the figures into this JSON file")
@@ -350,7 +367,8 @@ def main() -> None:
     names = list(DATABASES) if args.database == "all" else [args.database]
     print(f"{'database':<10}{'events':>8}{'handled/s':>11}{'end-to-end/s':>14}{'cpu ms/ev':>11}  commit-to-publish")
     for name in names:
-        result = asyncio.run(run(name, args))
+        with asyncio.Runner(loop_factory=_loop_factory(args.event_loop)) as runner:
+            result = runner.run(run(name, args))
         saturated, paced = result["saturated"], result["paced"]
         print(
             f"{name:<10}{args.events:>8}{saturated['handled_events_per_s']:>11,}"

@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from services import contracts
 from services.check import check
 from services.kit.db import drop_databases
 from services.load import LoadReport, percentiles, run_load
-from services.settings import SERVICES, Settings
+from services.settings import EVENT_LOOPS, SERVICES, Settings
 from services.supervisor import Supervisor, read_ready_file
 from tidings.transport import connect
 
@@ -178,7 +179,7 @@ async def bench(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"shop-bench-{name}-") as directory:
         try:
             async with environment(name, Path(directory) / "data") as settings:
-                return await _measure(settings, args)
+                return await _measure(replace(settings, event_loop=args.event_loop), args)
         except LookupError as missing:
             print(f"{name}: skipped: {missing}")
             return {"skipped": str(missing)}
@@ -260,6 +261,7 @@ async def main() -> int:
     parser.add_argument("--rate-orders", type=int, default=1000)
     parser.add_argument("--low-rate", type=float, default=20.0, help="a rate well below saturation, for comparison")
     parser.add_argument("--low-rate-orders", type=int, default=300)
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="uvloop", help="the services' loop (ADR 0034)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/shop.json"))
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -269,7 +271,8 @@ async def main() -> int:
     for name in args.configs.split(","):
         print(f"{name}:")
         figures = await bench(name.strip(), args)
-        results[name] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), **figures}
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        results[name] = {"when": when, "event_loop": args.event_loop, **figures}
         args.out.write_text(json.dumps(results, indent=2) + "\n")  # after each: a later failure keeps these
     print(f"written to {args.out}")
     return 0

@@ -150,6 +150,15 @@ async def _watch_parent(supervisor: int) -> None:
     await asyncio.Event().wait()  # the service is stopping now, which cancels this task
 
 
+def event_loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory of the loop `Settings.event_loop` names; None is asyncio's own (ADR 0034)."""
+    if event_loop == "asyncio":
+        return None
+    import uvloop  # the shop extra installs it wherever uvloop builds (not on Windows)
+
+    return uvloop.new_event_loop
+
+
 def run_main(build: Callable[[Settings], Service], argv: Sequence[str] | None = None) -> int:
     """Entry point of one service process: settings from env and options, run until SIGTERM."""
     import argparse
@@ -164,8 +173,9 @@ def run_main(build: Callable[[Settings], Service], argv: Sequence[str] | None = 
     # logs (SHOP_LOG_FORMAT / TIDINGS_LOG_FORMAT) and spans (OTEL_* variables) as `tidings run` does
     setup.configure(service.name, log_format=os.environ.get("SHOP_LOG_FORMAT"), log_level=args.log_level)
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run(service))
+        loop = asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop))
+        with contextlib.suppress(KeyboardInterrupt), loop as runner:
+            runner.run(run(service))
     except BackgroundTaskFailed as failure:  # the consumer died, say: exit non-zero, the supervisor restarts it
         log.error("%s", failure)
         return failure.exit_code

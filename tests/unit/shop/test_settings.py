@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from services.kit.service import event_loop_factory
 from services.settings import Settings, add_arguments
 from tidings.errors import ConfigurationError
 
@@ -52,6 +54,7 @@ def test_retention_and_metrics_port_come_from_the_environment_and_options(tmp_pa
         {"database": "mysql://x"},
         {"idempotency_retention": 0},
         {"metrics_port": -1},
+        {"event_loop": "trio"},
     ],
 )
 def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
@@ -62,3 +65,26 @@ def test_invalid_settings_are_refused(bad: dict[str, object]) -> None:
 def test_unparseable_environment_value_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="invalid shop setting"):
         Settings.from_env({"SHOP_DEADLINE": "soon"})
+
+
+def test_the_event_loop_is_uvloop_unless_the_environment_or_an_option_says_asyncio(tmp_path: Path) -> None:
+    assert Settings().event_loop == "uvloop"
+    assert Settings.from_env({"SHOP_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    option = parser.parse_args(["--event-loop", "uvloop"])
+    assert Settings(event_loop="asyncio").with_args(option).event_loop == "uvloop"
+    with pytest.raises(SystemExit):  # argparse names the choices
+        parser.parse_args(["--event-loop", "trio"])
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_a_service_process_runs_on_the_loop_its_settings_name(event_loop: str) -> None:
+    factory = event_loop_factory(event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        running = runner.run(_running_loop())
+    assert (type(running).__module__.split(".")[0] == "uvloop") == (event_loop == "uvloop")
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
