@@ -114,6 +114,7 @@ bench-transport: $(BENCH_STAMP) services
 
 bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --out bench/results/reliable_path.json
+	$(BIN)/python bench/reliable_path.py --event-loop uvloop --out bench/results/reliable_path.json
 	$(BIN)/python bench/reliable_path.py --database postgres --broker rabbitmq --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/reliable_path.py --broker memory --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/reliable_path.py --broker memory --handler core --concurrency 64 --events 5000 --out bench/results/reliable_path.json
