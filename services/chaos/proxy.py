@@ -1,8 +1,10 @@
 """A small asyncio TCP proxy that the chaos run puts between the shop and what it talks to (the
 broker, PostgreSQL, the orders API), and that the tests put in front of a broker: `cut()` aborts
 every connection passing through it (both sides see a reset), `slow(delay)` holds each chunk
-`delay` seconds in both directions until `fast()`, and `refuse()` / `accept()` turn new
-connections away or let them through again. The one proxy of the project; the tests import it
+`delay` seconds in both directions until `fast()`, `refuse()` / `accept()` turn new
+connections away or let them through again, and `stall()` takes new connections and never
+answers on them (a listener that accepts and then says nothing, as a broker shutting down or
+still booting can) until they are cut. The one proxy of the project; the tests import it
 through `tests/integration/tcp_proxy.py`."""
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ class TcpProxy:
         """Connections let through to the target so far."""
         self.refused = 0
         """Connection attempts turned away (while refusing, or when the target refused them)."""
+        self.stalled = 0
+        """Connections taken and never answered (while stalling)."""
         self.delay = 0.0
         self._refusing = False
+        self._stalling = False
+        self._silent: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -42,16 +48,24 @@ class TcpProxy:
     def refuse(self) -> None:
         self._refusing = True
 
+    def stall(self) -> None:
+        """Take new connections and send nothing on them, nor forward them, until `cut()`."""
+        self._stalling = True
+
     def accept(self) -> None:
-        self._refusing = False
+        """Let new connections through again (after `refuse()` or `stall()`)."""
+        self._refusing = self._stalling = False
 
     def cut(self) -> int:
-        """Abort every open connection; returns how many were cut."""
+        """Abort every open connection, stalled ones too; returns how many were forwarding."""
         pairs = list(self._pairs)
         for client, upstream in pairs:
             client.transport.abort()
             upstream.transport.abort()
         self._pairs.clear()
+        for silent in self._silent:
+            silent.transport.abort()
+        self._silent.clear()
         return len(pairs)
 
     def slow(self, delay: float) -> None:
@@ -75,6 +89,10 @@ class TcpProxy:
         if self._refusing:
             self.refused += 1
             writer.transport.abort()
+            return
+        if self._stalling:
+            self.stalled += 1
+            self._silent.add(writer)  # held open, unanswered, until `cut()` or `close()`
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)

@@ -16,6 +16,7 @@ from tests.integration.rabbitmq_support import amqp_url
 from tests.integration.tcp_proxy import TcpProxy
 from tidings.errors import PublishError, TransportError
 from tidings.transport import Transport, connect
+from tidings.transport.rabbitmq import nodes
 
 pytestmark = pytest.mark.rabbitmq
 LOGGER = "tidings.transport.rabbitmq"
@@ -147,3 +148,28 @@ async def test_open_fails_at_once_on_refused_credentials(vhost: str) -> None:
     with pytest.raises(TransportError, match="refused"):
         await connect(url)
     assert loop.time() - started < 5
+
+
+async def test_a_reconnection_attempt_nobody_answers_is_given_up_and_tried_again(
+    vhost: str, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: after a broker restart in the chaos run, a service's first reconnection attempt
+    reached a listener that took the TCP connection and never answered. The attempt had no
+    time limit, so it waited forever: the service stayed up, consumed nothing more, and 176
+    orders were never notified. Now every attempt, the AMQP handshake included, has one."""
+    monkeypatch.setattr(nodes, "NODE_TIMEOUT", 1.0)  # the attempt's limit; 10 s by default
+    transport = await connect(amqp_url(vhost, port=proxy.port))
+    try:
+        await transport.subscribe("g", [PING])
+        publisher = Publisher(transport)
+        await wait_for(lambda: publisher.confirmed, 10, "a first publish")
+        proxy.stall()
+        proxy.cut()
+        await wait_for(lambda: proxy.stalled >= 1, 10, "a reconnection attempt taken and not answered")
+        proxy.accept()  # the stalled attempt stays unanswered; only a new one can get through
+        before = len(publisher.confirmed)
+        await wait_for(lambda: len(publisher.confirmed) > before, 15, "a publish after the unanswered attempt")
+        await publisher.stop()
+    finally:
+        await transport.close()
+    assert proxy.connections >= 2, "the transport never connected again"

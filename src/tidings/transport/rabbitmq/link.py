@@ -38,8 +38,8 @@ from pamqp.commands import Basic
 
 from tidings.errors import PublishError, TransportError
 from tidings.retry import RetryPolicy
+from tidings.transport.rabbitmq import nodes
 from tidings.transport.rabbitmq.config import RabbitConfig
-from tidings.transport.rabbitmq.nodes import connect_any
 
 log = logging.getLogger("tidings.transport.rabbitmq")
 
@@ -62,6 +62,10 @@ _REFUSED: tuple[type[BaseException], ...] = (
     aiormq.exceptions.ConnectionNotAllowed,  # 530 NOT_ALLOWED: no such vhost, or no access to it
 )
 """What the broker answers when it is there but will not have us: waiting does not help."""
+SETUP_TIMEOUT = 60.0
+"""Seconds the hooks of one reconnection (declaring the topology, consuming again) may take
+before the attempt is abandoned and the next one starts: a broker can take a connection and
+then stop answering on it, and a reconnection that waits for it forever never consumes again."""
 
 
 class Link:
@@ -189,7 +193,7 @@ class Link:
 
     async def _reach(self) -> AbstractConnection:
         start = self.endpoint + 1 if self.generation else 0
-        self.endpoint, connection = await connect_any(self.config.endpoints, start, _REFUSED, _RECONNECT_ERRORS)
+        self.endpoint, connection = await nodes.connect_any(self.config.endpoints, start, _REFUSED, _RECONNECT_ERRORS)
         return connection
 
     def _on_close(self, sender: Any, error: BaseException | None = None) -> None:
@@ -210,8 +214,9 @@ class Link:
             lost_at, attempt = loop.time(), 0
             while not self._closing:
                 attempt += 1
-                try:
-                    await self._connect()
+                try:  # bounded: the handshake has `NODE_TIMEOUT` per node, the hooks `SETUP_TIMEOUT`
+                    async with asyncio.timeout(nodes.NODE_TIMEOUT * len(self.config.endpoints) + SETUP_TIMEOUT):
+                        await self._connect()
                 except _RECONNECT_ERRORS as error:
                     delay = self._backoff.delay(attempt)
                     self._attempt_failed("reconnecting", attempt, error, delay)
