@@ -261,7 +261,7 @@ async def main() -> int:
     parser.add_argument("--rate-orders", type=int, default=1000)
     parser.add_argument("--low-rate", type=float, default=20.0, help="a rate well below saturation, for comparison")
     parser.add_argument("--low-rate-orders", type=int, default=300)
-    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="uvloop", help="the services' loop (ADR 0034)")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio", help="the services' loop (ADR 0034)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/shop.json"))
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -67,9 +67,9 @@ def test_unparseable_environment_value_is_a_configuration_error() -> None:
         Settings.from_env({"SHOP_DEADLINE": "soon"})
 
 
-def test_the_event_loop_is_uvloop_unless_the_environment_or_an_option_says_asyncio(tmp_path: Path) -> None:
-    assert Settings().event_loop == "uvloop"
-    assert Settings.from_env({"SHOP_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+def test_the_event_loop_is_asyncio_unless_the_environment_or_an_option_says_uvloop(tmp_path: Path) -> None:
+    assert Settings().event_loop == "asyncio"
+    assert Settings.from_env({"SHOP_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     option = parser.parse_args(["--event-loop", "uvloop"])
