@@ -56,6 +56,15 @@ class Publisher:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+async def publishing(transport: Transport) -> Publisher:
+    """A `Publisher` on `transport` (with a group subscribed, so pings are routed), once its first
+    ping is confirmed."""
+    await transport.subscribe("g", [PING])
+    publisher = Publisher(transport)
+    await wait_for(lambda: publisher.confirmed, 10, "a first publish")
+    return publisher
+
+
 async def test_an_unreachable_broker_is_retried_with_backoff_not_in_a_spin(
     vhost: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -90,9 +99,7 @@ async def test_publishing_resumes_within_a_second_of_the_broker_coming_back(vhos
     its confirm within about a second of the broker being reachable again."""
     transport = await connect(amqp_url(vhost, port=proxy.port))
     try:
-        await transport.subscribe("g", [PING])
-        publisher = Publisher(transport)
-        await wait_for(lambda: publisher.confirmed, 10, "a first publish")
+        publisher = await publishing(transport)
         proxy.refuse()
         proxy.cut()
         await asyncio.sleep(6)  # sleep-ok: the 6 s outage is the scenario
@@ -160,9 +167,7 @@ async def test_a_reconnection_attempt_nobody_answers_is_given_up_and_tried_again
     monkeypatch.setattr(nodes, "NODE_TIMEOUT", 1.0)  # the attempt's limit; 10 s by default
     transport = await connect(amqp_url(vhost, port=proxy.port))
     try:
-        await transport.subscribe("g", [PING])
-        publisher = Publisher(transport)
-        await wait_for(lambda: publisher.confirmed, 10, "a first publish")
+        publisher = await publishing(transport)
         proxy.stall()
         proxy.cut()
         await wait_for(lambda: proxy.stalled >= 1, 10, "a reconnection attempt taken and not answered")
