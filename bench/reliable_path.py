@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,8 @@ import faststream_peer  # type: ignore[import-not-found]  # bench/ is the script
 import raw_floor  # type: ignore[import-not-found]
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
+from services.kit.service import event_loop_factory
+from services.settings import EVENT_LOOPS
 from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.events import Event
@@ -325,14 +327,6 @@ def result_key(database: str, args: argparse.Namespace) -> str:
     return "_".join(parts)
 
 
-def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if event_loop == "asyncio":
-        return None
-    import uvloop
-
-    return uvloop.new_event_loop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=[*DATABASES, "all"], default="all")
@@ -355,7 +349,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--event-loop",
-        choices=["asyncio", "uvloop"],
+        choices=EVENT_LOOPS,
         default="asyncio",
         help="the loop of the whole run: Tidings, the raw floor and the peer alike (ADR 0034)",
     )
@@ -367,7 +361,7 @@ def main() -> None:
     names = list(DATABASES) if args.database == "all" else [args.database]
     print(f"{'database':<10}{'events':>8}{'handled/s':>11}{'end-to-end/s':>14}{'cpu ms/ev':>11}  commit-to-publish")
     for name in names:
-        with asyncio.Runner(loop_factory=_loop_factory(args.event_loop)) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory(args.event_loop)) as runner:
             result = runner.run(run(name, args))
         saturated, paced = result["saturated"], result["paced"]
         print(

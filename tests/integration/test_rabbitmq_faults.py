@@ -16,7 +16,7 @@ from tests.integration.rabbitmq_support import amqp_url
 from tests.integration.tcp_proxy import TcpProxy
 from tidings.errors import PublishError, TransportError
 from tidings.transport import Transport, connect
-from tidings.transport.rabbitmq import nodes
+from tidings.transport.rabbitmq import link, nodes
 
 pytestmark = pytest.mark.rabbitmq
 LOGGER = "tidings.transport.rabbitmq"
@@ -178,3 +178,32 @@ async def test_a_reconnection_attempt_nobody_answers_is_given_up_and_tried_again
     finally:
         await transport.close()
     assert proxy.connections >= 2, "the transport never connected again"
+
+
+async def test_a_reconnection_whose_set_up_never_finishes_is_given_up_and_tried_again(
+    vhost: str, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for what follows the handshake: a reconnection hook (declaring the topology,
+    consuming again) that never returns fails its attempt after `SETUP_TIMEOUT`, and the next
+    attempt connects."""
+    monkeypatch.setattr(link, "SETUP_TIMEOUT", 1.0)  # 60 s by default
+    transport = await connect(amqp_url(vhost, port=proxy.port))
+    hung = 0
+
+    async def hangs_once() -> None:
+        nonlocal hung
+        hung += 1
+        if hung == 1:
+            await asyncio.Event().wait()  # the first reconnection's set-up never finishes
+
+    try:
+        publisher = await publishing(transport)
+        transport._link.add_hook(hangs_once)  # type: ignore[attr-defined]
+        proxy.cut()
+        await wait_for(lambda: hung >= 1, 10, "a reconnection reaching its set-up")
+        before = len(publisher.confirmed)
+        await wait_for(lambda: len(publisher.confirmed) > before, 15, "a publish after the hung set-up")
+        await publisher.stop()
+    finally:
+        await transport.close()
+    assert hung >= 2, "the reconnection was not tried again"

@@ -67,7 +67,7 @@ def test_unparseable_environment_value_is_a_configuration_error() -> None:
         Settings.from_env({"SHOP_DEADLINE": "soon"})
 
 
-def test_the_event_loop_is_asyncio_unless_the_environment_or_an_option_says_uvloop(tmp_path: Path) -> None:
+def test_the_event_loop_is_asyncio_unless_the_environment_or_an_option_says_uvloop() -> None:
     assert Settings().event_loop == "asyncio"
     assert Settings.from_env({"SHOP_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
     parser = argparse.ArgumentParser()
