@@ -47,7 +47,7 @@ from services import contracts
 from services.check import check
 from services.kit.db import drop_databases
 from services.load import LoadReport, percentiles, run_load
-from services.settings import EVENT_LOOPS, SERVICES, Settings
+from services.settings import DEFAULT_EVENT_LOOP, EVENT_LOOPS, SERVICES, Settings
 from services.supervisor import Supervisor, read_ready_file
 from tidings.transport import connect
 
@@ -261,7 +261,9 @@ async def main() -> int:
     parser.add_argument("--rate-orders", type=int, default=1000)
     parser.add_argument("--low-rate", type=float, default=20.0, help="a rate well below saturation, for comparison")
     parser.add_argument("--low-rate-orders", type=int, default=300)
-    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio", help="the services' loop (ADR 0034)")
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP, help="the services' loop (ADR 0034)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/shop.json"))
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}

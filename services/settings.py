@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -48,7 +49,9 @@ _ENV = {
     "event_loop": "SHOP_EVENT_LOOP",
 }
 EVENT_LOOPS = ("asyncio", "uvloop")
-"""The loops a shop process can run on: asyncio by default, uvloop on request (ADR 0034)."""
+"""The loops a shop process can run on (ADR 0034)."""
+DEFAULT_EVENT_LOOP = "asyncio" if sys.platform == "win32" else "uvloop"
+"""uvloop wherever the shop extra installs it (everywhere but Windows): 10 to 15 % less CPU per order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +84,8 @@ class Settings:
     keys: Path | None = None
     """A folder of `shop provision --keys`: `<service>.json` (its signing key) and `ring.json` (the
     keys it believes); each service signs what it publishes and dead-letters what is not signed."""
-    event_loop: str = "asyncio"
-    """The standard library's `asyncio`, or `uvloop` (libuv: 10 to 15 % less CPU per order, but not the
-    default while a RabbitMQ reconnection after a broker restart can hang on it: ADR 0034)."""
+    event_loop: str = DEFAULT_EVENT_LOOP
+    """`uvloop` (libuv: 10 to 15 % less CPU per order), or the standard library's `asyncio` (ADR 0034)."""
 
     def __post_init__(self) -> None:
         if self.deadline <= 0 or self.idempotency_retention <= 0:
@@ -174,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, help="serve /metrics and /health per service; 0 = free ports [off]")
     parser.add_argument("--identities", help="credentials file of `shop provision`: a user per service [off]")
     parser.add_argument("--keys", help="signing keys folder of `shop provision --keys`: signed events [off]")
-    parser.add_argument("--event-loop", choices=EVENT_LOOPS, help="each service's event loop [asyncio]")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, help=f"each service's event loop [{DEFAULT_EVENT_LOOP}]")
 
 
 def _typed(values: Mapping[str, Any]) -> dict[str, Any]:

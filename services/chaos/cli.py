@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from services.chaos.run import RunConfig, chaos_run
+from services.settings import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 
 RUNS = {
     # ~4 minutes on a 2-core machine: 16 kills, the broker restart, cuts and slow-downs of the
@@ -39,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/chaos/report.json"), help="the JSON report")
     parser.add_argument("--kills-per-service", type=int, default=3, help="SIGKILLs of each service per run [3]")
     parser.add_argument("--rate", type=float, help="orders per second of the load, in every run [per run]")
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=DEFAULT_EVENT_LOOP,
+        help=f"the services' loop [{DEFAULT_EVENT_LOOP}]",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
@@ -52,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     for name in names:
         try:
-            config = replace(RUNS[name], kills_per_service=args.kills_per_service)
+            config = replace(RUNS[name], kills_per_service=args.kills_per_service, event_loop=args.event_loop)
             config = replace(config, rate=args.rate) if args.rate else config
             report = asyncio.run(chaos_run(config, seed, args.data_dir, say))
         except Exception as error:  # a run that could not be carried out is a failure, said plainly

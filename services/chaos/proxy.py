@@ -4,8 +4,9 @@ every connection passing through it (both sides see a reset), `slow(delay)` hold
 `delay` seconds in both directions until `fast()`, `refuse()` / `accept()` turn new
 connections away or let them through again, and `stall()` takes new connections and never
 answers on them (a listener that accepts and then says nothing, as a broker shutting down or
-still booting can) until they are cut. The one proxy of the project; the tests import it
-through `tests/integration/tcp_proxy.py`."""
+still booting can) until they are cut, and `hang_up()` closes new connections at once, gracefully
+(a FIN, not a reset: a broker's listener shutting down does it) until `accept()`. The one proxy
+of the project; the tests import it through `tests/integration/tcp_proxy.py`."""
 
 from __future__ import annotations
 
@@ -26,9 +27,12 @@ class TcpProxy:
         """Connection attempts turned away (while refusing, or when the target refused them)."""
         self.stalled = 0
         """Connections taken and never answered (while stalling)."""
+        self.hung_up = 0
+        """Connections closed gracefully as soon as they were taken (while hanging up)."""
         self.delay = 0.0
         self._refusing = False
         self._stalling = False
+        self._hanging_up = False
         self._silent: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
@@ -52,9 +56,13 @@ class TcpProxy:
         """Take new connections and send nothing on them, nor forward them, until `cut()`."""
         self._stalling = True
 
+    def hang_up(self) -> None:
+        """Close new connections as soon as they are taken, with a FIN rather than a reset."""
+        self._hanging_up = True
+
     def accept(self) -> None:
-        """Let new connections through again (after `refuse()` or `stall()`)."""
-        self._refusing = self._stalling = False
+        """Let new connections through again (after `refuse()`, `stall()` or `hang_up()`)."""
+        self._refusing = self._stalling = self._hanging_up = False
 
     def cut(self) -> int:
         """Abort every open connection, stalled ones too; returns how many were forwarding."""
@@ -89,6 +97,10 @@ class TcpProxy:
         if self._refusing:
             self.refused += 1
             writer.transport.abort()
+            return
+        if self._hanging_up:
+            self.hung_up += 1
+            writer.close()
             return
         if self._stalling:
             self.stalled += 1

@@ -31,7 +31,7 @@ from services.check import check
 from services.invariants import deadline_cancelled
 from services.kit.db import drop_databases
 from services.load import ACCEPTED_FILE, read_accepted, run_load
-from services.settings import SERVICES, Settings
+from services.settings import DEFAULT_EVENT_LOOP, SERVICES, Settings
 from services.supervisor import Supervisor
 
 POSTGRES = "postgresql://postgres:postgres@127.0.0.1:5432"
@@ -50,6 +50,8 @@ class RunConfig:
     deadline: float = 30.0
     concurrency: int = 8
     """Deliveries in flight per service: 8 keeps the PostgreSQL connections (pool = 10 each) modest."""
+    event_loop: str = DEFAULT_EVENT_LOOP
+    """The loop every service runs on (`Settings.event_loop`): either gets the same faults."""
 
     @property
     def rabbitmq(self) -> bool:
@@ -70,6 +72,7 @@ async def chaos_run(config: RunConfig, seed: int, root: Path, say: Callable[[str
             deadline=config.deadline,
             concurrency=config.concurrency,
             metrics_port=0,
+            event_loop=config.event_loop,
         )
         direct = settings  # what `check` reads, around the proxies
         if rabbit is not None:
@@ -149,6 +152,7 @@ async def chaos_run(config: RunConfig, seed: int, root: Path, say: Callable[[str
     return {
         "run": config.name,
         "seed": seed,
+        "event_loop": config.event_loop,
         "duration_s": round(time.monotonic() - began, 1),
         "load": {"rate": config.rate, "duration_s": load.duration_s},
         "orders": {

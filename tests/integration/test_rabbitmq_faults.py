@@ -10,10 +10,11 @@ import logging
 import re
 
 import pytest
+import uvloop
 
 from tests.conformance.events import PING, ping
-from tests.integration.rabbitmq_support import amqp_url
-from tests.integration.tcp_proxy import TcpProxy
+from tests.integration.rabbitmq_support import AMQP_PORT, HOST, amqp_url, fresh_vhost
+from tests.integration.tcp_proxy import ProxyThread, TcpProxy
 from tidings.errors import PublishError, TransportError
 from tidings.transport import Transport, connect
 from tidings.transport.rabbitmq import link, nodes
@@ -207,3 +208,31 @@ async def test_a_reconnection_whose_set_up_never_finishes_is_given_up_and_tried_
     finally:
         await transport.close()
     assert hung >= 2, "the reconnection was not tried again"
+
+
+def test_a_broker_that_hangs_up_as_it_takes_a_connection_is_tried_again_until_it_answers() -> None:
+    """Found by the chaos run on uvloop: a node shutting down takes a connection and closes it at
+    once. A client whose loop reads that end before aiormq's first read (uvloop, with the proxy in
+    another process) gets `StopAsyncIteration` from `aio_pika.connect`; the reconnection loop did
+    not count it as a failed attempt, so it ended there, and the service never consumed again."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_hang_up_then_answer())
+
+
+async def _hang_up_then_answer() -> None:
+    proxy = ProxyThread(HOST, AMQP_PORT)
+    try:
+        async with fresh_vhost() as vhost:
+            transport = await connect(amqp_url(vhost, "reconnect_max=0.05", port=proxy.port))
+            try:
+                publisher = await publishing(transport)
+                proxy.call(lambda running: (running.hang_up(), running.cut()))
+                await wait_for(lambda: proxy.proxy.hung_up >= 20, 15, "20 reconnection attempts hung up on")
+                proxy.call(lambda running: running.accept())
+                before = len(publisher.confirmed)
+                await wait_for(lambda: len(publisher.confirmed) > before, 15, "a publish after the hang-ups")
+                await publisher.stop()
+            finally:
+                await transport.close()
+    finally:
+        proxy.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,13 +68,13 @@ def test_unparseable_environment_value_is_a_configuration_error() -> None:
         Settings.from_env({"SHOP_DEADLINE": "soon"})
 
 
-def test_the_event_loop_is_asyncio_unless_the_environment_or_an_option_says_uvloop() -> None:
-    assert Settings().event_loop == "asyncio"
-    assert Settings.from_env({"SHOP_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
+def test_the_event_loop_is_uvloop_unless_the_environment_or_an_option_says_asyncio() -> None:
+    assert Settings().event_loop == ("asyncio" if sys.platform == "win32" else "uvloop")
+    assert Settings.from_env({"SHOP_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    option = parser.parse_args(["--event-loop", "uvloop"])
-    assert Settings(event_loop="asyncio").with_args(option).event_loop == "uvloop"
+    option = parser.parse_args(["--event-loop", "asyncio"])
+    assert Settings(event_loop="uvloop").with_args(option).event_loop == "asyncio"
     with pytest.raises(SystemExit):  # argparse names the choices
         parser.parse_args(["--event-loop", "trio"])
 

@@ -55,13 +55,14 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 """What a broker operation raises when the connection or channel is gone or refuses."""
-_RECONNECT_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, RuntimeError)
 _REFUSED: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AuthenticationError,
     aiormq.exceptions.ProbableAuthenticationError,  # 403 ACCESS_REFUSED: wrong user or password
     aiormq.exceptions.ConnectionNotAllowed,  # 530 NOT_ALLOWED: no such vhost, or no access to it
 )
 """What the broker answers when it is there but will not have us: waiting does not help."""
+
+
 SETUP_TIMEOUT = 60.0
 """Seconds the hooks of one reconnection (declaring the topology, consuming again) may take
 before the attempt is abandoned and the next one starts: a broker can take a connection and
@@ -109,7 +110,9 @@ class Link:
                 break
             except _REFUSED as error:
                 raise TransportError(f"{self.config.redacted()} refused the connection: {error!r}") from error
-            except _RECONNECT_ERRORS as error:
+            except BaseException as error:
+                if not nodes.failed_attempt(error):
+                    raise
                 left = deadline - loop.time()
                 if left <= 0:
                     where = self.config.redacted()
@@ -117,11 +120,18 @@ class Link:
                         f"cannot connect to {where} after {attempt} attempt(s) in {timeout:g}s: {error!r}"
                     ) from error
                 delay = min(self._backoff.delay(attempt), left)  # the last attempt at the deadline
-                self._attempt_failed("connecting", attempt, error, delay)
+                nodes.log_failed_attempt("connecting", self.config.redacted(), attempt, error, delay, BROKER_ERRORS)
                 await asyncio.sleep(delay)
         if attempt > 1:
             log.warning("connected to %s at attempt %d", self.config.redacted(), attempt)
         self._supervisor = asyncio.create_task(self._supervise(), name="tidings-rabbitmq-link")
+        self._supervisor.add_done_callback(self._supervisor_ended)
+
+    def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
+        """Reconnecting ends with `close()` only: say so loudly if it ever ends otherwise."""
+        if not self._closing:
+            ending = "was cancelled" if task.cancelled() else f"raised {task.exception()!r}"
+            log.error("reconnecting to %s stopped (%s): it will not recover", self.config.redacted(), ending)
 
     async def close(self) -> None:
         self._closing = True
@@ -193,7 +203,7 @@ class Link:
 
     async def _reach(self) -> AbstractConnection:
         start = self.endpoint + 1 if self.generation else 0
-        self.endpoint, connection = await nodes.connect_any(self.config.endpoints, start, _REFUSED, _RECONNECT_ERRORS)
+        self.endpoint, connection = await nodes.connect_any(self.config.endpoints, start, _REFUSED)
         return connection
 
     def _on_close(self, sender: Any, error: BaseException | None = None) -> None:
@@ -217,9 +227,13 @@ class Link:
                 try:  # bounded: the handshake has `NODE_TIMEOUT` per node, the hooks `SETUP_TIMEOUT`
                     async with asyncio.timeout(nodes.NODE_TIMEOUT * len(self.config.endpoints) + SETUP_TIMEOUT):
                         await self._connect()
-                except _RECONNECT_ERRORS as error:
+                except BaseException as error:
+                    if not nodes.failed_attempt(error):
+                        raise
                     delay = self._backoff.delay(attempt)
-                    self._attempt_failed("reconnecting", attempt, error, delay)
+                    nodes.log_failed_attempt(
+                        "reconnecting", self.config.redacted(), attempt, error, delay, BROKER_ERRORS
+                    )
                     await asyncio.sleep(delay)
                 else:
                     log.warning(
@@ -230,19 +244,6 @@ class Link:
                         self.generation,
                     )
                     break
-
-    def _attempt_failed(self, doing: str, attempt: int, error: BaseException, delay: float) -> None:
-        """Log a failed attempt: a warning for attempts 1, 2, 4, 8... and every 60th, else debug."""
-        loud = attempt & (attempt - 1) == 0 or attempt % 60 == 0
-        log.log(
-            logging.WARNING if loud else logging.DEBUG,
-            "%s to %s failed (attempt %d: %r), next attempt in %.2fs",
-            doing,
-            self.config.redacted(),
-            attempt,
-            error,
-            delay,
-        )
 
     # -- publishing ---------------------------------------------------------------------------------
 
