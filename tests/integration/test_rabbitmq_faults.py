@@ -236,3 +236,27 @@ async def _hang_up_then_answer() -> None:
                 await transport.close()
     finally:
         proxy.close()
+
+
+async def test_reconnecting_that_ends_without_close_says_so_at_error_level(
+    vhost: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The link's reconnecting ends only with `close()`; if anything else ever ends it (as the
+    uncaught `StopAsyncIteration` did), the transport cannot recover, and the log says so
+    instead of leaving a service silently consuming nothing. `close()` itself says nothing."""
+
+    def stopped() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and "stopped" in r.getMessage()]
+
+    transport = await connect(amqp_url(vhost))
+    try:
+        supervisor = transport._link._supervisor  # type: ignore[attr-defined]
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)
+        assert len(stopped()) == 1, "the end of reconnecting was not logged"
+        assert "will not recover" in stopped()[0]
+    finally:
+        await transport.close()
+    quiet = await connect(amqp_url(vhost))
+    await quiet.close()
+    assert len(stopped()) == 1, "a transport's close() was logged as reconnecting that stopped"
