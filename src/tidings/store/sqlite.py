@@ -8,12 +8,13 @@ locked", row locks are not needed (`for_update` is a no-op) and migrations need 
 Each process uses one connection (pool of 1): its transactions queue in asyncio instead of
 spinning in SQLite's busy handler; other processes wait up to the busy timeout.
 
-Statements through SQLAlchemy make one hand-off to aiosqlite's thread each, not three or four
-(`tidings.store.sqlite_cursor`). `claim` and `add_outbox` run on the aiosqlite connection
-directly: they are on every event's path, and that also skips SQLAlchemy's own work. This is
-sound because the engine's transactions begin eagerly (`BEGIN IMMEDIATE` in its begin event), so
-the statements are inside the session's transaction. The relay's statements (`relay_read`,
-`relay_settle`) run on the driver too, for the same reason.
+Statements through SQLAlchemy make at most one hand-off to aiosqlite's thread each, not three or
+four, and none inside a transaction of a store that writes (`tidings.store.sqlite_cursor`, ADRs
+0033 and 0035). `claim` and `add_outbox` run on the driver's connection directly: they are on
+every event's path, and that also skips SQLAlchemy's own work. This is sound because the engine's
+transactions begin eagerly (`BEGIN IMMEDIATE` in its begin event), so the statements are inside
+the session's transaction. The relay's statements (`relay_read`, `relay_settle`) run on the
+driver too, for the same reason.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy.util import await_only
 
 from tidings.errors import ConfigurationError
 from tidings.store.relay_view import RelayView
-from tidings.store.sqlite_cursor import use_one_trip_cursors
+from tidings.store.sqlite_cursor import execute, execute_many, fetch_all, run, use_one_trip_cursors
 from tidings.store.tables import relay
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class SQLiteDialect:
             pool_timeout=max(60.0, busy_timeout * 2),
             pool_reset_on_return=None,  # _reset below rolls back only what is still open
         )
-        _configure(engine, busy_timeout, "BEGIN" if read_only else "BEGIN IMMEDIATE")
+        _configure(engine, busy_timeout, read_only=read_only)
         return engine
 
     async def lock_migrations(self, connection: AsyncConnection) -> None:
@@ -100,14 +101,14 @@ class SQLiteDialect:
     async def claim(self, executor: Executor, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """Insert-or-ignore the inbox row on the raw connection; True if it was new."""
         driver = await driver_connection(executor)
-        return bool(await driver.execute_fetchall(_CLAIM, (group, source, event_id, claimed_at)))
+        return bool(await run(driver, fetch_all, _CLAIM, (group, source, event_id, claimed_at)))
 
     async def claim_many(
         self, executor: Executor, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
     ) -> set[tuple[str, str]]:
         """One insert-or-ignore of every key (passed as a JSON array) on the raw connection."""
         driver = await driver_connection(executor)
-        rows = await driver.execute_fetchall(_CLAIM_MANY, (group, claimed_at, json.dumps(keys)))
+        rows = await run(driver, fetch_all, _CLAIM_MANY, (group, claimed_at, json.dumps(keys)))
         return {(source, event_id) for source, event_id in rows}
 
     async def add_outbox(
@@ -125,7 +126,7 @@ class SQLiteDialect:
             for owner, e, (headers, body) in zip(owners, envelopes, encoded, strict=True)
         ]
         driver = await driver_connection(executor)
-        await driver.executemany(_ADD, rows)
+        await run(driver, execute_many, _ADD, rows)
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
@@ -141,7 +142,7 @@ class SQLiteDialect:
         """One statement on the driver: in a transaction, or alone on a read-only connection (its own
         snapshot). No lock is taken: the lease (`tidings.store.lease`) says which relay publishes."""
         driver = await _driver_of(connection)
-        result = await driver.execute_fetchall(_RELAY_READ, (source, limit, json.dumps(sorted(skip))))
+        result = await run(driver, fetch_all, _RELAY_READ, (source, limit, json.dumps(sorted(skip))))
         if not result:
             return None
         first = result[0]
@@ -162,8 +163,8 @@ class SQLiteDialect:
         driver = await _driver_of(connection)
         if not driver.in_transaction:
             raise ConfigurationError("the relay settles in a transaction of a Store's connection")
-        await driver.execute(_RELAY_DELETE, (json.dumps(list(ids)),))
-        await driver.execute(_RELAY_COUNT, (source, len(ids), now, owner, lease_until))
+        await run(driver, execute, _RELAY_DELETE, (json.dumps(list(ids)),))
+        await run(driver, execute, _RELAY_COUNT, (source, len(ids), now, owner, lease_until))
 
     def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
         """`statement` unchanged: the transaction already holds the database's write lock."""
@@ -212,13 +213,15 @@ def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:
         await_only(asyncio.sleep(0.02))
 
 
-def _configure(engine: AsyncEngine, busy_timeout: float, begin: str) -> None:
-    """Connection pragmas, the eager `begin` statement, and a reset that rolls back only what is open."""
+def _configure(engine: AsyncEngine, busy_timeout: float, *, read_only: bool) -> None:
+    """Connection pragmas, the eager begin statement (`BEGIN IMMEDIATE` unless `read_only`), and a
+    reset that rolls back only what is open."""
     milliseconds = int(busy_timeout * 1000)
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        use_one_trip_cursors(dbapi_connection)  # one hand-off to the driver's thread per statement
+        use_one_trip_cursors(dbapi_connection, writes=not read_only)  # at most one trip per statement
         dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own: see _begin
         cursor = dbapi_connection.cursor()
         try:

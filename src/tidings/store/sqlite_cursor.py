@@ -1,4 +1,4 @@
-"""SQLAlchemy's aiosqlite cursor, with one hand-off to the driver's thread per statement.
+"""SQLAlchemy's aiosqlite cursor, and which thread runs each SQLite statement.
 
 Through SQLAlchemy's aiosqlite adapter a statement makes three or four trips to aiosqlite's
 thread: create the cursor, execute, fetch the rows, close the cursor. Each trip waits for that
@@ -7,23 +7,108 @@ microseconds, so in a busy service the trips cost more than the statements. They
 process's one connection (`tidings.store.sqlite`) for that whole time, and every transaction of
 the process waits for that connection.
 
-`OneTripCursor` runs the four steps in one function on the thread and keeps what the caller
-reads afterwards: the rows, `description`, `rowcount` and `lastrowid`. It reads all rows at
-once, as SQLAlchemy's buffered cursor already did. Server-side (streaming) cursors keep
-SQLAlchemy's own class. `use_one_trip_cursors` installs it on a connection as it connects. This
-relies on two private names: aiosqlite's `Connection._execute` (run a function on its thread) and
-SQLAlchemy's adapter classes. Both tests of the SQLite store catch a change in either.
+`OneTripCursor` runs the four steps in one function and keeps what the caller reads afterwards:
+the rows, `description`, `rowcount` and `lastrowid` (ADR 0033). It reads all rows at once, as
+SQLAlchemy's buffered cursor already did. Server-side (streaming) cursors keep SQLAlchemy's own
+class.
+
+That function runs on the loop's own thread, with no trip at all, when nothing can make it wait
+(ADR 0035): the store writes, so its transactions began with `BEGIN IMMEDIATE` and hold the
+write lock (no busy handler), the connection is in such a transaction (nothing is synced before
+`COMMIT`), and nothing of the connection is still running on aiosqlite's thread
+(`LoopSideConnection` counts what it queued there and what finished). `BEGIN`, `COMMIT`,
+`ROLLBACK` and the statements of a read-only store still take the thread. `run` gives the
+dialect's own statements the same choice.
+
+`use_one_trip_cursors` installs both on a connection as it connects. This relies on private
+names: aiosqlite's `Connection._execute` and `_connection`, and SQLAlchemy's adapter classes.
+The SQLite store's tests catch a change in any of them.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
+import aiosqlite
 from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_cursor
 from sqlalchemy.util import EMPTY_DICT, await_only
+
+T = TypeVar("T")
+
+
+class LoopSideConnection(aiosqlite.Connection):
+    """aiosqlite's connection, counting the calls it queued for its thread and those that finished there.
+
+    `statements_here`: whether a statement in a transaction may run on the loop's thread (a store
+    that writes, on a connection usable from another thread than the one that opened it).
+    """
+
+    _queued: int
+    _finished: int
+    statements_here: bool
+
+    @classmethod
+    def adopt(cls, driver: aiosqlite.Connection, *, statements_here: bool) -> None:
+        """Make `driver`, just connected and with nothing queued, one of these."""
+        driver.__class__ = cls
+        adopted = cast(LoopSideConnection, driver)
+        adopted._queued = adopted._finished = 0
+        adopted.statements_here = statements_here
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or self._connection is None:
+            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]  # raises: closed
+        self._queued += 1
+
+        def counted() -> Any:  # on the driver's thread
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._finished += 1
+
+        return await super()._execute(counted)  # type: ignore[no-untyped-call]
+
+
+def runs_here(driver: Any) -> bool:
+    """Whether a statement on `driver` may run on the loop's thread now (the module docstring)."""
+    return (
+        type(driver) is LoopSideConnection
+        and driver.statements_here
+        and driver._queued == driver._finished
+        and driver._connection is not None
+        and driver._connection.in_transaction
+    )
+
+
+async def run(driver: Any, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(sqlite3_connection, *args)` on the loop's thread when `runs_here`, else on the driver's."""
+    if runs_here(driver):
+        return fn(driver._connection, *args)
+    result: T = await driver._execute(fn, driver._conn, *args)
+    return result
+
+
+def fetch_all(connection: sqlite3.Connection, operation: str, parameters: Any) -> list[Any]:
+    """Execute and read every row (for `run`)."""
+    cursor = connection.execute(operation, parameters)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def execute(connection: sqlite3.Connection, operation: str, parameters: Any) -> None:
+    """Execute a statement that returns no rows (for `run`)."""
+    connection.execute(operation, parameters).close()
+
+
+def execute_many(connection: sqlite3.Connection, operation: str, rows: Any) -> None:
+    """`executemany` (for `run`)."""
+    connection.executemany(operation, rows).close()
 
 
 def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, ...]:
@@ -83,16 +168,18 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         try:
-            await_only(self._execute_once(operation, parameters, many))
+            # Through the greenlet even when the statement runs here: SQLAlchemy's AsyncConnection
+            # requires each execution to have awaited something.
+            found = await_only(self._execute_once(operation, parameters, many))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
-
-    async def _execute_once(self, operation: Any, parameters: Any, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
-            driver: Any = self._connection
-            found = await driver._execute(_run, driver._conn, operation, parameters, many)
+            raise  # not reached: the adapter raises SQLAlchemy's form of the error
         self._description, rows, self._rowcount, self._lastrowid = found
         self._rows = deque(rows)
+
+    async def _execute_once(self, operation: Any, parameters: Any, many: bool) -> tuple[Any, ...]:
+        async with self._adapt_connection._execute_mutex:
+            return await run(self._connection, _run, operation, parameters, many)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
@@ -102,8 +189,22 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     _cursor_cls = OneTripCursor
 
 
-def use_one_trip_cursors(dbapi_connection: Any) -> None:
-    """Make a freshly connected aiosqlite adapter hand out `OneTripCursor`s (same layout: only
-    the cursor class differs, so the instance can change class)."""
+def use_one_trip_cursors(dbapi_connection: Any, *, writes: bool) -> None:
+    """Make a freshly connected aiosqlite adapter hand out `OneTripCursor`s, and count its driver's
+    trips (same layouts: only the classes differ, so the instances can change class). `writes`:
+    the store's transactions begin with `BEGIN IMMEDIATE`, so their statements may run here."""
     if type(dbapi_connection) is AsyncAdapt_aiosqlite_connection:
         dbapi_connection.__class__ = OneTripConnection
+    driver: Any = dbapi_connection.driver_connection
+    if type(driver) is aiosqlite.Connection:
+        LoopSideConnection.adopt(driver, statements_here=writes and _usable_here(driver._conn))
+
+
+def _usable_here(connection: sqlite3.Connection) -> bool:
+    """Whether the loop's thread may use `connection` (opened with `check_same_thread=False`, as
+    SQLAlchemy's aiosqlite dialect opens a file database)."""
+    try:
+        connection.cursor().close()  # refused from another thread unless it was opened so
+    except sqlite3.ProgrammingError:
+        return False
+    return True
