@@ -13,7 +13,7 @@ from tests.conformance.events import PING, PONG, event_id, ping
 from tests.conformance.harness import Consumer
 from tidings.errors import ConfigurationError
 from tidings.transport import connect
-from tidings.transport.sqlite import SqliteConfig, SqliteTransport
+from tidings.transport.sqlite import SqliteConfig, SqliteTransport, members
 
 
 @pytest.fixture
@@ -45,6 +45,36 @@ async def test_a_slow_handler_keeps_its_delivery_past_the_lease(path: Path) -> N
     finally:
         await holder.close()
         await other.close()
+
+
+async def test_a_heartbeat_that_fails_in_an_unexpected_way_says_so_and_keeps_renewing(
+    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in one beat (here the look for dead consumers raises what no SQLite call raises)
+    used to end the heartbeat task silently: the leases lapsed and a neighbour took the delivery."""
+
+    def broken(*args: object) -> int:
+        raise ValueError("a bug in the reaper")
+
+    monkeypatch.setattr(members, "reap", broken)
+    holder = await SqliteTransport.open(f"sqlite:///{path}", lease=0.3)
+    other = await SqliteTransport.open(f"sqlite:///{path}", lease=0.3)
+    try:
+        slow = Consumer(await holder.subscribe("g", [PING]))
+        waiting = Consumer(await other.subscribe("g", [PING]))
+        await holder.publish([ping(1)])
+        (delivery,) = await slow.take(1)
+        await waiting.assert_idle(1.2)  # four leases long: the heartbeat went on renewing it
+        await delivery.ack()
+        assert delivery.attempt == 1
+        await slow.close()
+        await waiting.close()
+    finally:
+        await holder.close()
+        await other.close()
+    failures = [r for r in caplog.records if r.name == "tidings.transport.sqlite" and r.levelname == "ERROR"]
+    assert failures, "the failed beats were not logged as errors"
+    assert "a bug in the reaper" in failures[0].getMessage()
 
 
 async def test_close_hands_deliveries_back_at_once(path: Path) -> None:

@@ -186,25 +186,36 @@ class Worker:
 
     async def _beat(self) -> None:
         """Renew held leases and memberships every third of the lease, so only a dead (or frozen)
-        process loses them; every `REAP_EVERY` seconds take back what dead processes held."""
+        process loses them; every `REAP_EVERY` seconds take back what dead processes held.
+
+        A beat that fails in a way no SQLite call does (a bug) is logged with its traceback and
+        the next beat follows: a heartbeat that ended would let this process's leases lapse while
+        its handlers still run, and their deliveries would go to a neighbour a second time."""
         loop = asyncio.get_running_loop()
         renew_every = self.config.lease / 3
         renew_at = loop.time() + renew_every
         while True:
             await asyncio.sleep(min(REAP_EVERY, renew_every))
-            if loop.time() >= renew_at:
-                renew_at = loop.time() + renew_every
-                await self._renew()
-            if not self.subscriptions:
-                continue  # nothing here would claim what a dead process held
             try:
-                released = await self.run(partial(members.reap, self.store, time.time()))
-            except TransportError as error:
-                _log.debug("could not look for dead consumers: %s", error)
-            else:
-                if released:
-                    _log.info("%d deliveries held by consumers whose process died are claimable again", released)
-                    self.poke()
+                if loop.time() >= renew_at:
+                    renew_at = loop.time() + renew_every
+                    await self._renew()
+                if self.subscriptions:  # else nothing here would claim what a dead process held
+                    await self._reap()
+            except Exception as error:
+                _log.error(
+                    "SQLite broker %r: a heartbeat failed, the next follows: %r", self.config.path, error, exc_info=True
+                )
+
+    async def _reap(self) -> None:
+        try:
+            released = await self.run(partial(members.reap, self.store, time.time()))
+        except TransportError as error:
+            _log.debug("could not look for dead consumers: %s", error)
+            return
+        if released:
+            _log.info("%d deliveries held by consumers whose process died are claimable again", released)
+            self.poke()
 
     async def _renew(self) -> None:
         holders = list(self.subscriptions)
