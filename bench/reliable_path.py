@@ -43,6 +43,8 @@ from tidings.events import Event
 from tidings.service import Service
 from tidings.store import Store
 from tidings.store.outbox import OutboxRow
+from tidings.store.sqlite_cursor import execute
+from tidings.store.sqlite_cursor import run as run_statement
 from tidings.transport import Transport, connect
 
 POSTGRES = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
@@ -101,13 +103,33 @@ DATABASES = {"sqlite": sqlite_database, "postgres": postgres_database}
 ADD_ORDER = insert(orders)
 
 
+ADD_ORDER_SQL = {
+    "postgres": "INSERT INTO bench_orders (order_id, amount) VALUES ($1, $2)",
+    "sqlite": "INSERT INTO bench_orders (order_id, amount) VALUES (?, ?)",
+}
+
+
 def service(broker: str, database: str, concurrency: int, handler: str = "orm") -> Service:
     """The benchmarked service. `handler` "orm" writes its row through the ORM session
     (`ctx.session.execute`), "core" through the same transaction's Core connection
-    (`ctx.connection.execute`), which skips the ORM's per-statement work."""
+    (`ctx.connection.execute`), which skips the ORM's per-statement work, and "driver" with the
+    driver under that connection (asyncpg, or the SQLite store's own statement runner), as the
+    raw floor writes it: what is left is Tidings' own work per event."""
     bench = Service("bench", broker=broker, database=database, concurrency=concurrency)
 
-    if handler == "core":
+    if handler == "driver":
+        sql = ADD_ORDER_SQL["sqlite" if database.startswith("sqlite") else "postgres"]
+
+        @bench.on(OrderPlaced)
+        async def accept_on_driver(order: OrderPlaced, ctx: Context) -> None:
+            driver = (await ctx.connection.get_raw_connection()).driver_connection
+            if database.startswith("sqlite"):
+                await run_statement(driver, execute, sql, (order.order_id, order.amount))
+            else:
+                await driver.execute(sql, order.order_id, order.amount)  # type: ignore[union-attr]
+            ctx.publish(OrderAccepted(order_id=order.order_id))
+
+    elif handler == "core":
 
         @bench.on(OrderPlaced)
         async def accept_on_connection(order: OrderPlaced, ctx: Context) -> None:
@@ -340,9 +362,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="the service's handler concurrency")
     parser.add_argument(
         "--handler",
-        choices=["orm", "core"],
+        choices=["orm", "core", "driver"],
         default="orm",
-        help="how the handler writes its row: the ORM session, or the same transaction's Core connection",
+        help="how the handler writes its row: the ORM session, the same transaction's Core connection, or its driver",
     )
     parser.add_argument(
         "--rate", type=int, default=0, help="events/s of the paced latency run (default: half the saturated rate)"
