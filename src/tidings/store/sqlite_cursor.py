@@ -112,7 +112,7 @@ def execute_many(connection: sqlite3.Connection, operation: str, rows: Any) -> N
 
 
 def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, ...]:
-    """On the driver's thread: execute, read every row, close; what the cursor must remember."""
+    """Execute, read every row, close (on whichever thread `run` chose); what the cursor must remember."""
     cursor = connection.cursor()
     try:
         if many:
