@@ -12,8 +12,15 @@ A record the producer would refuse as too large before sending it (`max_request_
 batch of its own over `max_batch_size`) sends the whole call the per-record way, so the refusal
 names that record's index exactly as before (`RecordRefused`).
 
-Besides the public `create_batch`/`send_batch`, this reads four producer internals that aiokafka
-has kept since 0.5 (`_partitioner`, `_max_request_size`, `client.cluster`,
+A partition has one batch in flight at a time, so concurrent calls for one partition queue in
+aiokafka's accumulator. Its wait for a place in that queue takes the time already waited off its
+budget again at every turn, so with a few hundred callers the late ones gave up with
+`KafkaTimeoutError` within a second or two instead of the request timeout. `_queue` asks again
+until the request timeout has really passed: a batch refused there was never queued, so asking
+again cannot send it twice.
+
+Besides the public `create_batch`/`send_batch`, this reads five producer internals that aiokafka
+has kept since 0.5 (`_partitioner`, `_max_request_size`, `_request_timeout_ms`, `client.cluster`,
 `client._wait_on_metadata`); `tests/integration/test_kafka_*` and the conformance suite would
 catch a release that changes them.
 """
@@ -21,9 +28,11 @@ catch a release that changes them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from tidings.errors import PublishError
@@ -65,9 +74,10 @@ async def produce(producer: Any, records: Sequence[Record], sticky: int, limit: 
             batches.append((topic, partition, builder, index))
     futures: list[asyncio.Future[Any]] = []
     firsts: list[int] = []
+    deadline = time.monotonic() + producer._request_timeout_ms / 1000
     try:
         for topic, partition, builder, first in batches:
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
+            futures.append(await _queue(producer, builder, topic, partition, deadline))
             firsts.append(first)
     except Exception as error:
         await asyncio.gather(*futures, return_exceptions=True)
@@ -77,6 +87,16 @@ async def produce(producer: Any, records: Sequence[Record], sticky: int, limit: 
         raise PublishError(f"Kafka refused a record: {error!r}") from error
     results = await asyncio.gather(*futures, return_exceptions=True)
     _check(results, firsts, len(records))
+
+
+async def _queue(producer: Any, builder: Any, topic: str, partition: int, deadline: float) -> Any:
+    """`producer.send_batch`, asked again while it gives up before `deadline` (module docstring)."""
+    while True:
+        try:
+            return await producer.send_batch(builder, topic, partition=partition)
+        except KafkaTimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 async def _one_by_one(producer: Any, records: Sequence[Record], sticky: int) -> None:
