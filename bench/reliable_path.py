@@ -43,7 +43,7 @@ from tidings.events import Event
 from tidings.service import Service
 from tidings.store import Store
 from tidings.store.outbox import OutboxRow
-from tidings.store.sqlite_cursor import execute
+from tidings.store.sqlite_cursor import rows_of
 from tidings.store.sqlite_cursor import run as run_statement
 from tidings.transport import Transport, connect
 
@@ -124,7 +124,7 @@ def service(broker: str, database: str, concurrency: int, handler: str = "orm") 
         async def accept_on_driver(order: OrderPlaced, ctx: Context) -> None:
             driver = (await ctx.connection.get_raw_connection()).driver_connection
             if database.startswith("sqlite"):
-                await run_statement(driver, execute, sql, (order.order_id, order.amount))
+                await run_statement(driver, rows_of, sql, (order.order_id, order.amount))
             else:
                 await driver.execute(sql, order.order_id, order.amount)  # type: ignore[union-attr]
             ctx.publish(OrderAccepted(order_id=order.order_id))

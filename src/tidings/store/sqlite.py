@@ -34,7 +34,7 @@ from sqlalchemy.util import await_only
 
 from tidings.errors import ConfigurationError
 from tidings.store.relay_view import RelayView
-from tidings.store.sqlite_cursor import execute, execute_many, fetch_all, run, use_one_trip_cursors
+from tidings.store.sqlite_cursor import rows_of, run, use_one_trip_cursors
 from tidings.store.tables import relay
 
 if TYPE_CHECKING:
@@ -101,14 +101,14 @@ class SQLiteDialect:
     async def claim(self, executor: Executor, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """Insert-or-ignore the inbox row on the raw connection; True if it was new."""
         driver = await driver_connection(executor)
-        return bool(await run(driver, fetch_all, _CLAIM, (group, source, event_id, claimed_at)))
+        return bool(await run(driver, rows_of, _CLAIM, (group, source, event_id, claimed_at)))
 
     async def claim_many(
         self, executor: Executor, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
     ) -> set[tuple[str, str]]:
         """One insert-or-ignore of every key (passed as a JSON array) on the raw connection."""
         driver = await driver_connection(executor)
-        rows = await run(driver, fetch_all, _CLAIM_MANY, (group, claimed_at, json.dumps(keys)))
+        rows = await run(driver, rows_of, _CLAIM_MANY, (group, claimed_at, json.dumps(keys)))
         return {(source, event_id) for source, event_id in rows}
 
     async def add_outbox(
@@ -126,7 +126,7 @@ class SQLiteDialect:
             for owner, e, (headers, body) in zip(owners, envelopes, encoded, strict=True)
         ]
         driver = await driver_connection(executor)
-        await run(driver, execute_many, _ADD, rows)
+        await run(driver, rows_of, _ADD, rows, True)  # executemany
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""
@@ -142,7 +142,7 @@ class SQLiteDialect:
         """One statement on the driver: in a transaction, or alone on a read-only connection (its own
         snapshot). No lock is taken: the lease (`tidings.store.lease`) says which relay publishes."""
         driver = await _driver_of(connection)
-        result = await run(driver, fetch_all, _RELAY_READ, (source, limit, json.dumps(sorted(skip))))
+        result = await run(driver, rows_of, _RELAY_READ, (source, limit, json.dumps(sorted(skip))))
         if not result:
             return None
         first = result[0]
@@ -163,8 +163,8 @@ class SQLiteDialect:
         driver = await _driver_of(connection)
         if not driver.in_transaction:
             raise ConfigurationError("the relay settles in a transaction of a Store's connection")
-        await run(driver, execute, _RELAY_DELETE, (json.dumps(list(ids)),))
-        await run(driver, execute, _RELAY_COUNT, (source, len(ids), now, owner, lease_until))
+        await run(driver, rows_of, _RELAY_DELETE, (json.dumps(list(ids)),))
+        await run(driver, rows_of, _RELAY_COUNT, (source, len(ids), now, owner, lease_until))
 
     def for_update(self, statement: S, *, skip_locked: bool = False) -> S:
         """`statement` unchanged: the transaction already holds the database's write lock."""

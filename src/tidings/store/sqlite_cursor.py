@@ -92,23 +92,10 @@ async def run(driver: Any, fn: Callable[..., T], *args: Any) -> T:
     return result
 
 
-def fetch_all(connection: sqlite3.Connection, operation: str, parameters: Any) -> list[Any]:
-    """Execute and read every row (for `run`)."""
-    cursor = connection.execute(operation, parameters)
-    try:
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
-def execute(connection: sqlite3.Connection, operation: str, parameters: Any) -> None:
-    """Execute a statement that returns no rows (for `run`)."""
-    connection.execute(operation, parameters).close()
-
-
-def execute_many(connection: sqlite3.Connection, operation: str, rows: Any) -> None:
-    """`executemany` (for `run`)."""
-    connection.executemany(operation, rows).close()
+def rows_of(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool = False) -> list[Any]:
+    """The rows of one statement (none for a write), for `run`: the dialect's own statements."""
+    rows: list[Any] = _run(connection, operation, parameters, many)[1]
+    return rows
 
 
 def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, ...]:

@@ -208,6 +208,7 @@ class Worker:
                 )
 
     async def _reap(self) -> None:
+        """Make what consumers of dead processes held claimable again; a busy file waits for the next beat."""
         try:
             released = await self.run(partial(members.reap, self.store, time.time()))
         except TransportError as error:
