@@ -11,15 +11,19 @@
 - `tidings.store.relay.Relay`: publishes the outbox through the transport.
 - `tidings.store.retention.InboxRetention`: deletes old inbox ids.
 - `outbox_status(url)`: backlog and age of the oldest unsent event.
+- `Prepared(statement)`: a Core statement compiled once and, on SQLite inside a transaction, run
+  on the driver (a handler's hot path, ADR 0036).
 """
 
 from tidings.store import inbox, outbox, parked
 from tidings.store.database import Store, normalise_url
 from tidings.store.dialect import StoreDialect, dialect_for
+from tidings.store.prepared import Prepared
 from tidings.store.status import OutboxStatus, SourceStatus, outbox_status
 
 __all__ = [
     "OutboxStatus",
+    "Prepared",
     "SourceStatus",
     "Store",
     "StoreDialect",

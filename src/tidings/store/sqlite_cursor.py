@@ -94,11 +94,11 @@ async def run(driver: Any, fn: Callable[..., T], *args: Any) -> T:
 
 def rows_of(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool = False) -> list[Any]:
     """The rows of one statement (none for a write), for `run`: the dialect's own statements."""
-    rows: list[Any] = _run(connection, operation, parameters, many)[1]
+    rows: list[Any] = run_statement(connection, operation, parameters, many)[1]
     return rows
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, ...]:
+def run_statement(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, ...]:
     """Execute, read every row, close (on whichever thread `run` chose); what the cursor must remember."""
     cursor = connection.cursor()
     try:
@@ -122,7 +122,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     _awaitable_cursor_close = False  # nothing stays open on the thread to close
 
     def __init__(self, adapt_connection: AsyncAdapt_dbapi_connection) -> None:
-        # No driver cursor is created here (that was a trip of its own); `_run` makes one per statement.
+        # No driver cursor is created here (that was a trip of its own); `run_statement` makes one per statement.
         self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection
         self._cursor = None  # type: ignore[assignment]  # every method that used it is overridden
@@ -166,7 +166,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _execute_once(self, operation: Any, parameters: Any, many: bool) -> tuple[Any, ...]:
         async with self._adapt_connection._execute_mutex:
-            return await run(self._connection, _run, operation, parameters, many)
+            return await run(self._connection, run_statement, operation, parameters, many)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
