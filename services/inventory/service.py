@@ -33,6 +33,7 @@ from services.settings import Settings
 from tidings.context import Context
 from tidings.errors import PermanentError
 from tidings.service import Service
+from tidings.store import Prepared
 
 log = logging.getLogger("services.inventory")
 
@@ -44,23 +45,26 @@ RESERVATIONS = cast(Table, Reservation.__table__)
 LINES = cast(Table, ReservationLine.__table__)
 
 # Built once, with bound parameters: building a statement per call (its operators, its cache key)
-# cost more CPU than executing it from SQLAlchemy's compiled cache (docs/shop.md).
-ADD_RESERVATION = insert(RESERVATIONS)
-ADD_LINES = insert(LINES)
-LOCKED_STATUS = select(RESERVATIONS.c.status).where(RESERVATIONS.c.order_id == bindparam("order_id")).with_for_update()
-SET_STATUS = (
+# cost more CPU than executing it from SQLAlchemy's compiled cache (docs/shop.md). Each but the
+# stock lock (an IN list) is `Prepared`: compiled once and, on SQLite, run on the driver (ADR 0036).
+ADD_RESERVATION = Prepared(insert(RESERVATIONS))
+ADD_LINES = Prepared(insert(LINES))
+LOCKED_STATUS = Prepared(
+    select(RESERVATIONS.c.status).where(RESERVATIONS.c.order_id == bindparam("order_id")).with_for_update()
+)
+SET_STATUS = Prepared(
     update(RESERVATIONS)
     .where(RESERVATIONS.c.order_id == bindparam("of_order"))  # not a column's name: UPDATE reserves those
     .values(status=bindparam("new_status"), updated_at=bindparam("now"))
 )
-LINES_OF = select(LINES.c.sku, LINES.c.quantity).where(LINES.c.order_id == bindparam("order_id"))
+LINES_OF = Prepared(select(LINES.c.sku, LINES.c.quantity).where(LINES.c.order_id == bindparam("order_id")))
 LOCKED_STOCK = (
     select(STOCK.c.sku, STOCK.c.on_hand, STOCK.c.reserved)
     .where(STOCK.c.sku.in_(bindparam("skus", expanding=True)))
     .order_by(STOCK.c.sku)
     .with_for_update()
 )
-MOVE_STOCK = (
+MOVE_STOCK = Prepared(
     update(STOCK)
     .where(STOCK.c.sku == bindparam("line_sku"))
     .values(reserved=STOCK.c.reserved + bindparam("reserved_by"), on_hand=STOCK.c.on_hand + bindparam("on_hand_by"))
@@ -74,13 +78,13 @@ async def on_order_created(event: OrderCreated, ctx: Context) -> None:
     lines = [ReservedLine(sku=line.sku, quantity=line.quantity) for line in event.lines]
     short = shortages(await _lock_stock(db, (line.sku for line in lines)), lines)
     if short:
-        await db.execute(ADD_RESERVATION, {"order_id": event.order_id, "status": ReservationStatus.REJECTED})
+        await ADD_RESERVATION.execute(db, _reservation(event.order_id, ReservationStatus.REJECTED))
         ctx.publish(StockReservationFailed(order_id=event.order_id, short=tuple(short)))
         return
     await _move(db, lines, reserved=1)
-    await db.execute(ADD_RESERVATION, {"order_id": event.order_id, "status": ReservationStatus.RESERVED})
+    await ADD_RESERVATION.execute(db, _reservation(event.order_id, ReservationStatus.RESERVED))
     rows = [{"order_id": event.order_id, "sku": line.sku, "quantity": line.quantity} for line in lines]
-    await db.execute(ADD_LINES, rows)
+    await ADD_LINES.executemany(db, rows)
     ctx.publish(
         StockReserved(order_id=event.order_id, customer_id=event.customer_id, amount=event.total, lines=tuple(lines))
     )
@@ -90,7 +94,7 @@ async def on_order_cancelled(event: OrderCancelled, ctx: Context) -> None:
     db = ctx.connection
     status = await _status(db, event.order_id)
     if status is None:
-        await db.execute(ADD_RESERVATION, {"order_id": event.order_id, "status": ReservationStatus.CANCELLED})
+        await ADD_RESERVATION.execute(db, _reservation(event.order_id, ReservationStatus.CANCELLED))
         return
     if status != ReservationStatus.RESERVED:
         if status == ReservationStatus.COMMITTED:
@@ -115,16 +119,20 @@ async def on_order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
 
 async def _status(db: AsyncConnection, order_id: str) -> str | None:
     """The order's reservation status (its row locked), or None if there is none."""
-    status: str | None = await db.scalar(LOCKED_STATUS, {"order_id": order_id})
+    status: str | None = await LOCKED_STATUS.scalar(db, {"order_id": order_id})
     return status
 
 
+def _reservation(order_id: str, status: ReservationStatus) -> dict[str, object]:
+    return {"order_id": order_id, "status": status, "updated_at": utcnow()}
+
+
 async def _set_status(db: AsyncConnection, order_id: str, status: ReservationStatus) -> None:
-    await db.execute(SET_STATUS, {"of_order": order_id, "new_status": status, "now": utcnow()})
+    await SET_STATUS.execute(db, {"of_order": order_id, "new_status": status, "now": utcnow()})
 
 
 async def _lines(db: AsyncConnection, order_id: str) -> list[ReservedLine]:
-    rows = await db.execute(LINES_OF, {"order_id": order_id})
+    rows = await LINES_OF.rows(db, {"order_id": order_id})
     return [ReservedLine(sku=sku, quantity=quantity) for sku, quantity in rows]
 
 
@@ -143,7 +151,7 @@ async def _move(db: AsyncConnection, lines: Iterable[ReservedLine], *, reserved:
     rows = [
         {"line_sku": sku, "reserved_by": n * reserved, "on_hand_by": n * on_hand} for sku, n in sorted(totals.items())
     ]
-    await db.execute(MOVE_STOCK, rows)
+    await MOVE_STOCK.executemany(db, rows)
 
 
 def build(settings: Settings) -> Service:

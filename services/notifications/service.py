@@ -13,11 +13,13 @@ from typing import cast
 from sqlalchemy import Table, bindparam, insert, select
 
 from services.contracts import OrderCancelled, OrderConfirmed
+from services.kit.db import utcnow
 from services.kit.service import run_main, shop_service
 from services.notifications.models import Base, Notification
 from services.settings import Settings
 from tidings.context import Context
 from tidings.service import Service
+from tidings.store import Prepared
 
 log = logging.getLogger("services.notifications")
 
@@ -33,21 +35,23 @@ async def on_order_cancelled(event: OrderCancelled, ctx: Context) -> None:
 
 
 # SQLAlchemy Core on `ctx.connection`, statements built once: one locked read and one insert need
-# no ORM identity map or flush (docs/shop.md).
+# no ORM identity map or flush (docs/shop.md). `Prepared`: on SQLite they run on the driver (ADR 0036).
 NOTIFICATIONS = cast(Table, Notification.__table__)
-LOCKED_KIND = select(NOTIFICATIONS.c.kind).where(NOTIFICATIONS.c.order_id == bindparam("order_id")).with_for_update()
-ADD_NOTIFICATION = insert(NOTIFICATIONS)
+LOCKED_KIND = Prepared(
+    select(NOTIFICATIONS.c.kind).where(NOTIFICATIONS.c.order_id == bindparam("order_id")).with_for_update()
+)
+ADD_NOTIFICATION = Prepared(insert(NOTIFICATIONS))
 
 
 async def _notify(ctx: Context, order_id: str, customer_id: str, kind: str, message: str) -> None:
     db = ctx.connection
-    existing = await db.scalar(LOCKED_KIND, {"order_id": order_id})
+    existing = await LOCKED_KIND.scalar(db, {"order_id": order_id})
     if existing is not None:
         if existing != kind:
             log.error("order %s was already notified as %s, now %s; keeping one", order_id, existing, kind)
         return
-    row = {"order_id": order_id, "customer_id": customer_id, "kind": kind, "message": message}
-    await db.execute(ADD_NOTIFICATION, row)
+    row = {"order_id": order_id, "customer_id": customer_id, "kind": kind, "message": message, "created_at": utcnow()}
+    await ADD_NOTIFICATION.execute(db, row)
     log.info("to %s: %s", customer_id, message)
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from services.kit.db import utcnow
 from services.orders.models import IdempotencyKey
 from tidings.service import Service
+from tidings.store import Prepared
 
 log = logging.getLogger("services.orders")
 
@@ -88,11 +89,11 @@ class IdempotencyKeys:
         """The stored key, locked for this transaction; an expired one is deleted and is None.
 
         Core statements on the request's `ctx.connection`: one locked read, no ORM object."""
-        row = (await db.execute(LOCKED_KEY, {"key": key})).one_or_none()
+        row = await LOCKED_KEY.first(db, {"key": key})
         if row is None:
             return None
         if row.expires_at <= now:
-            await db.execute(DELETE_KEY, {"of_key": key})
+            await DELETE_KEY.execute(db, {"of_key": key})
             return None
         return StoredKey(*row[:5])
 
@@ -109,18 +110,18 @@ class IdempotencyKeys:
             "created_at": now,
             "expires_at": now + self.retention,
         }
-        await db.execute(ADD_KEY, row)
+        await ADD_KEY.execute(db, row)
 
 
 KEYS = cast(Table, IdempotencyKey.__table__)
-# Built once, with bound parameters: building a statement per request cost more CPU than running it.
-LOCKED_KEY = (
+# Built once, with bound parameters, and `Prepared` (compiled once; on SQLite run on the driver, ADR 0036).
+LOCKED_KEY = Prepared(
     select(KEYS.c.key, KEYS.c.fingerprint, KEYS.c.order_id, KEYS.c.status_code, KEYS.c.response, KEYS.c.expires_at)
     .where(KEYS.c.key == bindparam("key"))
     .with_for_update()
 )
-DELETE_KEY = delete(KEYS).where(KEYS.c.key == bindparam("of_key"))
-ADD_KEY = insert(KEYS)
+DELETE_KEY = Prepared(delete(KEYS).where(KEYS.c.key == bindparam("of_key")))
+ADD_KEY = Prepared(insert(KEYS))
 
 
 @dataclass(frozen=True, slots=True)

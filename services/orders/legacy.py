@@ -30,6 +30,7 @@ from services.settings import Settings
 from tidings.context import Context
 from tidings.legacy import LegacySource, Refuse, Translation
 from tidings.service import Service
+from tidings.store import Prepared
 
 log = logging.getLogger("services.orders")
 
@@ -60,7 +61,7 @@ def translate(document: Any) -> Translation:
 ORDER_EVENTS = LegacySource(QUEUE, translate=translate, group="orders", source="urn:legacy:order-system")
 
 
-KNOWN_ORDER = select(ORDERS.c.order_id).where(ORDERS.c.order_id == bindparam("order_id"))
+KNOWN_ORDER = Prepared(select(ORDERS.c.order_id).where(ORDERS.c.order_id == bindparam("order_id")))
 
 
 def take_legacy_orders(service: Service, settings: Settings) -> None:
@@ -71,7 +72,7 @@ def take_legacy_orders(service: Service, settings: Settings) -> None:
     async def place(event: LegacyOrderPlaced, ctx: Context) -> None:
         """Record the legacy order and start it, unless an order with its id exists already."""
         db = ctx.connection
-        if await db.scalar(KNOWN_ORDER, {"order_id": event.order_id}) is not None:
+        if await KNOWN_ORDER.scalar(db, {"order_id": event.order_id}) is not None:
             log.info("legacy order %s is known already; nothing to do", event.legacy_order_id)
             return
         line = LineItem(sku=LEGACY_SKU, quantity=1, unit_price=event.amount)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.db import Money, UTCDateTime, insert_ignoring_duplicates, utcnow
 from services.seed import CATALOG
+from tidings.store import Prepared
 
 
 class Base(DeclarativeBase):
@@ -92,11 +93,11 @@ async def seed_catalog(connection: AsyncConnection) -> None:
 ORDERS = cast(Table, Order.__table__)
 LINES = cast(Table, OrderLine.__table__)
 
-# Built once, with bound parameters (named unlike any column: UPDATE reserves those); building a
-# statement per call cost more CPU than executing it from SQLAlchemy's compiled cache.
-ADD_ORDER = insert(ORDERS)
-ADD_LINES = insert(LINES)
-SETTLE = (
+# Built once, with bound parameters (named unlike any column: UPDATE reserves those), and
+# `Prepared`: compiled once and, on SQLite, run on the driver (ADR 0036).
+ADD_ORDER = Prepared(insert(ORDERS))
+ADD_LINES = Prepared(insert(LINES))
+_SETTLE = (
     update(ORDERS)
     .where(ORDERS.c.order_id == bindparam("of_order"), ORDERS.c.status == OrderStatus.PENDING)
     .values(
@@ -106,13 +107,15 @@ SETTLE = (
         settled_at=bindparam("now"),
     )
 )
-SETTLE_RETURNING = SETTLE.returning(ORDERS.c.customer_id, ORDERS.c.total)
+SETTLE = Prepared(_SETTLE)
+SETTLE_RETURNING = Prepared(_SETTLE.returning(ORDERS.c.customer_id, ORDERS.c.total))
 
 
 def new_order(
     order_id: str, customer_id: str, total: Decimal, correlation_id: str, created_at: datetime, deadline: datetime
 ) -> dict[str, Any]:
-    """The columns of a pending order, as `add_order` writes them (the rest take their defaults)."""
+    """The columns of a pending order, as `add_order` writes them: every column, since a
+    `Prepared` insert runs no Python-side defaults."""
     return {
         "order_id": order_id,
         "customer_id": customer_id,
@@ -121,15 +124,18 @@ def new_order(
         "correlation_id": correlation_id,
         "created_at": created_at,
         "deadline": deadline,
+        "reason": None,
+        "detail": "",
+        "settled_at": None,
     }
 
 
 async def add_order(db: AsyncConnection, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-    """Insert a new order's row and its lines' (column values by name; unset columns take their
-    defaults). SQLAlchemy Core on `ctx.connection`: two inserts need no ORM unit of work."""
-    await db.execute(ADD_ORDER, order)
+    """Insert a new order's row (every column, as `new_order` gives them) and its lines'. Core
+    statements on `ctx.connection`: two inserts need no ORM unit of work."""
+    await ADD_ORDER.execute(db, order)
     if lines:
-        await db.execute(ADD_LINES, lines)
+        await ADD_LINES.executemany(db, lines)
 
 
 async def settle(
@@ -140,13 +146,13 @@ async def settle(
     This is the one place an order changes status: one conditional UPDATE (SQLAlchemy Core, on the
     handler's `ctx.connection`), so no event can settle an order twice.
     """
-    return (await db.execute(SETTLE, _settlement(order_id, status, reason, detail))).rowcount == 1
+    return await SETTLE.execute(db, _settlement(order_id, status, reason, detail)) == 1
 
 
 async def settle_returning(db: AsyncConnection, order_id: str, status: OrderStatus) -> tuple[str, Decimal] | None:
     """`settle`, returning the settled order's customer and total from the same one statement
     (`UPDATE ... RETURNING`: a step that needs them reads nothing more); None if it was settled."""
-    row = (await db.execute(SETTLE_RETURNING, _settlement(order_id, status, None, ""))).one_or_none()
+    row = await SETTLE_RETURNING.first(db, _settlement(order_id, status, None, ""))
     return None if row is None else (row.customer_id, row.total)
 
 

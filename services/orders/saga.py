@@ -40,6 +40,7 @@ from tidings import saga
 from tidings.context import Context
 from tidings.errors import PermanentError
 from tidings.saga import Saga, SagaContext, handles
+from tidings.store import Prepared
 
 log = logging.getLogger("services.orders")
 
@@ -72,7 +73,7 @@ class OrderProcess(Saga, name="order", begun=True):
             ctx.finish(order.status)
             return
         customer_id, total = settled
-        rows = await db.execute(LINES_OF, {"order_id": self.order_id})
+        rows = await LINES_OF.rows(db, {"order_id": self.order_id})
         lines = tuple(LineItem(sku=sku, quantity=quantity, unit_price=price) for sku, quantity, price in rows)
         ctx.publish(OrderConfirmed(order_id=self.order_id, customer_id=customer_id, lines=lines, total=total))
         ctx.finish(CONFIRMED)
@@ -109,14 +110,16 @@ async def cancel(
 
 
 # The steps' reads, built once with bound parameters (building them per step cost CPU, docs/shop.md).
-LOCKED_ORDER = (
+LOCKED_ORDER = Prepared(
     select(
         ORDERS.c.order_id, ORDERS.c.customer_id, ORDERS.c.status, ORDERS.c.total, ORDERS.c.created_at, ORDERS.c.deadline
     )
     .where(ORDERS.c.order_id == bindparam("order_id"))
     .with_for_update()
 )
-LINES_OF = select(LINES.c.sku, LINES.c.quantity, LINES.c.unit_price).where(LINES.c.order_id == bindparam("order_id"))
+LINES_OF = Prepared(
+    select(LINES.c.sku, LINES.c.quantity, LINES.c.unit_price).where(LINES.c.order_id == bindparam("order_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,7 @@ class LockedOrder:
 async def _order(db: AsyncConnection, order_id: str) -> LockedOrder:
     """The order, its row locked: the steps run SQLAlchemy Core on `ctx.connection` (no ORM
     objects to load and flush for one conditional update, docs/shop.md)."""
-    order = (await db.execute(LOCKED_ORDER, {"order_id": order_id})).one_or_none()
+    order = await LOCKED_ORDER.first(db, {"order_id": order_id})
     if order is None:  # OrderCreated commits with the order row, so this is someone else's event
         raise PermanentError(f"no order {order_id} in the orders database")
     return LockedOrder(*order)
