@@ -41,7 +41,7 @@ from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.events import Event
 from tidings.service import Service
-from tidings.store import Store
+from tidings.store import Prepared, Store
 from tidings.store.outbox import OutboxRow
 from tidings.store.sqlite_cursor import rows_of
 from tidings.store.sqlite_cursor import run as run_statement
@@ -101,6 +101,7 @@ DATABASES = {"sqlite": sqlite_database, "postgres": postgres_database}
 
 
 ADD_ORDER = insert(orders)
+PREPARED_ADD_ORDER = Prepared(ADD_ORDER)
 
 
 ADD_ORDER_SQL = {
@@ -112,7 +113,8 @@ ADD_ORDER_SQL = {
 def service(broker: str, database: str, concurrency: int, handler: str = "orm") -> Service:
     """The benchmarked service. `handler` "orm" writes its row through the ORM session
     (`ctx.session.execute`), "core" through the same transaction's Core connection
-    (`ctx.connection.execute`), which skips the ORM's per-statement work, and "driver" with the
+    (`ctx.connection.execute`), which skips the ORM's per-statement work, "prepared" the same
+    statement as `tidings.store.Prepared` (compiled once, run on the driver), and "driver" with the
     driver under that connection (asyncpg, or the SQLite store's own statement runner), as the
     raw floor writes it: what is left is Tidings' own work per event."""
     bench = Service("bench", broker=broker, database=database, concurrency=concurrency)
@@ -127,6 +129,13 @@ def service(broker: str, database: str, concurrency: int, handler: str = "orm") 
                 await run_statement(driver, rows_of, sql, (order.order_id, order.amount))
             else:
                 await driver.execute(sql, order.order_id, order.amount)  # type: ignore[union-attr]
+            ctx.publish(OrderAccepted(order_id=order.order_id))
+
+    elif handler == "prepared":
+
+        @bench.on(OrderPlaced)
+        async def accept_prepared(order: OrderPlaced, ctx: Context) -> None:
+            await PREPARED_ADD_ORDER.execute(ctx.connection, {"order_id": order.order_id, "amount": order.amount})
             ctx.publish(OrderAccepted(order_id=order.order_id))
 
     elif handler == "core":
@@ -362,9 +371,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="the service's handler concurrency")
     parser.add_argument(
         "--handler",
-        choices=["orm", "core", "driver"],
+        choices=["orm", "core", "prepared", "driver"],
         default="orm",
-        help="how the handler writes its row: the ORM session, the same transaction's Core connection, or its driver",
+        help="how the handler writes its row: the ORM session, the same transaction's Core connection, "
+        "the same statement Prepared, or its driver",
     )
     parser.add_argument(
         "--rate", type=int, default=0, help="events/s of the paced latency run (default: half the saturated rate)"

@@ -1,4 +1,4 @@
-"""A SQLAlchemy Core statement compiled once and run on the SQLite driver: a handler's hot path.
+"""A SQLAlchemy Core statement compiled once and run on the driver: a handler's hot path.
 
 Through SQLAlchemy a statement from its compiled cache still costs 55-80 microseconds of CPU on
 this project's machines (the greenlet bridge, the execution context, the result object), against
@@ -7,19 +7,24 @@ this project's machines (the greenlet bridge, the execution context, the result 
 compiles it once per dialect: its SQL, the order of its parameters and the type conversions of
 its parameters and columns, which are SQLAlchemy's own (its dialect types' `bind_processor` and
 `result_processor`).
-Inside a transaction on a SQLite store it then runs on the driver through `sqlite_cursor.run`
-(on the loop's thread when nothing can make it wait, ADR 0035). Anywhere else (PostgreSQL, or
-outside a transaction) it runs through `AsyncConnection.execute`, with the same results.
+Inside a transaction it then runs on the driver: on SQLite through `sqlite_cursor.run` (on the
+loop's thread when nothing can make it wait, ADR 0035); on PostgreSQL as a prepared statement
+from the cache of SQLAlchemy's asyncpg adapter, under the adapter's lock, in the transaction the
+adapter began (or begins now, as its own first statement would). Outside a transaction it runs
+through `AsyncConnection.execute`, with the same results.
 
 What it leaves out, refused when it compiles rather than silently wrong: parameters rendered
 per call (an `expanding` IN list, `literal_execute`) and Python-side column defaults or
 `onupdate` values, which SQLAlchemy computes per execution: pass those values explicitly.
-SQLAlchemy's execution events do not fire for a statement that runs on the driver.
+SQLAlchemy's execution events do not fire for a statement that runs on the driver, and an
+error there does not invalidate the connection as SQLAlchemy would on a lost one: the
+transaction's end, which goes through SQLAlchemy, does that.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from tidings.errors import ConfigurationError
+
+try:
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection as _AsyncpgAdapter
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    _AsyncpgAdapterError: type[Exception] = AsyncAdapt_asyncpg_dbapi.Error
+except ImportError:  # pragma: no cover - SQLAlchemy imports it without asyncpg installed
+    _AsyncpgAdapter = _AsyncpgAdapterError = type("_Absent", (Exception,), {})  # type: ignore[assignment,misc]
 from tidings.store.sqlite_cursor import LoopSideConnection, run, run_statement
 
 Row = Any
@@ -50,7 +63,11 @@ class _Compiled:
     """Per placeholder: a value the statement carries (a literal, a LIMIT), or `_GIVEN`."""
     binds: tuple[Callable[[Any], Any] | None, ...]
     results: tuple[Callable[[Any], Any] | None, ...] | None
-    """Per result column; None when no column needs converting."""
+    """Per result column; None when no column needs converting (SQLite's: no type codes)."""
+    result_types: tuple[Any, ...]
+    """Per result column, its type for the dialect, whose `result_processor` may depend on the
+    type code the database reports (PostgreSQL's: `converters`)."""
+    by_type_codes: dict[tuple[int, ...], tuple[Callable[[Any], Any] | None, ...] | None]
 
     def parameters(self, given: Parameters) -> list[Any]:
         values = []
@@ -59,8 +76,16 @@ class _Compiled:
             values.append(value if bind is None else bind(value))
         return values
 
-    def rows(self, raw: list[Row], make: Callable[..., Row]) -> list[Row]:
-        converters = self.results
+    def converters(self, dialect: Dialect, type_codes: tuple[int, ...]) -> Any:
+        """`results` for columns of these database type codes (computed once per set)."""
+        if type_codes not in self.by_type_codes:
+            found = tuple(
+                kind.result_processor(dialect, code) for kind, code in zip(self.result_types, type_codes, strict=True)
+            )
+            self.by_type_codes[type_codes] = found if any(convert is not None for convert in found) else None
+        return self.by_type_codes[type_codes]
+
+    def rows(self, raw: Sequence[Any], make: Callable[..., Row], converters: Any) -> list[Row]:
         if converters is None:
             return [make(*row) for row in raw]
         return [
@@ -110,21 +135,24 @@ class Prepared:
             await self._run(connection, parameters, many=True)
 
     async def _run(self, connection: AsyncConnection, given: Any, *, many: bool) -> tuple[list[Row], int]:
-        driver = _sqlite_driver_in_transaction(connection)
-        if driver is None:
+        sqlite_driver = _sqlite_driver_in_transaction(connection)
+        asyncpg_adapter = None if sqlite_driver is not None else _asyncpg_adapter_in_transaction(connection)
+        if sqlite_driver is None and asyncpg_adapter is None:
             result = await connection.execute(self.statement, list(given) if many else given)
             rows = [self._row(*row) for row in result] if result.returns_rows else []
             return rows, result.rowcount
-        first = given[0] if many else given
-        compiled = self._compile(connection.dialect, first.keys())
+        dialect = connection.dialect
+        compiled = self._compile(dialect, (given[0] if many else given).keys())
         values: Any = [compiled.parameters(each) for each in given] if many else compiled.parameters(given)
         try:
-            _, raw, rowcount, _ = await run(driver, run_statement, compiled.sql, values, many)
-        except sqlite3.Error as error:  # SQLAlchemy's form of it, as `execute` would raise
-            raise exc.DBAPIError.instance(
-                compiled.sql, values, error, sqlite3.Error, dialect=connection.dialect
-            ) from error
-        return compiled.rows(raw, self._row), rowcount
+            if sqlite_driver is not None:
+                _, raw, rowcount, _ = await run(sqlite_driver, run_statement, compiled.sql, values, many)
+                return compiled.rows(raw, self._row, compiled.results), rowcount
+            raw, rowcount, type_codes = await _on_asyncpg(asyncpg_adapter, compiled.sql, values, many)
+            return compiled.rows(raw, self._row, compiled.converters(dialect, type_codes)), rowcount
+        except (sqlite3.Error, _AsyncpgAdapterError) as error:  # SQLAlchemy's form of it, as `execute` raises
+            dbapi_error = dialect.loaded_dbapi.Error
+            raise exc.DBAPIError.instance(compiled.sql, values, error, dbapi_error, dialect=dialect) from error
 
     def _compile(self, dialect: Dialect, keys: Any) -> _Compiled:
         columns = frozenset(keys) if getattr(self.statement, "is_insert", False) else None
@@ -148,16 +176,17 @@ def _compile(statement: Executable, dialect: Dialect, columns: frozenset[str] | 
         )
     names = tuple(compiled.positiontup or ())
     binds = [compiled.binds[name] for name in names]
-    converters = (
-        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in _columns_of(statement)
-    )
-    results = tuple(converters)
+    result_types = tuple(column.type.dialect_impl(dialect) for column in _columns_of(statement))
+    # SQLite reports no type codes; PostgreSQL's processors need them (`_Compiled.converters`).
+    results = tuple(kind.result_processor(dialect, None) for kind in result_types) if dialect.name == "sqlite" else ()
     return _Compiled(
         sql=compiled.string,
         names=names,
         fixed=tuple(_GIVEN if bind.required else bind.effective_value for bind in binds),
         binds=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
         results=results if any(convert is not None for convert in results) else None,
+        result_types=result_types,
+        by_type_codes={},
     )
 
 
@@ -166,6 +195,44 @@ def _columns_of(statement: Executable) -> list[Any]:
     statement it reads and `.returning()` copies the memo, so a RETURNING statement derived from
     one read here would otherwise have no columns."""
     return list(getattr(copy.copy(statement), "exported_columns", ()))
+
+
+_ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+"""A command tag's row count, as SQLAlchemy's asyncpg cursor reads it."""
+
+
+async def _on_asyncpg(adapter: Any, sql: str, values: Any, many: bool) -> tuple[Sequence[Any], int, tuple[int, ...]]:
+    """Rows, row count and column type codes of `sql` on the adapter's connection, as its cursor
+    runs it: under its lock, in its transaction (begun here if it has not begun), prepared from
+    its statement cache; a driver error raised as the adapter's (DB-API) form of it."""
+    async with adapter._execute_mutex:
+        try:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            if many:
+                await adapter._connection.executemany(sql, values)
+                return [], -1, ()
+            statement, attributes = await adapter._prepare(sql, 0)
+            raw = await statement.fetch(*values)
+        except Exception as error:  # the adapter translates it and raises
+            adapter._handle_exception(error)
+        counted = _ROWCOUNT.match(statement.get_statusmsg() or "")
+        return (
+            raw,
+            int(counted.group(1)) if counted else -1,
+            tuple(attribute.type.oid for attribute in attributes or ()),
+        )
+
+
+def _asyncpg_adapter_in_transaction(connection: AsyncConnection) -> Any:
+    """SQLAlchemy's asyncpg adapter under `connection` when it is in a transaction, not autocommit."""
+    sync = connection.sync_connection
+    if sync is None or sync.closed or sync.invalidated or not sync.in_transaction():
+        return None
+    adapter: Any = sync.connection.dbapi_connection
+    if type(adapter) is not _AsyncpgAdapter or adapter.autocommit:
+        return None
+    return adapter
 
 
 def _sqlite_driver_in_transaction(connection: AsyncConnection) -> LoopSideConnection | None:

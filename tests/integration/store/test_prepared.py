@@ -187,3 +187,22 @@ async def test_a_returning_statement_derived_from_a_prepared_one_names_its_colum
         row = await Prepared(taking).first(db, {"the_sku": "tea", "n": 3})
         assert row is not None
         assert (row.sku, row.quantity) == ("tea", 7)
+
+
+async def test_in_a_transaction_no_statement_goes_through_sqlalchemy_on_any_database(store: Store) -> None:
+    through_sqlalchemy: list[str] = []
+
+    def executed(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        through_sqlalchemy.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", executed)
+    try:
+        async with store.engine.begin() as db:
+            await ADD.executemany(db, ROWS)  # the first statement: on PostgreSQL it begins the transaction
+            assert await TAKE.execute(db, {"the_sku": "tea", "n": 4}) == 1
+            assert await BY_SKU.first(db, {"sku": "tea"}) == ("tea", Decimal("3.50"), 6, NOON)
+            assert through_sqlalchemy == []
+        async with store.engine.connect() as db:  # committed: what ran on the driver was the transaction's
+            assert await BY_SKU.scalar(db, {"sku": "coffee"}) == "coffee"
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
