@@ -164,6 +164,10 @@ class Prepared:
 
 def _compile(statement: Executable, dialect: Dialect, columns: frozenset[str] | None) -> _Compiled:
     compilable: Any = statement  # every Core statement compiles; `Executable` does not say so
+    if getattr(statement, "is_insert", False):
+        # No implicit `RETURNING` of a generated key (SQLAlchemy's, on PostgreSQL): nothing here
+        # reads it, and its rows would not match the statement's declared columns.
+        compilable = compilable.inline()
     compiled: Any = compilable.compile(dialect=dialect, column_keys=sorted(columns) if columns is not None else None)
     defaulted = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
     if defaulted:

@@ -206,3 +206,14 @@ async def test_in_a_transaction_no_statement_goes_through_sqlalchemy_on_any_data
             assert await BY_SKU.scalar(db, {"sku": "coffee"}) == "coffee"
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
+
+
+async def test_an_insert_whose_key_the_database_generates_runs_and_counts_its_row(store: Store) -> None:
+    # SQLAlchemy would add `RETURNING id` for PostgreSQL, to learn the generated key: the
+    # statement's rows and its declared columns must still agree.
+    stamp = Prepared(insert(STAMPED))
+    async with store.engine.begin() as db:
+        assert await stamp.execute(db, {"at": NOON}) == 1
+        await stamp.executemany(db, [{"at": NOON}, {"at": NOON + timedelta(hours=1)}])
+    async with store.engine.connect() as db:
+        assert await Prepared(select(func.count()).select_from(STAMPED)).scalar(db) == 3
