@@ -119,6 +119,8 @@ bench-reliable: $(BENCH_STAMP) services
 	$(BIN)/python bench/reliable_path.py --broker memory --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/reliable_path.py --broker memory --handler core --concurrency 64 --events 5000 --out bench/results/reliable_path.json
 	$(BIN)/python bench/reliable_path.py --broker memory --handler driver --concurrency 64 --events 5000 --out bench/results/reliable_path.json
+	$(BIN)/python bench/reliable_path.py --broker memory --handler prepared --concurrency 64 --events 5000 --event-loop uvloop --out bench/results/reliable_path.json
+	$(BIN)/python bench/reliable_path.py --database postgres --broker memory --handler prepared --concurrency 64 --events 5000 --event-loop uvloop --out bench/results/reliable_path.json
 	$(BIN)/python bench/sqlite_statements.py --out bench/results/sqlite_statements.json
 	$(BIN)/python bench/plot.py
 

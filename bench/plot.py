@@ -24,10 +24,12 @@ VARIANTS = (
     ("", "Tidings\nSQLite broker"),
     ("_memory", "Tidings\nno broker I/O"),
     ("_memory_core_c64", "Tidings, Core,\n64 at a time"),
+    ("_memory_prepared_c64_uvloop", "Tidings, Prepared,\n64, uvloop"),
 )
 """The Tidings runs drawn beside the floor: (suffix of the entry's key, label). The default run
 (embedded SQLite broker, ORM handler, 16 at a time); the in-memory broker (what the floor does:
-database work only); and that with the handler on `ctx.connection` and 64 deliveries at a time."""
+database work only); that with the handler on `ctx.connection` and 64 deliveries at a time; and
+that with the handler's statement `Prepared` (ADR 0036), on uvloop."""
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -266,6 +266,9 @@ async def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/shop.json"))
     args = parser.parse_args()
+    unknown = sorted(set(name.strip() for name in args.configs.split(",")) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configuration {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}
     results["goals"] = {"saturation_orders_per_s": 300, "p99_ms_at_100_per_s": 100}

@@ -11,8 +11,8 @@
 - `tidings.store.relay.Relay`: publishes the outbox through the transport.
 - `tidings.store.retention.InboxRetention`: deletes old inbox ids.
 - `outbox_status(url)`: backlog and age of the oldest unsent event.
-- `Prepared(statement)`: a Core statement compiled once and, on SQLite inside a transaction, run
-  on the driver (a handler's hot path, ADR 0036).
+- `Prepared(statement)`: a Core statement compiled once and, inside a transaction, run on the
+  driver, SQLite's or asyncpg (a handler's hot path, ADR 0036).
 """
 
 from tidings.store import inbox, outbox, parked

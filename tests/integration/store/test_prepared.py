@@ -1,7 +1,7 @@
 """`Prepared` statements (`tidings.store.prepared`, ADR 0036): the same rows, counts, types and
-errors as SQLAlchemy's own execution, on SQLite straight on the driver inside a transaction
-(no trip to aiosqlite's thread), and through SQLAlchemy elsewhere (outside a transaction, and on
-PostgreSQL); refused at compile time where it would be wrong."""
+errors as SQLAlchemy's own execution: inside a transaction on the driver (on SQLite with no trip
+to aiosqlite's thread, on PostgreSQL on SQLAlchemy's asyncpg adapter), through SQLAlchemy outside
+one; refused at compile time where it would be wrong."""
 
 from __future__ import annotations
 
