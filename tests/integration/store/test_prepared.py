@@ -31,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NotSupportedError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.errors import ConfigurationError
@@ -217,3 +217,21 @@ async def test_an_insert_whose_key_the_database_generates_runs_and_counts_its_ro
         await stamp.executemany(db, [{"at": NOON}, {"at": NOON + timedelta(hours=1)}])
     async with store.engine.connect() as db:
         assert await Prepared(select(func.count()).select_from(STAMPED)).scalar(db) == 3
+
+
+async def test_after_a_schema_change_the_statement_is_prepared_again(store: Store) -> None:
+    # On PostgreSQL a prepared statement goes stale when a column's type changes; SQLAlchemy then
+    # prepares its cached statements again, and so must a Prepared one on the same connection.
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no prepared statements across transactions, nor ALTER COLUMN TYPE")
+    async with store.engine.connect() as db:
+        await ADD.executemany(db, ROWS)
+        assert await BY_SKU.first(db, {"sku": "tea"}) == ("tea", Decimal("3.50"), 10, NOON)
+        await db.commit()
+        await db.exec_driver_sql("ALTER TABLE prepared_items ALTER COLUMN quantity TYPE bigint")
+        await db.commit()
+        with pytest.raises(NotSupportedError, match="cached statement plan is invalid"):
+            await BY_SKU.first(db, {"sku": "tea"})  # as SQLAlchemy's own execution raises, once
+        await db.rollback()
+        assert await BY_SKU.first(db, {"sku": "tea"}) == ("tea", Decimal("3.50"), 10, NOON)
+        await db.commit()
