@@ -2,14 +2,14 @@
 `retry(after)` and `dead_letter(reason)` publish before acking the original.
 
 A copy is published with confirms, then the original is acked; a copy that cannot be published
-requeues the original (after a pause, so a persistent failure is no hot loop). Every call here
-is safe on a channel that has gone: the broker has put the message back in its queue already.
+requeues the original (after a pause, so a persistent failure is no hot loop). Acks and requeues
+go through the channel's `ChannelAcks`, which coalesces them (ADR 0037). Every call here is safe
+on a channel that has gone: the broker has put the message back in its queue already.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ from aiormq.abc import DeliveredMessage
 
 from tidings.errors import PublishError
 from tidings.ids import uuid7
+from tidings.transport.rabbitmq.acks import acks_of
 from tidings.transport.rabbitmq.codec import (
     ATTEMPTS,
     DEAD_AT,
@@ -93,14 +94,13 @@ async def park(
 
 
 async def ack(message: DeliveredMessage) -> None:
+    """Ack, coalesced with the channel's other acks of this loop turn (`acks`)."""
     if message.delivery_tag is not None:
-        with contextlib.suppress(*BROKER_ERRORS):  # connection gone: the broker requeued it
-            await message.channel.basic_ack(message.delivery_tag, wait=False)
+        await acks_of(message.channel).ack(message.delivery_tag)
 
 
 async def requeue(message: DeliveredMessage) -> None:
     """Give a message back after a failed copy, after a pause so a persistent failure is no hot loop."""
     await asyncio.sleep(FAILURE_PAUSE)
     if message.delivery_tag is not None and not message.channel.is_closed:
-        with contextlib.suppress(*BROKER_ERRORS):
-            await message.channel.basic_nack(message.delivery_tag, requeue=True, wait=False)
+        await acks_of(message.channel).requeue(message.delivery_tag)
