@@ -7,6 +7,8 @@
   of one key are serialized from the add to the commit, and their ids are in commit order. The
   same statement queues `pg_notify('tidings_outbox', source)`, delivered at commit, which wakes
   the relays of other processes (`listener`).
+- Claims and `add_outbox` are `Prepared`: on a connection in a transaction (the unit of work's)
+  they run on the driver, as a handler's statements do (ADR 0036); on a session, through it.
 - The relay's cycle is two statements in one transaction: `relay_read` locks the source's relay
   row (`FOR UPDATE SKIP LOCKED`: the lock is the relay's turn, see `tidings.store.lease`) and
   reads the batch; `relay_settle` deletes what the broker confirmed and counts it. Both run on
@@ -21,7 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import GenerativeSelect, event, text
+from sqlalchemy import GenerativeSelect, String, event, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from tidings.errors import ConfigurationError
 from tidings.store import tls
 from tidings.store.notify import CHANNEL, Listener
+from tidings.store.prepared import Prepared, Row
 from tidings.store.relay_view import RelayView
 from tidings.store.tables import relay
 
@@ -43,8 +46,9 @@ MIGRATION_LOCK = 1
 
 # Built once: building a statement per call costs more CPU than executing it.
 # The WHERE skips an id claimed before migration 0004 (source ''): one more probe of the key's index.
-_CLAIM = text(
-    """
+_CLAIM = Prepared(
+    text(
+        """
 INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at)
 SELECT CAST(:consumer_group AS varchar), CAST(:source AS varchar), CAST(:event_id AS varchar),
        CAST(:claimed_at AS double precision)
@@ -53,9 +57,11 @@ WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox
 ON CONFLICT DO NOTHING
 RETURNING event_id
 """
+    ).columns(event_id=String)
 )
-_CLAIM_MANY = text(
-    """
+_CLAIM_MANY = Prepared(
+    text(
+        """
 INSERT INTO tidings_inbox (consumer_group, source, event_id, claimed_at)
 SELECT CAST(:consumer_group AS varchar), k.source, k.event_id, CAST(:claimed_at AS double precision)
 FROM unnest(CAST(:sources AS varchar[]), CAST(:event_ids AS varchar[])) AS k(source, event_id)
@@ -64,6 +70,7 @@ WHERE NOT EXISTS (SELECT 1 FROM tidings_inbox
 ON CONFLICT DO NOTHING
 RETURNING source, event_id
 """
+    ).columns(source=String, event_id=String)
 )
 _ENSURE_RELAY_ROW = postgresql.insert(relay).on_conflict_do_nothing()
 # No row: the relay row is missing or another relay's transaction holds it. A row with a NULL id:
@@ -98,8 +105,9 @@ WHERE source = $5 AND EXISTS (SELECT 1 FROM async)
 _LOCK_MIGRATIONS = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
 # The CTE takes the per-key advisory locks and queues the notification; its aggregates finish
 # before the INSERT draws the first id (nextval).
-_ADD = text(
-    """
+_ADD = Prepared(
+    text(
+        """
 WITH gate AS MATERIALIZED (
     SELECT (SELECT count(pg_advisory_xact_lock(:namespace, hashtext(k))::text)
             FROM unnest(CAST(:keys AS text[])) AS k) AS locks,
@@ -112,7 +120,17 @@ FROM gate, unnest(CAST(:sources AS text[]), CAST(:event_ids AS text[]), CAST(:he
                   CAST(:bodies AS bytea[])) AS r(source, event_id, headers, body)
 WHERE gate.locks >= 0 AND gate.notified >= 0
 """
+    )
 )
+
+
+async def _rows(executor: Executor, statement: Prepared, parameters: dict[str, Any]) -> list[Row]:
+    """`statement`'s rows: on the driver on a connection in a transaction (the unit of work's, ADR
+    0036), through SQLAlchemy on a session."""
+    if isinstance(executor, AsyncConnection):
+        return await statement.rows(executor, parameters)
+    result = await executor.execute(statement.statement, parameters)
+    return list(result) if result.returns_rows else []
 
 
 class PostgresDialect:
@@ -148,7 +166,7 @@ class PostgresDialect:
     async def claim(self, executor: Executor, group: str, source: str, event_id: str, claimed_at: float) -> bool:
         """`INSERT ... ON CONFLICT DO NOTHING RETURNING`; True if a row came back (it was new)."""
         parameters = {"consumer_group": group, "source": source, "event_id": event_id, "claimed_at": claimed_at}
-        return (await executor.execute(_CLAIM, parameters)).first() is not None
+        return bool(await _rows(executor, _CLAIM, parameters))
 
     async def claim_many(
         self, executor: Executor, group: str, keys: Sequence[tuple[str, str]], claimed_at: float
@@ -160,7 +178,7 @@ class PostgresDialect:
             "sources": [source for source, _ in keys],
             "event_ids": [event_id for _, event_id in keys],
         }
-        return {(row.source, row.event_id) for row in await executor.execute(_CLAIM_MANY, parameters)}
+        return {(row.source, row.event_id) for row in await _rows(executor, _CLAIM_MANY, parameters)}
 
     async def add_outbox(
         self,
@@ -184,7 +202,7 @@ class PostgresDialect:
             "headers": [headers for headers, _ in encoded],
             "bodies": [body for _, body in encoded],
         }
-        await executor.execute(_ADD, parameters)
+        await _rows(executor, _ADD, parameters)
 
     async def ensure_relay_row(self, session: AsyncSession, source: str) -> None:
         """`INSERT ... ON CONFLICT DO NOTHING` of the source's relay row."""

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tidings.errors import Malformation, MalformedMessage
 from tidings.store import Store, inbox
@@ -27,6 +27,27 @@ async def test_an_id_is_claimed_once_per_group(store: Store) -> None:
     assert not await _claim(store, "orders", "e-1")
     assert await _claim(store, "payments", "e-1")  # every group handles every event once
     assert await _claim(store, "orders", "e-2")
+
+
+async def test_on_a_connection_in_a_transaction_claims_go_through_no_sqlalchemy_statement(store: Store) -> None:
+    # The unit of work's path: on the driver, as its handlers' `Prepared` statements are (ADR 0036).
+    through_sqlalchemy: list[str] = []
+
+    def executed(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        through_sqlalchemy.append(statement)
+
+    assert await _claim(store, "orders", "e-0")
+    event.listen(store.engine.sync_engine, "before_cursor_execute", executed)
+    try:
+        async with store.engine.begin() as connection:
+            assert await inbox.claim(connection, "orders", "test", "e-1")
+            assert not await inbox.claim(connection, "orders", "test", "e-1")
+            keys = [("test", "e-0"), ("test", "e-2"), ("other", "e-2")]
+            assert await inbox.claim_many(connection, "orders", keys) == {("test", "e-2"), ("other", "e-2")}
+            assert through_sqlalchemy == []
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
+    assert not await _claim(store, "orders", "e-2")  # committed
 
 
 async def test_a_rolled_back_claim_is_not_kept(store: Store) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.integration.store.shop import Job
@@ -40,6 +40,24 @@ async def test_committed_rows_come_back_exactly_and_in_order(store: Store) -> No
     rows = await _pending(store)
     assert [row.envelope for row in rows] == first + second
     assert [row.id for row in rows] == sorted(row.id for row in rows)
+
+
+async def test_on_a_connection_in_a_transaction_the_rows_go_through_no_sqlalchemy_statement(store: Store) -> None:
+    # The unit of work's path: on the driver, as its handlers' `Prepared` statements are (ADR 0036).
+    through_sqlalchemy: list[str] = []
+
+    def executed(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        through_sqlalchemy.append(statement)
+
+    batch = _envelopes(3)
+    event.listen(store.engine.sync_engine, "before_cursor_execute", executed)
+    try:
+        async with store.engine.begin() as connection:
+            await outbox.add(connection, batch, owner="worker")
+            assert through_sqlalchemy == []
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
+    assert [row.envelope for row in await _pending(store)] == batch
 
 
 async def test_a_rolled_back_transaction_leaves_no_rows(store: Store) -> None:
