@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import GenerativeSelect, String, event, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from tidings.errors import ConfigurationError
@@ -130,7 +130,7 @@ async def _rows(executor: Executor, statement: Prepared, parameters: dict[str, A
     if isinstance(executor, AsyncConnection):
         return await statement.rows(executor, parameters)
     result = await executor.execute(statement.statement, parameters)
-    return list(result) if result.returns_rows else []
+    return [] if isinstance(result, CursorResult) and not result.returns_rows else list(result)
 
 
 class PostgresDialect:
