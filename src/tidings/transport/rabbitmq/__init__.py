@@ -29,7 +29,8 @@ Modules: `config` (URL, options, legacy mappings), `link` (connection, reconnect
 publishing), `topology` (names, arguments, delay buckets, declarations), `codec` (CloudEvents
 AMQP binding), `translate` (a legacy message through its source's translation), `consumer`
 (subscription), `delivery`, `settlement` (acks, requeues, retry and dead-letter copies),
-`legacy` (forwarding legacy queues), `admin` (dead letters, backlog), `transport` (the port).
+`acks` (a channel's acks coalesced per loop turn, ADR 0037), `legacy` (forwarding legacy
+queues), `admin` (dead letters, backlog), `transport` (the port).
 Only the names below are public.
 """
 
