@@ -5,10 +5,13 @@ a multiple ack covers only deliveries the consumer settled, and each delivery en
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.transport.rabbitmq.acks import Frame, plan
+from tidings.transport.rabbitmq.acks import ChannelAcks, Frame, plan
 
 
 def apply(unacked: set[int], frames: list[Frame], meant: set[int]) -> set[int]:
@@ -32,11 +35,11 @@ def apply(unacked: set[int], frames: list[Frame], meant: set[int]) -> set[int]:
     held=st.sets(st.integers(1, 40), max_size=3),
 )
 def test_every_settlement_lands_once_and_no_frame_covers_an_unsettled_delivery(
-    count: int, order: object, turn_sizes: list[int], requeued: set[int], held: set[int]
+    count: int, order: random.Random, turn_sizes: list[int], requeued: set[int], held: set[int]
 ) -> None:
     held = {tag for tag in held if tag <= count}  # never settled in this run
     tags = [tag for tag in range(1, count + 1) if tag not in held]
-    order.shuffle(tags)  # type: ignore[attr-defined]
+    order.shuffle(tags)
     unacked, floor, settled = set(range(1, count + 1)), 1, set[int]()
     position, turn = 0, 0
     while position < len(tags):
@@ -64,3 +67,19 @@ def test_acks_above_an_unsettled_delivery_go_one_by_one_until_it_settles() -> No
     assert (frames, floor, settled) == ([Frame(2), Frame(3)], 1, {2, 3})
     frames, floor = plan(floor, settled, [1, 5], [])
     assert (frames, floor, settled) == ([Frame(1, multiple=True), Frame(5)], 4, {5})
+
+
+class _BrokenChannel:
+    """A channel whose writes fail with an error no broker raises (a bug): pure logic under test."""
+
+    is_closed = False
+
+    async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
+        raise RuntimeError(f"cannot write ack {tag}")
+
+
+async def test_an_unexpected_error_writing_a_turn_reaches_every_caller_of_that_turn() -> None:
+    channel = _BrokenChannel()
+    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(acks.ack(1), acks.ack(2), return_exceptions=True)
+    assert [str(outcome) for outcome in outcomes] == ["cannot write ack 2", "cannot write ack 2"]

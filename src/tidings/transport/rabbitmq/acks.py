@@ -95,8 +95,11 @@ class ChannelAcks:
         await asyncio.shield(self._turn)  # one caller's cancellation must not cancel the others' wait
 
     async def _write(self) -> None:
-        """Write the turns queued so far, one after the other, so frames keep their planned order."""
+        """Write the turns queued so far, one after the other, so frames keep their planned order.
+        An unexpected error reaches the callers waiting on the turn; a cancellation (shutdown)
+        lets them return, since the channel closes with the deliveries unsettled."""
         turn: asyncio.Future[None] | None = None
+        outcome: Exception | None = None
         try:
             while self._turn is not None:
                 turn, self._turn = self._turn, None
@@ -104,11 +107,16 @@ class ChannelAcks:
                 frames, self._floor = plan(self._floor, self._settled, acks, requeues)
                 await self._send(frames)
                 turn.set_result(None)
+        except Exception as error:
+            outcome = error
         finally:
             self._writer = None
             for waiting in (turn, self._turn):
                 if waiting is not None and not waiting.done():
-                    waiting.set_result(None)  # cancelled at shutdown: the channel closes unsettled
+                    if outcome is None:
+                        waiting.set_result(None)
+                    else:
+                        waiting.set_exception(outcome)
             self._turn = None
 
     async def _send(self, frames: list[Frame]) -> None:
