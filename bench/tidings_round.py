@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,24 +30,47 @@ class BenchEvent(Event, type="bench.event", version=1):
 
 class Seconds(float):
     """Wall seconds of a timed phase, carrying the CPU seconds this process spent in it (`cpu`):
-    on a shared machine, CPU per event moves far less with other load than events/s."""
+    on a shared machine, CPU per event moves far less with other load than events/s. `collector`
+    is the part of those the cyclic garbage collector ran, which grows with how many objects
+    outlive a few collections (records read ahead and held until settled, for instance)."""
 
     cpu: float
+    collector: float
 
-    def __new__(cls, wall: float, cpu: float) -> Seconds:
+    def __new__(cls, wall: float, cpu: float, collector: float = 0.0) -> Seconds:
         seconds = super().__new__(cls, wall)
-        seconds.cpu = cpu
+        seconds.cpu, seconds.collector = cpu, collector
         return seconds
+
+
+class _CollectorClock:
+    """Seconds the cyclic garbage collector has run in this process, read through `gc.callbacks`."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
+
+
+_COLLECTOR = _CollectorClock()
 
 
 class Stopwatch:
     """`Stopwatch()` starts; `stop()` gives the `Seconds` since."""
 
     def __init__(self) -> None:
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._wall, self._cpu, self._collector = time.perf_counter(), time.process_time(), _COLLECTOR.total
 
     def stop(self) -> Seconds:
-        return Seconds(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+        return Seconds(
+            time.perf_counter() - self._wall, time.process_time() - self._cpu, _COLLECTOR.total - self._collector
+        )
 
 
 async def tidings_round(
@@ -149,8 +173,9 @@ async def service_round(url: str, args: argparse.Namespace, envelopes: list[Enve
 def summarise(samples: Mapping[str, Mapping[str, Sequence[float]]], baselines: Iterable[str]) -> dict[str, Any]:
     """Medians per runner and kind, the samples behind them, and Tidings relative to each baseline.
 
-    Kinds ending in `_cpu_us` are CPU microseconds per event (lower is better); their relative
-    figure is the baseline's over Tidings', so above 1 means Tidings is cheaper, like events/s."""
+    Kinds ending in `_us` are microseconds per event (CPU, or the garbage collector's part of it;
+    lower is better); their relative figure is the baseline's over Tidings', so above 1 means
+    Tidings is cheaper, like events/s (and 0 when Tidings spent none)."""
     figures: dict[str, Any] = {
         name: {
             **{_figure(kind): round(statistics.median(values), 1) for kind, values in kinds.items()},
@@ -166,10 +191,10 @@ def summarise(samples: Mapping[str, Mapping[str, Sequence[float]]], baselines: I
 
 
 def _figure(kind: str) -> str:
-    return kind if kind.endswith("_cpu_us") else f"{kind}_events_per_s"
+    return kind if kind.endswith("_us") else f"{kind}_events_per_s"
 
 
 def _ratio(tidings: dict[str, Any], baseline: dict[str, Any], kind: str) -> float:
-    if kind.endswith("_cpu_us"):
-        return float(baseline[kind] / tidings[kind])
+    if kind.endswith("_us"):
+        return float(baseline[kind] / tidings[kind]) if tidings[kind] else 0.0
     return float(tidings[_figure(kind)] / baseline[_figure(kind)])

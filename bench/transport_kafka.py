@@ -154,9 +154,10 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
     the others'."""
     rounds = max(1, getattr(args, "rounds", 3))
     names = ["tidings", "tidings-batches", "tidings-service", *BASELINES]
-    kinds = (*KINDS, *(f"{kind}_cpu_us" for kind in KINDS))
+    kinds = (*KINDS, *(f"{kind}_cpu_us" for kind in KINDS), "consume_ack_gc_us")
     samples: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in kinds} for name in names}
-    samples["tidings-service"] = {kind: [] for kind in ("consume_ack", "consume_ack_cpu_us")}  # consumes only
+    consuming = ("consume_ack", "consume_ack_cpu_us", "consume_ack_gc_us")
+    samples["tidings-service"] = {kind: [] for kind in consuming}  # consumes only
     for number in range(rounds):
         order = names[number % len(names) :] + names[: number % len(names)]
         for name in order:
@@ -164,6 +165,7 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
                 consumed = await service_round(url, args, envelopes, f"bench-service-{number}")
                 samples[name]["consume_ack"].append(round(len(envelopes) / consumed))
                 samples[name]["consume_ack_cpu_us"].append(round(consumed.cpu * 1e6 / len(envelopes), 1))
+                samples[name]["consume_ack_gc_us"].append(round(consumed.collector * 1e6 / len(envelopes), 2))
                 continue
             if name.startswith("tidings"):
                 seconds = await tidings(url, args, envelopes, str(number), batched=name == "tidings-batches")
@@ -174,6 +176,7 @@ async def kafka_baselines(url: str, args: argparse.Namespace, envelopes: list[En
             for kind, elapsed in zip(KINDS, seconds, strict=True):
                 samples[name][kind].append(round(len(envelopes) / elapsed))
                 samples[name][f"{kind}_cpu_us"].append(round(elapsed.cpu * 1e6 / len(envelopes), 1))
+            samples[name]["consume_ack_gc_us"].append(round(seconds[1].collector * 1e6 / len(envelopes), 2))
     figures = summarise(samples, BASELINES)
     figures["tidings_batches_relative"] = summarise(
         {"tidings": samples["tidings-batches"], **{name: samples[name] for name in BASELINES}}, BASELINES
