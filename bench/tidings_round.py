@@ -175,7 +175,8 @@ def summarise(samples: Mapping[str, Mapping[str, Sequence[float]]], baselines: I
 
     Kinds ending in `_us` are microseconds per event (CPU, or the garbage collector's part of it;
     lower is better); their relative figure is the baseline's over Tidings', so above 1 means
-    Tidings is cheaper, like events/s (and 0 when Tidings spent none)."""
+    Tidings is cheaper, like events/s. A kind in which Tidings spent nothing (no collection ran
+    in its rounds) has no ratio, and is left out of the relative figures rather than shown as 0."""
     figures: dict[str, Any] = {
         name: {
             **{_figure(kind): round(statistics.median(values), 1) for kind, values in kinds.items()},
@@ -184,7 +185,11 @@ def summarise(samples: Mapping[str, Mapping[str, Sequence[float]]], baselines: I
         for name, kinds in samples.items()
     }
     figures["tidings_relative"] = {
-        name: {kind: round(_ratio(figures["tidings"], figures[name], kind), 2) for kind in samples["tidings"]}
+        name: {
+            kind: round(ratio, 2)
+            for kind in samples["tidings"]
+            if (ratio := _ratio(figures["tidings"], figures[name], kind)) is not None
+        }
         for name in baselines
     }
     return figures
@@ -194,7 +199,7 @@ def _figure(kind: str) -> str:
     return kind if kind.endswith("_us") else f"{kind}_events_per_s"
 
 
-def _ratio(tidings: dict[str, Any], baseline: dict[str, Any], kind: str) -> float:
+def _ratio(tidings: dict[str, Any], baseline: dict[str, Any], kind: str) -> float | None:
     if kind.endswith("_us"):
-        return float(baseline[kind] / tidings[kind]) if tidings[kind] else 0.0
+        return float(baseline[kind] / tidings[kind]) if tidings[kind] else None
     return float(tidings[_figure(kind)] / baseline[_figure(kind)])
