@@ -23,6 +23,10 @@ from tidings.transport import Delivery, Subscription, Transport, connect
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 10.0
 """Deadline for anything that should happen promptly (a published event arriving)."""
+BACKLOG_TIMEOUT = 30.0
+"""Deadline for a backlog figure to catch up: RabbitMQ's comes from the statistics its queues
+emit every 5 s, and a queue made during the test (a delay queue) first shows a count a whole
+interval later, longer when other tests keep the broker busy (one CI run saw more than 10 s)."""
 REDELIVERY_TIMEOUT = 20.0
 """Deadline for a delivery to come back after its consumer died (lease or session timeout)."""
 T = TypeVar("T")
