@@ -112,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 2
                 replicas = _replicas(args.replicas)
                 return asyncio.run(up(settings, services=services, replicas=replicas, log_level=args.log_level))
-            if args.command == "load":
-                return asyncio.run(_load(settings, args, Console()))
+            if args.command == "load":  # on the shop's loop: it shares the machine with what it measures
+                from services.kit.service import event_loop_factory
+
+                with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+                    return runner.run(_load(settings, args, Console()))
             if args.command == "check":
                 return asyncio.run(_check(settings, args.wait, delivery=not args.business_only))
             if args.command == "demo":
