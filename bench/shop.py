@@ -251,14 +251,17 @@ def _pids(settings: Settings) -> dict[str, int]:
 
 async def _drained(settings: Settings, *, within: float = 120.0) -> None:
     """Wait until every group of the shop has acked everything (two readings in a row, a second
-    apart; RabbitMQ's figures are its statistics, a few seconds old): downstream work is done."""
+    apart; RabbitMQ's figures are its statistics, a few seconds old): downstream work is done.
+    Says so if it never is, since the CPU figures read after it then include the wait."""
     transport = await connect(settings.broker_url())
     try:
-        deadline, zeros = time.monotonic() + within, 0
+        deadline, zeros, backlog = time.monotonic() + within, 0, {}
         while zeros < 2 and time.monotonic() < deadline:
             backlog = await transport.backlog()
             zeros = zeros + 1 if not any(backlog.values()) else 0
             await asyncio.sleep(1.0)
+        if zeros < 2:
+            print(f"  not drained after {within:g} s: backlog {backlog}")
     finally:
         await transport.close()
 
