@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ from typing import Any
 
 import faststream_peer  # type: ignore[import-not-found]  # bench/ is the script's folder
 import raw_floor  # type: ignore[import-not-found]
+from collector import COLLECTOR  # type: ignore[import-not-found]
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from services.kit.service import event_loop_factory
@@ -40,6 +42,7 @@ from services.settings import EVENT_LOOPS
 from tidings.context import Context
 from tidings.envelope import Envelope
 from tidings.events import Event
+from tidings.runtime.heap import freeze_start_up_heap
 from tidings.service import Service
 from tidings.store import Prepared, Store
 from tidings.store.outbox import OutboxRow
@@ -232,6 +235,11 @@ async def phase(
         profiler.start()
     started, cpu_started = time.perf_counter(), time.process_time()
     await bench.start()
+    if args.freeze_heap:  # what `Service.run()` does once started (ADR 0038)
+        freeze_start_up_heap()
+    collected = COLLECTOR.total
+    full_collections = COLLECTOR.full_collections
+    COLLECTOR.reset_longest()
     bench.relay.on_published = on_published  # type: ignore[union-attr]
     producer = asyncio.create_task(produce(transport, inputs, rate)) if rate else None
     handled_at = None
@@ -240,6 +248,12 @@ async def phase(
             handled_at = time.perf_counter()
         await asyncio.sleep(0.005)
     finished, cpu_used = time.perf_counter(), time.process_time() - cpu_started
+    collector = {
+        "collector_us_per_event": round(1e6 * (COLLECTOR.total - collected) / events, 1),
+        "longest_collection_ms": round(1000 * COLLECTOR.longest, 1),
+        "full_collections": COLLECTOR.full_collections - full_collections,
+        "heap_frozen": args.freeze_heap,
+    }
     if profiler is not None:
         profiler.stop()
         print(profiler.output_text(unicode=True, color=False, show_all=False))
@@ -247,6 +261,7 @@ async def phase(
         await producer
     relay_stats = dict(bench.relay.stats)  # type: ignore[union-attr]
     await bench.stop()
+    gc.unfreeze()  # each phase starts as a fresh service process would; the floor is never frozen
     backlog = await transport.backlog()
     settle_by = time.monotonic() + 15  # RabbitMQ's counts lag its acks by a few seconds
     while backlog.get("bench") and time.monotonic() < settle_by:
@@ -262,6 +277,7 @@ async def phase(
         "cycle_ms": _spread(cycles),
         "cpu_ms_per_event": round(1000 * cpu_used / events, 3),
         "mean_relay_batch": round(events / max(1, relay_stats.get("batches", 1)), 1),
+        **collector,
     }
     if rate:
         result["rate_events_per_s"] = rate
@@ -385,6 +401,12 @@ def main() -> None:
         default="asyncio",
         help="the loop of the whole run: Tidings, the raw floor and the peer alike (ADR 0034)",
     )
+    parser.add_argument(
+        "--no-freeze-heap",
+        dest="freeze_heap",
+        action="store_false",
+        help="leave the collector alone after the service started (`Service.run()` freezes the heap, ADR 0038)",
+    )
     parser.add_argument("--postgres", default=POSTGRES, help="admin URL of the PostgreSQL server")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the run")
     parser.add_argument("--out", type=Path, help="merge the figures into this JSON file")
@@ -407,6 +429,11 @@ def main() -> None:
         print(
             f"{'':<10}at {paced['rate_events_per_s']}/s: commit to cycle start p50/p99 {wait['p50']}/{wait['p99']} ms,"
             f" cycle (read, publish, confirm) {cycle['p50']}/{cycle['p99']} ms"
+        )
+        print(
+            f"{'':<10}collector ({'heap frozen' if args.freeze_heap else 'heap not frozen'}):"
+            f" {saturated['collector_us_per_event']} µs/event saturated, {saturated['full_collections']} full,"
+            f" longest pause {saturated['longest_collection_ms']}/{paced['longest_collection_ms']} ms saturated/paced"
         )
         floors = ", ".join(f"{f['one_per_transaction']['events_per_s']:,}" for f in result["floor"])
         print(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from collector import COLLECTOR  # type: ignore[import-not-found]  # bench/ is the script's folder
 
 from tidings.context import Context
 from tidings.envelope import Envelope
@@ -43,33 +44,15 @@ class Seconds(float):
         return seconds
 
 
-class _CollectorClock:
-    """Seconds the cyclic garbage collector has run in this process, read through `gc.callbacks`."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self._started = 0.0
-        gc.callbacks.append(self._observe)
-
-    def _observe(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.total += time.perf_counter() - self._started
-
-
-_COLLECTOR = _CollectorClock()
-
-
 class Stopwatch:
     """`Stopwatch()` starts; `stop()` gives the `Seconds` since."""
 
     def __init__(self) -> None:
-        self._wall, self._cpu, self._collector = time.perf_counter(), time.process_time(), _COLLECTOR.total
+        self._wall, self._cpu, self._collector = time.perf_counter(), time.process_time(), COLLECTOR.total
 
     def stop(self) -> Seconds:
         return Seconds(
-            time.perf_counter() - self._wall, time.process_time() - self._cpu, _COLLECTOR.total - self._collector
+            time.perf_counter() - self._wall, time.process_time() - self._cpu, COLLECTOR.total - self._collector
         )
 
 

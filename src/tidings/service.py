@@ -246,11 +246,11 @@ class Service:
             await self._endpoint.wait_closed()
             self._endpoint = None
 
-    async def run(self) -> None:
-        """Run until SIGTERM or SIGINT, then drain and return (the process exits 0). A background task
-        dying under a `Stop` policy (the consumer, by default) stops the service too: `run` then
-        raises `BackgroundTaskFailed`, whose `exit_code` `tidings run` exits with."""
-        await run_until_stopped(self.start, self.stop, self.supervisor)
+    async def run(self, *, freeze_heap: bool = True) -> None:
+        """Run until SIGTERM or SIGINT, then drain and return; a background task dying under `Stop` (the consumer,
+        by default) raises `BackgroundTaskFailed`, whose `exit_code` `tidings run` exits with. Once started it freezes
+        the heap: full collections skip what lives as long as the process (ADR 0038), unless `freeze_heap=False`."""
+        await run_until_stopped(self.start, self.stop, self.supervisor, freeze_heap=freeze_heap)
 
     async def __aenter__(self) -> Service:
         await self.start()

@@ -6,13 +6,19 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 
+from tidings.runtime.heap import freeze_start_up_heap
 from tidings.runtime.supervisor import Supervisor
 
 
 async def run_until_stopped(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]], supervisor: Supervisor
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    supervisor: Supervisor,
+    *,
+    freeze_heap: bool = False,
 ) -> None:
-    """`start()`, wait for a signal or a failure, then always `stop()`; raises the failure, if any."""
+    """`start()`, wait for a signal or a failure, then always `stop()`; raises the failure, if any.
+    With `freeze_heap`, the heap alive once started is frozen (`freeze_start_up_heap`)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -20,6 +26,8 @@ async def run_until_stopped(
     waiters: list[asyncio.Task[object]] = []
     try:
         await start()
+        if freeze_heap:
+            freeze_start_up_heap()
         waiters = [asyncio.create_task(stopping.wait()), asyncio.create_task(supervisor.wait_failed())]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
