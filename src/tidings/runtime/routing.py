@@ -65,8 +65,7 @@ class Routes:
                 raise HandledElsewhere(unknown)
             raise MalformedMessage(Malformation.UNKNOWN_TYPE, unknown)
         known = self.registry.event_class(envelope.type).event_version
-        if envelope.version > known:
-            raise HandledElsewhere(
-                f"{envelope.type!r} version {envelope.version} is newer than the known version {known}"
-            )
-        return envelope, self.registry.decode(envelope.type, envelope.version, envelope.data)
+        version = envelope.version  # parsed from `dataschema` on each read
+        if version > known:
+            raise HandledElsewhere(f"{envelope.type!r} version {version} is newer than the known version {known}")
+        return envelope, self.registry.decode(envelope.type, version, envelope.data)
