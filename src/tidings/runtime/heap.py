@@ -5,9 +5,8 @@ from __future__ import annotations
 import gc
 
 
-def freeze_start_up_heap() -> int:
-    """Collect once, then move every object alive to the collector's permanent generation;
-    returns how many objects are frozen.
+def freeze_start_up_heap() -> None:
+    """Collect once, then move every object alive to the collector's permanent generation.
 
     Why: a started service holds about a hundred thousand objects that live as long as the
     process (modules, classes, pools, compiled statements), and every full collection would walk
@@ -17,4 +16,3 @@ def freeze_start_up_heap() -> int:
     """
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()

@@ -15,7 +15,7 @@ async def run_until_stopped(
     stop: Callable[[], Awaitable[None]],
     supervisor: Supervisor,
     *,
-    freeze_heap: bool = False,
+    freeze_heap: bool,
 ) -> None:
     """`start()`, wait for a signal or a failure, then always `stop()`; raises the failure, if any.
     With `freeze_heap`, the heap alive once started is frozen (`freeze_start_up_heap`)."""
